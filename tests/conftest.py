@@ -1,0 +1,84 @@
+"""Fixtures shared by every test module.
+
+Waits are bounded polls (`wait_until`), servers bind 127.0.0.1 on free ports,
+and the PostgreSQL fixture skips with a reason on a machine without a server,
+but fails under ``CI=true`` so that CI can never pass without the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+T = TypeVar("T")
+
+DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.005, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The DSN of a reachable PostgreSQL server (``HOTMOD_TEST_DSN``)."""
+    dsn = os.environ.get("HOTMOD_TEST_DSN", DEFAULT_DSN)
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn, connect_timeout=3) as conn:
+            conn.execute("select 1")
+    except Exception as exc:  # any failure to reach the server means the same thing here
+        reason = f"PostgreSQL not reachable at {dsn} ({type(exc).__name__}: {exc})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{reason}; CI=true requires the database tests to run", pytrace=False)
+        pytest.skip(reason)
+    return dsn
+
+
+@pytest.fixture
+def clean_modules() -> Iterator[None]:
+    """Remove from ``sys.modules`` every module a test imported from its tmp_path."""
+    before = set(sys.modules)
+    saved_path = list(sys.path)
+    yield
+    for name in set(sys.modules) - before:
+        del sys.modules[name]
+    sys.path[:] = saved_path
+
+
+@pytest.fixture
+def project(tmp_path: Path, clean_modules: None) -> Path:
+    """A temporary watched root, first on ``sys.path``, with a unique package name space."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    sys.path.insert(0, str(root))
+    return root
