@@ -1,0 +1,36 @@
+"""hotmod's engine: reload changed modules into fresh module objects, one atomic
+generation at a time, with mod_python 3.3's ``__mp_clone__``/``__mp_purge__`` hooks.
+
+Knows nothing of WSGI: :class:`Reloader` loads any ``"module:attribute"`` target.
+See docs/api.md and docs/hooks.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._engine import ReloadEvent, Reloader
+from ._generation import Generation
+from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
+
+__all__ = [
+    "ChangeBatch",
+    "Generation",
+    "HotmodError",
+    "LoadFailure",
+    "ReloadError",
+    "ReloadEvent",
+    "Reloader",
+    "SourceChanged",
+    "TargetError",
+    "Watcher",
+]
+
+
+def __getattr__(name: str) -> Any:
+    # The watcher pulls in watchdog: imported on first use only.
+    if name in ("Watcher", "ChangeBatch"):
+        from . import _watcher
+
+        return getattr(_watcher, name)
+    raise AttributeError(f"module 'reloader' has no attribute {name!r}")

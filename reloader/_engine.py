@@ -1,0 +1,1058 @@
+"""The engine: loads a target, plans reloads, swaps generations, retires and purges."""
+
+from __future__ import annotations
+
+import fnmatch
+import gc
+import heapq
+import inspect
+import itertools
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType, FunctionType, ModuleType
+from typing import Any
+
+from ._generation import CURRENT, DRAINING, RETIRED, Generation
+from ._graph import Graph, resolve_refs
+from ._loader import TOKEN, InstanceToken, Source, Stage
+from ._roots import Roots
+from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
+
+log = logging.getLogger("hotmod")
+
+_TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
+
+#: Engines alive in this process (for fork hooks and for sharing sys.modules).
+_engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
+#: Staging touches sys.modules: one stage at a time in the process, whatever engine.
+_staging_lock = threading.RLock()
+#: Bumped in every forked child; an engine compares it with the value it last saw.
+_fork_epoch = [0]
+
+
+@dataclass(frozen=True)
+class ReloadEvent:
+    """What happened, published to subscribers (see :meth:`Reloader.subscribe`)."""
+
+    kind: str  # "reloaded" | "failed" | "retired" | "leaked" | "drain_warning" | "drain_timeout"
+    generation: int
+    modules: tuple[str, ...] = ()
+    importers: int = 0
+    duration_ms: float = 0.0
+    failure: LoadFailure | None = None
+    time: float = field(default_factory=time.time)
+    detail: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["modules"] = list(self.modules)
+        return out
+
+
+@dataclass
+class _Replaced:
+    """An instance that a generation no longer holds, waiting for every generation
+    that did hold it (numbers ``born`` to ``until - 1``) to retire."""
+
+    module: ModuleType
+    name: str
+    born: int
+    until: int
+    purge: bool  # nothing was handed over: its __mp_purge__ is due
+
+
+def parse_target(target: str) -> tuple[str, str, bool]:
+    match = _TARGET.match(target.strip())
+    if match is None:
+        raise TargetError(
+            f"target {target!r} is not of the form 'package.module:attribute' or"
+            " 'package.module:factory()'"
+        )
+    return match["module"], match["attr"], bool(match["call"])
+
+
+def default_root(module: str) -> Path:
+    """The top-level package's own folder, or the folder of a single-module target."""
+    top = module.partition(".")[0]
+    spec = None
+    for finder in sys.meta_path:
+        find = getattr(finder, "find_spec", None)
+        if find is not None and (spec := find(top, None, None)) is not None:
+            break
+    if spec is None:
+        raise TargetError(
+            f"cannot find module {top!r} (searched sys.path: {', '.join(sys.path[:4])}, ...);"
+            " run from the folder that holds it, or pass its folder to watch"
+        )
+    if spec.submodule_search_locations:
+        return Path(list(spec.submodule_search_locations)[0])
+    if spec.origin and spec.has_location:
+        return Path(spec.origin).parent
+    raise TargetError(f"module {top!r} is built in or has no source file: it cannot be reloaded")
+
+
+class _Janitor:
+    """One background thread that runs retirements, purges and leak checks, so that
+    no hook ever runs on a request thread or while a request's lock is held."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._cond = threading.Condition()  # guards _tasks, _busy, _thread
+        self._tasks: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        self._busy = False
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    def submit(self, fn: Callable[[], None], delay: float = 0.0) -> None:
+        with self._cond:
+            if self._stopping:
+                return
+            heapq.heappush(self._tasks, (time.monotonic() + delay, next(self._seq), fn))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if self._stopping and not self._tasks:
+                        return
+                    if self._tasks:
+                        wait = self._tasks[0][0] - time.monotonic()
+                        if wait <= 0 or self._stopping:
+                            _, _, fn = heapq.heappop(self._tasks)
+                            self._busy = True
+                            break
+                    else:
+                        wait = None
+                    self._cond.wait(wait)
+            try:
+                fn()
+            except Exception:
+                log.exception("hotmod janitor task failed")
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._tasks or self._busy:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with self._cond:
+            self._stopping = True
+            # Leak checks scheduled for later are pointless at shutdown; due work runs.
+            now = time.monotonic()
+            self._tasks = [t for t in self._tasks if t[0] <= now]
+            heapq.heapify(self._tasks)
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    def after_fork(self) -> None:
+        self._cond = threading.Condition()
+        self._thread = None
+        self._busy = False
+
+
+class Reloader:
+    """Loads a WSGI target from watched roots and reloads what changes into fresh
+    module objects, one atomic generation at a time.
+
+    :param target: ``"package.module:attribute"`` or ``"package.module:factory()"``.
+    :param roots: watched roots; default: the target's top-level package folder (the
+        module's folder for a single-module target). Roots inside the standard
+        library or site-packages are refused with :class:`ValueError`.
+    :param exclude: glob patterns (matched against the path relative to its root and
+        against the file name) of files never reloaded.
+    :param extra: glob patterns of non-Python files whose change reloads the modules
+        that opened them while executing (or the target's module if none did).
+    :param drain_warning: seconds after which a generation still draining is logged
+        once as a WARNING (and published as a ``drain_warning`` event).
+    :param drain_timeout: seconds after which a generation still draining is retired
+        anyway and its due purge hooks run; ``None`` (default) waits forever.
+    :param leak_check_delay: seconds between a retirement and the garbage collection
+        that checks its replaced instances are gone.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        roots: Sequence[str | os.PathLike[str]] | None = None,
+        exclude: Sequence[str] = (),
+        extra: Sequence[str] = (),
+        drain_warning: float | None = 60.0,
+        drain_timeout: float | None = None,
+        leak_check_delay: float = 1.0,
+        history: int = 50,
+    ) -> None:
+        self.target = target
+        self._module_name, self._attr, self._call = parse_target(target)
+        for name, value in (("drain_warning", drain_warning), ("drain_timeout", drain_timeout)):
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        if leak_check_delay < 0:
+            raise ValueError(f"leak_check_delay must be >= 0, not {leak_check_delay!r}")
+        if roots is None:
+            roots = [default_root(self._module_name)]
+        self.roots = Roots(roots, exclude=exclude)
+        self.exclude = tuple(exclude)
+        self.extra = tuple(extra)
+        self.drain_warning = drain_warning
+        self.drain_timeout = drain_timeout
+        self.leak_check_delay = leak_check_delay
+
+        # Serializes load/reload/close, and is held across fork() so that no child
+        # inherits a half-swapped sys.modules. Re-entrant: module code may fork.
+        self._reload_lock = threading.RLock()
+        # Guards the fields below it; never held while user code runs.
+        self._state_lock = threading.Lock()
+        self._current: Generation | None = None
+        self._live: dict[int, Generation] = {}
+        self._replaced: list[_Replaced] = []
+        self._born: dict[str, int] = {}
+        self._history: deque[dict[str, Any]] = deque(maxlen=history)
+        self._leaked: list[dict[str, Any]] = []
+        self._counts = dict.fromkeys(
+            ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors"), 0
+        )
+        self._pending: set[str] = set()
+        # Owned by the reload path (under _reload_lock).
+        self._graph = Graph()
+        self._files: dict[str, str] = {}  # module name → real path of its file
+        self._paths: dict[str, str] = {}  # real path → module name
+        self._digests: dict[str, str | None] = {}  # module name → content hash loaded
+        self._signatures: dict[str, tuple[int, int, int]] = {}
+        self._readers: dict[str, set[str]] = {}  # extra file → modules that opened it
+        self._empty_seen: dict[str, tuple[int, int, int]] = {}
+        # Written from any thread (atomic set/dict operations), read by the reload path.
+        self._tops: dict[str, bool] = {}
+        self._strays: set[str] = set()
+
+        self.last_error: LoadFailure | None = None
+        self._subscribers: list[Callable[[ReloadEvent], None]] = []
+        self._frozen = False
+        self._closed = False
+        self._watcher: Any = None
+        self._watch_options: dict[str, Any] | None = None
+        self._epoch = _fork_epoch[0]
+        self._janitor = _Janitor(f"hotmod-janitor-{id(self):x}")
+        self._purged: weakref.WeakSet[ModuleType] = weakref.WeakSet()
+        self._purge_lock = threading.Lock()  # one purge at a time, each instance once
+        _engines.add(self)
+
+    def __repr__(self) -> str:
+        gen = self._current
+        state = "closed" if self._closed else ("frozen" if self._frozen else "open")
+        number = gen.number if gen is not None else "-"
+        return f"<Reloader {self.target!r} generation {number} {state}>"
+
+    # -- public API ---------------------------------------------------------------
+
+    @property
+    def current(self) -> Generation:
+        """The current generation (raises :class:`HotmodError` before :meth:`load`)."""
+        gen = self._current
+        if gen is None:
+            raise HotmodError(f"{self!r} has no generation yet: call load() first")
+        return gen
+
+    @property
+    def frozen(self) -> bool:
+        return self._frozen
+
+    def load(self) -> Generation:
+        """Import the target as generation 1 (idempotent)."""
+        with self._reload_lock:
+            self._check_open()
+            if self._current is not None:
+                return self._current
+            try:
+                self._run_plan([self._module_name], {}, set(), changed=set(), first=True)
+            except ReloadError as exc:
+                missing = exc.failure.type == "ModuleNotFoundError" and exc.failure.file is None
+                if missing:
+                    raise TargetError(
+                        f"cannot import target module {self._module_name!r}:"
+                        f" {exc.failure.message}"
+                    ) from None
+                raise
+            return self.current
+
+    def reload(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> int:
+        """Reload synchronously and return the current generation's number.
+
+        With no ``paths``, finds changed module files itself (stat signature, then
+        content hash). Paths given are reloaded even if their content is unchanged.
+        Raises :class:`ReloadError` if the plan failed (nothing changes then).
+        """
+        if paths is None:
+            try:
+                return self._reload(None, force=False)
+            except SourceChanged as exc:
+                log.info("%s; it will be loaded once it is complete", exc)
+                return self.current.number
+        wanted = [os.fspath(p) for p in paths]
+        for attempt in range(3):
+            try:
+                return self._reload(wanted, force=True)
+            except SourceChanged:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def acquire(self) -> Generation:
+        """Enter the current generation for one request; pair with ``exit()``."""
+        for _ in range(1000):
+            gen = self._current
+            if gen is None:
+                raise HotmodError(f"{self!r} has no generation: call load() first")
+            if gen.enter():
+                return gen
+            if self._closed:
+                raise HotmodError(f"{self!r} is closed")
+        raise HotmodError("could not enter a generation: reloads are retiring them continuously")
+
+    def subscribe(self, fn: Callable[[ReloadEvent], None]) -> Callable[[], None]:
+        """Call ``fn(event)`` after each reload, failure, retirement, leak and drain
+        warning/timeout. Returns a function that unsubscribes."""
+        self._subscribers = [*self._subscribers, fn]
+
+        def unsubscribe() -> None:
+            self._subscribers = [f for f in self._subscribers if f is not fn]
+
+        return unsubscribe
+
+    def freeze(self) -> None:
+        """Stop reloading on file changes; changes are kept as pending until thaw()."""
+        self._frozen = True
+
+    def thaw(self) -> int:
+        """Resume reloading and load what changed while frozen."""
+        self._frozen = False
+        with self._state_lock:
+            pending, self._pending = self._pending, set()
+        if not pending:
+            return self.current.number
+        return self._reload(sorted(pending), force=False)
+
+    def graph(self) -> dict[str, list[str]]:
+        """Each reloadable module of the current generation → the modules it imports."""
+        with self._reload_lock:
+            return self._graph.snapshot(self.current.modules)
+
+    def files(self) -> dict[Path, str]:
+        with self._reload_lock:
+            return {Path(p): name for p, name in self._paths.items()}
+
+    def stats(self) -> dict[str, Any]:
+        with self._state_lock:
+            gen = self._current
+            draining = [
+                {
+                    "generation": g.number,
+                    "in_flight": g.in_flight,
+                    "since": None if g.superseded_at is None else
+                    time.time() - (time.monotonic() - g.superseded_at),
+                }
+                for g in sorted(self._live.values(), key=lambda g: g.number)
+                if g.state == DRAINING
+            ]
+            return {
+                "generation": gen.number if gen is not None else 0,
+                "frozen": self._frozen,
+                "closed": self._closed,
+                "pending": sorted(self._pending),
+                "draining": draining,
+                "history": list(self._history),
+                "leaked": list(self._leaked),
+                "last_error": self.last_error.as_dict() if self.last_error else None,
+                **self._counts,
+            }
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until due retirements, purges and leak checks have run."""
+        return self._janitor.wait_idle(timeout)
+
+    # -- watching -----------------------------------------------------------------
+
+    def watch(self, **options: Any) -> None:
+        """Start the file watcher (see :class:`reloader.Watcher` for ``options``);
+        its reloads run on the watcher's one dispatch thread."""
+        from ._watcher import Watcher
+
+        with self._reload_lock:
+            self._check_open()
+            if self._watcher is not None:
+                return
+            self._watch_options = dict(options)
+            self._watcher = Watcher(
+                list(self.roots.paths),
+                on_change=self._on_batch,
+                extra=self.extra,
+                exclude=self.exclude,
+                **options,
+            )
+            self._watcher.start()
+
+    def unwatch(self) -> None:
+        watcher, self._watcher = self._watcher, None
+        if watcher is not None:
+            watcher.stop()
+
+    @property
+    def watcher(self) -> Any:
+        return self._watcher
+
+    def check_fork(self) -> bool:
+        """Cheap. In a forked child (first call after fork) restart the watcher and
+        reload what changed since the parent loaded it. True if a fork was handled."""
+        if self._epoch == _fork_epoch[0]:
+            return False
+        with self._reload_lock:
+            if self._epoch == _fork_epoch[0]:
+                return False
+            self._epoch = _fork_epoch[0]
+            self._watcher = None  # its threads did not survive fork()
+            if self._watch_options is not None and not self._closed:
+                self.watch(**self._watch_options)
+        self._janitor.submit(self._catch_up)
+        return True
+
+    def _catch_up(self) -> None:
+        try:
+            self.reload()
+        except ReloadError:
+            pass  # logged and published by _reload
+
+    def _on_batch(self, batch: Any) -> None:
+        try:
+            self._reload(
+                sorted(batch.paths),
+                force=False,
+                still_valid=batch.still_valid,
+                empty_ok=batch.closed,
+            )
+        except SourceChanged as exc:
+            log.debug("%s; retrying after the tree settles", exc)
+            batch.retry()
+        except ReloadError:
+            pass  # logged and published by _reload
+        except HotmodError as exc:
+            log.warning("%s", exc)
+
+    # -- shutdown -----------------------------------------------------------------
+
+    def close(self) -> None:
+        """Retire every generation and purge the current one, importers before the
+        modules they import; stop the watcher and the janitor. Twice is harmless."""
+        with self._reload_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.unwatch()
+        self._janitor.stop()
+        with self._state_lock:
+            live = sorted(self._live.values(), key=lambda g: g.number)
+            current = self._current
+        order = self._graph.order(current.modules) if current is not None else []
+        modules = current.modules if current is not None else {}
+        for gen in live:
+            gen._force_retire()
+        self._retire(live, leak_check=False)
+        for name in reversed(order):
+            module = modules.get(name)
+            if module is not None:
+                self._purge(module, name)
+        with self._state_lock:
+            self._live.clear()
+        self._forget_sys_modules(modules)
+        _engines.discard(self)
+
+    def _forget_sys_modules(self, modules: Any) -> None:
+        """Point ``sys.modules`` at another live engine's instance where one exists,
+        so that closing one engine never breaks another one serving the same app."""
+        others = [e for e in list(_engines) if e is not self and e._current is not None]
+        for name, module in modules.items():
+            if sys.modules.get(name) is not module:
+                continue
+            for other in others:
+                replacement = other._current.modules.get(name) if other._current else None
+                if replacement is not None:
+                    sys.modules[name] = replacement
+                    break
+            else:
+                del sys.modules[name]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise HotmodError(f"{self!r} is closed")
+
+    # -- reloading ----------------------------------------------------------------
+
+    def _reload(
+        self,
+        paths: Sequence[str] | None,
+        *,
+        force: bool,
+        still_valid: Callable[[], bool] | None = None,
+        empty_ok: Collection[Path | str] = (),
+    ) -> int:
+        with self._reload_lock:
+            self._check_open()
+            if self._current is None:
+                self.load()
+            if self._frozen and not force:
+                changed = self._find_changed(paths, force=False, empty_ok=empty_ok, probe=True)
+                with self._state_lock:
+                    self._pending.update(self._files.get(n, n) for n in changed[0] | changed[1])
+                return self.current.number
+            changed_names, deleted, sources = self._find_changed(paths, force, empty_ok)
+            if not changed_names and not deleted:
+                return self.current.number
+            base = self.current.modules
+            plan = self._graph.plan(changed_names | deleted, base)
+            plan = [m for m in plan if m not in deleted]
+            for name in changed_names:
+                if name not in plan:
+                    plan.append(name)  # a stray adopted in this reload
+            return self._run_plan(plan, sources, deleted, changed=changed_names, still_valid=still_valid)
+
+    def _find_changed(
+        self,
+        paths: Sequence[str] | None,
+        force: bool,
+        empty_ok: Collection[Path | str] = (),
+        probe: bool = False,
+    ) -> tuple[set[str], set[str], dict[str, Source]]:
+        """Map changed files to module names: (changed, deleted, sources read)."""
+        self._adopt_strays()
+        if paths is None:
+            names: set[str] = set(self._files)
+            force = False
+        else:
+            names = set()
+            for path in paths:
+                real = os.path.realpath(path)
+                name = self._paths.get(real)
+                if name is not None:
+                    names.add(name)
+                elif any(fnmatch.fnmatch(os.path.basename(real), p) or fnmatch.fnmatch(real, p)
+                         for p in self.extra) or real in self._readers:
+                    if self.roots.contains(real):
+                        names.update(self._readers.get(real) or {self._module_name})
+                        force = True  # the module's own source did not change
+        empty = {os.path.realpath(p) for p in empty_ok}
+        changed: set[str] = set()
+        deleted: set[str] = set()
+        sources: dict[str, Source] = {}
+        for name in sorted(names):
+            path = self._files.get(name)
+            if path is None:
+                continue
+            try:
+                if not force and paths is None:
+                    st = os.stat(path)
+                    if (st.st_size, st.st_mtime_ns, st.st_ino) == self._signatures.get(name):
+                        continue
+                source = Source.read(path)
+            except FileNotFoundError:
+                deleted.add(name)
+                continue
+            if not force and source.digest == self._digests.get(name):
+                self._signatures[name] = source.signature
+                continue
+            if probe:
+                changed.add(name)
+                continue
+            if not source.data and self._signatures.get(name, (0,))[0] > 0 and path not in empty:
+                # Non-empty before, empty now: most likely an in-place save between its
+                # truncate and its write. Believe it only when seen twice in one state.
+                if self._empty_seen.get(path) != source.signature:
+                    self._empty_seen[path] = source.signature
+                    raise SourceChanged(f"{path} is empty (a write in progress?)")
+            self._empty_seen.pop(path, None)
+            changed.add(name)
+            sources[name] = source
+        return changed, deleted, sources
+
+    def _adopt_strays(self) -> None:
+        """Take into the registry the reloadable modules that were imported at request
+        time outside any reload (by the normal machinery)."""
+        if not self._strays:
+            return
+        strays, self._strays = self._strays, set()
+        gen = self._current
+        if gen is None or gen._modules is None:
+            return
+        for name in strays:
+            module = sys.modules.get(name)
+            file = getattr(module, "__file__", None)
+            if module is None or name in gen._modules or not file or not self.roots.contains(file):
+                continue
+            real = os.path.realpath(file)
+            gen._modules[name] = module  # shared from here on, as if loaded with it
+            self._born[name] = gen.number
+            self._files[name], self._paths[real] = real, name
+            self._digests[name] = None  # unknown: any event for it means a reload
+            self._signatures[name] = (-1, -1, -1)
+
+    def _run_plan(
+        self,
+        plan: list[str],
+        sources: dict[str, Source],
+        deleted: set[str],
+        *,
+        changed: set[str],
+        still_valid: Callable[[], bool] | None = None,
+        first: bool = False,
+    ) -> int:
+        started = time.perf_counter()
+        base_gen = self._current
+        base: dict[str, ModuleType] = dict(base_gen._modules or {}) if base_gen else {}
+        table = {n: m for n, m in base.items() if n not in deleted}
+        number = (base_gen.number + 1) if base_gen else 1
+        gen = Generation(number, table, on_drained=self._on_drained)
+        stage = Stage(self, gen, base, table, sources, self._files)
+        with _staging_lock:
+            return self._stage_and_swap(stage, gen, base, plan, deleted, changed, still_valid,
+                                        first, started)
+
+    def _stage_and_swap(
+        self,
+        stage: Stage,
+        gen: Generation,
+        base: dict[str, ModuleType],
+        plan: list[str],
+        deleted: set[str],
+        changed: set[str],
+        still_valid: Callable[[], bool] | None,
+        first: bool,
+        started: float,
+    ) -> int:
+        number = gen.number
+        base_gen = self._current
+        try:
+            try:
+                stage.run(plan)
+                target = self._resolve_target(stage, base_gen)
+                stage.validate()
+                if still_valid is not None and not still_valid():
+                    raise SourceChanged("files changed while the plan was loading")
+            except SourceChanged:
+                self._discard(stage)
+                raise
+            except (Exception, SystemExit) as exc:
+                self._discard(stage)
+                if first and isinstance(exc, TargetError):
+                    raise
+                failure = LoadFailure.from_exception(
+                    exc, stage.failed_module or self._module_name, self.roots.contains
+                )
+                self._fail(failure, number, started)
+                raise ReloadError(failure) from None
+        except BaseException:
+            if stage.importer.stage is not None:  # KeyboardInterrupt and the like
+                self._discard(stage)
+            raise
+        gen.target = target
+        self._swap(stage, gen, base, deleted, changed, started)
+        return number
+
+    def _resolve_target(self, stage: Stage, base_gen: Generation | None) -> Any:
+        module = stage.table.get(self._module_name)
+        if module is None and self._module_name in sys.modules:
+            file = getattr(sys.modules[self._module_name], "__file__", None)
+            raise TargetError(
+                f"target module {self._module_name!r} ({file}) lies outside the watched roots"
+                f" {list(self.roots.paths)}: it could never be reloaded"
+            )
+        if module is None:
+            raise ModuleNotFoundError(f"no module named {self._module_name!r}", name=self._module_name)
+        if base_gen is not None and self._module_name not in stage.fresh:
+            return base_gen.target
+        obj: Any = module
+        for part in self._attr.split("."):
+            try:
+                obj = getattr(obj, part)
+            except AttributeError:
+                raise TargetError(
+                    f"module {self._module_name!r} ({module.__file__}) has no attribute"
+                    f" {self._attr!r}"
+                ) from None
+        if self._call:
+            if not callable(obj):
+                raise TargetError(f"{self._module_name}:{self._attr} is not callable")
+            obj = stage.call(obj)
+        if not callable(obj):
+            raise TargetError(
+                f"{self.target} is a {type(obj).__name__}, not a WSGI application (not callable)"
+            )
+        return obj
+
+    def _discard(self, stage: Stage) -> None:
+        """Throw a failed plan away: sys.modules back as it was; fresh instances that
+        were not cloned purged at once (a plan's half-opened resources would leak)."""
+        stage.rollback()
+        for name, module in reversed(list(stage.fresh.items())):
+            if name not in stage.cloned:
+                self._purge(module, name)
+
+    def _fail(self, failure: LoadFailure, number: int, started: float) -> None:
+        self.last_error = failure
+        with self._state_lock:
+            self._counts["failures"] += 1
+        if number == 1:
+            log.error("loading %s failed: %s", self.target, failure)
+        else:
+            log.error("reload failed, generation %d stays current: %s", number - 1, failure)
+        self._publish(ReloadEvent(
+            "failed", number - 1, duration_ms=(time.perf_counter() - started) * 1000,
+            failure=failure, detail=str(failure),
+        ))
+
+    def _swap(
+        self,
+        stage: Stage,
+        gen: Generation,
+        base: dict[str, ModuleType],
+        deleted: set[str],
+        changed: set[str],
+        started: float,
+    ) -> None:
+        number = gen.number
+        table = stage.table
+        # Registry and graph first (only the reload path reads them).
+        for name, module in stage.fresh.items():
+            source = stage.sources[name]
+            real = os.path.realpath(source.path)
+            self._files[name], self._paths[real] = real, name
+            self._digests[name], self._signatures[name] = source.digest, source.signature
+            self._graph.set_deps(name, resolve_refs(stage.refs.get(name, ()), stage.is_module))
+        for name in deleted:
+            real = self._files.pop(name, None)
+            if real is not None:
+                self._paths.pop(real, None)
+            self._digests.pop(name, None)
+            self._signatures.pop(name, None)
+            if name in self._graph._deps:
+                self._graph.remove(name)
+        for path, readers in stage.opened.items():
+            self._readers.setdefault(path, set()).update(readers)
+        stage.importer.stage = None
+        with self._state_lock:
+            # Package attributes: fresh children on shared parents; shared children on
+            # fresh parents (a re-executed __init__ lost them).
+            for name, module in stage.fresh.items():
+                parent_name, _, child = name.rpartition(".")
+                parent = table.get(parent_name) or sys.modules.get(parent_name)
+                if parent is not None:
+                    setattr(parent, child, module)
+            packages = {n for n, m in stage.fresh.items() if hasattr(m, "__path__")}
+            if packages:
+                for name, module in table.items():
+                    parent_name, _, child = name.rpartition(".")
+                    if parent_name in packages:
+                        setattr(table[parent_name], child, module)
+            for name in deleted:
+                old = base.get(name)
+                if sys.modules.get(name) is old:
+                    del sys.modules[name]
+                parent_name, _, child = name.rpartition(".")
+                parent = table.get(parent_name)
+                if parent is not None and getattr(parent, child, None) is old:
+                    delattr(parent, child)
+            previous = self._current
+            for name in list(stage.fresh) + sorted(deleted):
+                old = base.get(name)
+                if old is not None:
+                    self._replaced.append(_Replaced(
+                        old, name, self._born.get(name, 1), number, purge=name not in stage.cloned
+                    ))
+            for name in stage.fresh:
+                self._born[name] = number
+            for name in deleted:
+                self._born.pop(name, None)
+            gen._make_current()
+            self._live[number] = gen
+            self._current = gen
+            self.last_error = None
+            self._counts["reloads"] += 0 if previous is None else 1
+            self._counts["clone_errors"] += len(stage.clone_failed)
+            duration = (time.perf_counter() - started) * 1000
+            importers = len([n for n in stage.fresh if n not in changed]) if previous else 0
+            self._history.append({
+                "time": time.time(), "generation": number, "modules": list(stage.fresh),
+                "importers": importers, "duration_ms": round(duration, 3),
+            })
+        if previous is not None:
+            log.info(
+                "generation %d: reloaded %s (%d importers%s) in %.1f ms",
+                number, ", ".join(stage.fresh) or "nothing", importers,
+                f", {len(deleted)} deleted" if deleted else "", duration,
+            )
+            if previous._supersede():
+                self._on_drained(previous)
+            else:
+                self._schedule_drain_checks(previous)
+        else:
+            log.info("generation 1: loaded %s (%d modules) in %.1f ms",
+                     self.target, len(stage.fresh), duration)
+        self._publish(ReloadEvent(
+            "reloaded", number, tuple(stage.fresh), importers, duration,
+            detail=f"{len(deleted)} deleted" if deleted else "",
+        ))
+
+    # -- retirement ----------------------------------------------------------------
+
+    def _on_drained(self, gen: Generation) -> None:
+        """Called by whoever saw a superseded generation drain (often a request
+        thread): the work goes to the janitor."""
+        self._janitor.submit(lambda: self._retire([gen]))
+
+    def _schedule_drain_checks(self, gen: Generation) -> None:
+        ref = weakref.ref(gen)
+        if self.drain_warning is not None:
+            self._janitor.submit(lambda: self._drain_check(ref, timeout=False), self.drain_warning)
+        if self.drain_timeout is not None:
+            self._janitor.submit(lambda: self._drain_check(ref, timeout=True), self.drain_timeout)
+
+    def _drain_check(self, ref: weakref.ref[Generation], *, timeout: bool) -> None:
+        gen = ref()
+        if gen is None or gen.state != DRAINING:
+            return
+        waited = time.monotonic() - (gen.superseded_at or time.monotonic())
+        if timeout:
+            if gen._force_retire():
+                log.warning(
+                    "generation %d still had %d requests in flight after %.0f s: retiring it"
+                    " anyway (drain_timeout) and running its due purge hooks",
+                    gen.number, gen.in_flight, waited,
+                )
+                self._publish(ReloadEvent("drain_timeout", gen.number, detail=f"{gen.in_flight} in flight"))
+                self._retire([gen])
+        else:
+            log.warning(
+                "generation %d has been draining for %.0f s with %d requests in flight"
+                " (a stream or long poll?); its purge hooks wait until they end%s",
+                gen.number, waited, gen.in_flight,
+                "" if self.drain_timeout is None else f" or until drain_timeout={self.drain_timeout}s",
+            )
+            self._publish(ReloadEvent("drain_warning", gen.number, detail=f"{gen.in_flight} in flight"))
+
+    def _live_generations(self) -> list[Generation]:
+        return sorted(self._live.values(), key=lambda g: g.number)
+
+    def _retire(self, gens: list[Generation], *, leak_check: bool = True) -> None:
+        """Post-retirement work: forget the generations, run due purges of instances
+        no live generation holds any more, schedule the leak check."""
+        with self._state_lock:
+            for gen in gens:
+                if self._live.get(gen.number) is gen and gen is not self._current:
+                    del self._live[gen.number]
+                    self._counts["retired"] += 1
+                elif gen is self._current and not self._closed:
+                    continue
+                gen._release()
+            live = [g.number for g in self._live.values()]
+            free = [r for r in self._replaced if not any(r.born <= n < r.until for n in live)]
+            self._replaced = [r for r in self._replaced if any(r.born <= n < r.until for n in live)]
+        for gen in gens:
+            self._publish(ReloadEvent("retired", gen.number))
+        for record in free:
+            if record.purge:
+                self._purge(record.module, record.name)
+        if leak_check and free:
+            watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module)) for r in free]
+            del free
+            self._janitor.submit(lambda: self._leak_check(watch), self.leak_check_delay)
+
+    def _purge(self, module: ModuleType, name: str) -> None:
+        hook = vars(module).get("__mp_purge__")
+        if not callable(hook):
+            return
+        with self._purge_lock:
+            if module in self._purged:
+                return
+            self._purged.add(module)
+        try:
+            if _takes_one_argument(hook):
+                hook(module)
+            else:
+                hook()
+            with self._state_lock:
+                self._counts["purges"] += 1
+        except Exception:
+            with self._state_lock:
+                self._counts["purge_errors"] += 1
+            log.error("__mp_purge__ of %s raised", name, exc_info=True)
+
+    def _leak_check(self, watch: list[tuple[str, int, weakref.ref[ModuleType], Any]]) -> None:
+        gc.collect()
+        for name, born, module_ref, token_ref in watch:
+            token = token_ref() if token_ref is not None else None
+            if module_ref() is None and token is None:
+                continue
+            where = _describe_holders(token) if token is not None else "the module object is referenced"
+            record = {"generation": born, "module": name, "referrers": where}
+            with self._state_lock:
+                self._leaked.append(record)
+            log.warning(
+                "leak: instance of %s from generation %d is still alive after retirement: %s",
+                name, born, where,
+            )
+            self._publish(ReloadEvent("leaked", born, (name,), detail=where))
+
+    # -- helpers used by the import hook -------------------------------------------
+
+    def _is_own_top(self, top: str) -> bool:
+        hit = self._tops.get(top)
+        if hit is None:
+            hit = self._classify_top(top)
+            if hit is not None:
+                self._tops[top] = hit
+        return bool(hit)
+
+    def _classify_top(self, top: str) -> bool | None:
+        module = sys.modules.get(top)
+        if module is not None:
+            file = getattr(module, "__file__", None)
+            if file:
+                return self.roots.contains(file)
+            return any(self.roots.root_of(os.path.realpath(p)) for p in getattr(module, "__path__", ()))
+        for finder in sys.meta_path:
+            find = getattr(finder, "find_spec", None)
+            spec = find(top, None, None) if find is not None else None
+            if spec is None:
+                continue
+            if spec.origin and spec.has_location:
+                return self.roots.contains(spec.origin)
+            return any(self.roots.root_of(os.path.realpath(p))
+                       for p in spec.submodule_search_locations or ())
+        return None  # not found now: do not cache, it may be created later
+
+    def _note_stray(self, name: str) -> None:
+        self._strays.add(name)
+
+    def _publish(self, event: ReloadEvent) -> None:
+        for fn in self._subscribers:
+            try:
+                fn(event)
+            except Exception:
+                log.exception("hotmod event subscriber %r raised", fn)
+
+
+def _token_ref(module: ModuleType) -> weakref.ref[InstanceToken] | None:
+    token = vars(module).get(TOKEN)
+    return weakref.ref(token) if isinstance(token, InstanceToken) else None
+
+
+def _takes_one_argument(fn: Callable[..., Any]) -> bool:
+    try:
+        params = [p for p in inspect.signature(fn).parameters.values()
+                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+        return False
+    return len(params) == 1
+
+
+def _describe_holders(token: InstanceToken, limit: int = 4) -> str:
+    """Say what keeps a retired instance's namespace alive, in a few words each."""
+    namespaces = [r for r in gc.get_referrers(token) if isinstance(r, dict) and r.get(TOKEN) is token]
+    if not namespaces:
+        return "unknown referrer"
+    ns = namespaces[0]
+    found: list[str] = []
+    for ref in gc.get_referrers(ns):
+        if len(found) >= limit:
+            break
+        if isinstance(ref, FunctionType):
+            held = _holders_of(ref)
+            if held:
+                found.append(f"function {ref.__qualname__} of the old instance, held by {held}")
+        elif isinstance(ref, FrameType):
+            code = ref.f_code
+            found.append(f"a running frame {code.co_name} at {code.co_filename}:{ref.f_lineno}")
+        elif isinstance(ref, ModuleType):
+            held = _holders_of(ref)
+            if held:
+                found.append(f"the old module object, held by {held}")
+    return "; ".join(found) or "an object that gc cannot name"
+
+
+def _holders_of(obj: Any) -> str:
+    names: list[str] = []
+    for holder in gc.get_referrers(obj):
+        name = _name_holder(holder, obj)
+        if name and name not in names:
+            names.append(name)
+    return ", ".join(names[:3])
+
+
+def _name_holder(holder: Any, obj: Any) -> str:
+    if isinstance(holder, dict):
+        keys = [k for k, v in holder.items() if v is obj]
+        token = holder.get(TOKEN)
+        if isinstance(token, InstanceToken):
+            if not keys or keys[0].startswith("__mp_"):
+                return ""  # the old instance's own definition of it
+            return f"global {keys[0]!r} of {token.module} (generation {token.generation})"
+        if holder is sys.modules:
+            return "sys.modules"
+        for cls in gc.get_referrers(holder):
+            if isinstance(cls, type):
+                return f"class {cls.__module__}.{cls.__qualname__}"
+        return f"a dict (key {keys[0]!r})" if keys else ""
+    if isinstance(holder, (FunctionType, FrameType, list, tuple)) or type(holder).__name__ == "cell":
+        return ""
+    return f"a {type(holder).__module__}.{type(holder).__qualname__} object"
+
+
+def _before_fork() -> None:
+    for engine in list(_engines):
+        engine._reload_lock.acquire()
+
+
+def _after_fork_parent() -> None:
+    for engine in list(_engines):
+        engine._reload_lock.release()
+
+
+def _after_fork_child() -> None:
+    _fork_epoch[0] += 1
+    for engine in list(_engines):
+        engine._reload_lock.release()
+        # Locks another thread held at fork time stay held forever in the child.
+        engine._state_lock = threading.Lock()
+        engine._purge_lock = threading.Lock()
+        engine._janitor.after_fork()
+        for gen in list(engine._live.values()):
+            gen._lock = threading.Lock()
+
+
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
+)
+
+__all__ = ["CURRENT", "RETIRED", "ReloadEvent", "Reloader"]

@@ -1,0 +1,489 @@
+"""Loading a plan into fresh module objects.
+
+Every instance hotmod creates gets a ``__builtins__`` of its own generation, whose
+``__import__`` resolves reloadable modules to that generation's instances. That one
+device gives three things:
+
+* old code keeps its own modules: a function-level ``import`` or ``from . import x``
+  running at request time in a draining generation gets that generation's
+  instances, never the newest ones nor a half-built one from a reload in progress;
+* a plan's new code gets the new instances, including through relative imports,
+  although ``sys.modules`` and shared package objects still name the old ones until
+  the swap;
+* dependencies are recorded at run time, from each import a module makes while it
+  executes.
+
+Where a shared package object's attribute names another generation's instance than
+the one an import should yield, the import returns a :class:`ModuleView`: the
+package seen with that attribute replaced.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import hashlib
+import importlib.util
+import linecache
+import logging
+import os
+import sys
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.machinery import ModuleSpec
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+from ._generation import Generation
+from ._graph import ImportRef, static_imports
+from .errors import SourceChanged
+
+if TYPE_CHECKING:
+    from ._engine import Reloader
+
+log = logging.getLogger("hotmod.loader")
+
+_MISSING = object()
+#: Name of the token every instance holds in its globals: a weak reference to it
+#: tells whether the instance's namespace is still alive after retirement.
+TOKEN = "__hotmod_instance__"
+
+#: The stage running on this thread, if any (read by the audit hook).
+_active = threading.local()
+
+
+class InstanceToken:
+    """Weak-referenceable marker stored in an instance's globals."""
+
+    __slots__ = ("__weakref__", "generation", "module")
+
+    def __init__(self, module: str, generation: int) -> None:
+        self.module = module
+        self.generation = generation
+
+    def __repr__(self) -> str:
+        return f"<hotmod instance of {self.module} from generation {self.generation}>"
+
+
+@dataclass(frozen=True)
+class Source:
+    """A module file as read for one load: its bytes and the stat signature that was
+    true before and after the read."""
+
+    path: str
+    data: bytes
+    signature: tuple[int, int, int]  # size, mtime_ns, inode
+    digest: str
+
+    @classmethod
+    def read(cls, path: str) -> Source:
+        before = os.stat(path)
+        with open(path, "rb") as f:
+            data = f.read()
+        after = os.stat(path)
+        sig = (after.st_size, after.st_mtime_ns, after.st_ino)
+        if (before.st_size, before.st_mtime_ns, before.st_ino) != sig or len(data) != sig[0]:
+            raise SourceChanged(f"{path} changed while it was read")
+        return cls(path, data, sig, hashlib.blake2b(data, digest_size=16).hexdigest())
+
+    def unchanged(self) -> bool:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return False
+        return (st.st_size, st.st_mtime_ns, st.st_ino) == self.signature
+
+
+class ModuleView:
+    """A module seen with some attributes replaced (see the module docstring).
+
+    Reads go to the replacement or else to the module; writes go to the module.
+    ``isinstance(view, ModuleType)`` holds, since ``__class__`` is the module's.
+    """
+
+    __slots__ = ("_hm_module", "_hm_overrides")
+
+    def __init__(self, module: Any, overrides: dict[str, Any]) -> None:
+        object.__setattr__(self, "_hm_module", module)
+        object.__setattr__(self, "_hm_overrides", overrides)
+
+    def __getattribute__(self, name: str) -> Any:
+        overrides = object.__getattribute__(self, "_hm_overrides")
+        if name in overrides:
+            return overrides[name]
+        module = object.__getattribute__(self, "_hm_module")
+        if name == "__dict__":
+            return {**vars(module), **overrides}
+        return getattr(module, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(object.__getattribute__(self, "_hm_module"), name, value)
+
+    def __dir__(self) -> list[str]:
+        return sorted(self.__dict__)
+
+    def __repr__(self) -> str:
+        module = object.__getattribute__(self, "_hm_module")
+        return f"<view of {module!r}>"
+
+
+def _absolute(name: str, globals: Mapping[str, Any] | None, level: int) -> str:
+    package = None
+    if globals is not None:
+        package = globals.get("__package__")
+        if package is None:
+            spec = globals.get("__spec__")
+            if spec is not None:
+                package = spec.parent
+            else:
+                package = globals.get("__name__", "")
+                if "__path__" not in globals:
+                    package = package.rpartition(".")[0]
+    if not package:
+        raise ImportError("attempted relative import with no known parent package")
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        raise ImportError("attempted relative import beyond top-level package")
+    return f"{bits[0]}.{name}" if name else bits[0]
+
+
+class GenerationImport:
+    """The ``__import__`` of the instances created for one generation."""
+
+    __slots__ = ("_engine", "_gen", "stage")
+
+    def __init__(self, generation: Generation, engine: Reloader, stage: Stage) -> None:
+        self._gen = weakref.ref(generation)
+        self._engine = weakref.ref(engine)
+        self.stage: Stage | None = stage  # None once the generation is swapped in
+
+    def __call__(
+        self,
+        name: str,
+        globals: Mapping[str, Any] | None = None,
+        locals: Mapping[str, Any] | None = None,
+        fromlist: Any = (),
+        level: int = 0,
+    ) -> Any:
+        absname = _absolute(name, globals, level) if level else name
+        engine = self._engine()
+        if engine is None or not engine._is_own_top(absname.partition(".")[0]):
+            return builtins.__import__(name, globals, locals, fromlist, level)
+        table = self._table(engine, globals)
+        stage = self.stage
+        if stage is not None and globals is not None:
+            stage.record(globals.get("__name__"), absname, fromlist)
+        module = self._module(absname, table, stage, engine)
+        if fromlist:
+            overrides: dict[str, Any] | None = None
+            for item in fromlist:
+                if item == "*" or not isinstance(item, str):
+                    continue
+                sub = self._submodule(f"{absname}.{item}", module, item, table, stage)
+                if sub is not None and getattr(module, item, _MISSING) is not sub:
+                    if stage is not None and stage.owns(module):
+                        setattr(module, item, sub)
+                    else:
+                        overrides = overrides or {}
+                        overrides[item] = sub
+            return ModuleView(module, overrides) if overrides else module
+        if "." not in absname:
+            return module
+        return self._chain(absname, table, stage, engine)
+
+    def _table(self, engine: Reloader, globals: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
+        gen = self._gen()
+        modules = gen._modules if gen is not None else None
+        if modules is not None:
+            return modules
+        # The generation that created this instance has retired but the instance lives
+        # on, shared by a later one: resolve against a live generation holding it.
+        name = globals.get("__name__") if globals is not None else None
+        for live in engine._live_generations():
+            mods = live._modules
+            if mods is not None and name in mods and vars(mods[name]) is globals:
+                return mods
+        return engine.current.modules
+
+    def _module(
+        self, name: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
+    ) -> Any:
+        module = table.get(name)
+        if module is not None and (stage is None or name not in stage.pending):
+            return module
+        if stage is not None:
+            return stage.import_new(name)
+        # Outside any reload (a function-level import at request time of a module no
+        # generation holds yet): the normal machinery loads it; the next reload adopts it.
+        builtins.__import__(name)
+        engine._note_stray(name)
+        return sys.modules[name]
+
+    def _submodule(
+        self, name: str, parent: Any, item: str, table: Mapping[str, ModuleType], stage: Stage | None
+    ) -> Any:
+        module = table.get(name)
+        if module is not None and (stage is None or name not in stage.pending):
+            return module
+        if stage is not None and (name in stage.pending or stage.is_reloadable_module(name, parent)):
+            return stage.import_new(name)
+        return None
+
+    def _chain(
+        self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
+    ) -> Any:
+        """``import a.b.c`` returns ``a``; make ``a.b.c`` reach this generation's ``c``."""
+        parts = absname.split(".")
+        obj: Any = self._module(absname, table, stage, engine)
+        for i in range(len(parts) - 1, 0, -1):
+            parent = self._module(".".join(parts[:i]), table, stage, engine)
+            child = parts[i]
+            if getattr(parent, child, _MISSING) is obj:
+                obj = parent
+            elif stage is not None and stage.owns(parent) and not isinstance(obj, ModuleView):
+                setattr(parent, child, obj)
+                obj = parent
+            else:
+                obj = ModuleView(parent, {child: obj})
+        return obj
+
+
+class LoadAborted(Exception):
+    """Raised inside a stage to unwind it; carries the module that failed."""
+
+
+class Stage:
+    """One plan being executed into fresh module objects for generation ``number``.
+
+    Runs on one thread under the engine's reload lock. While it runs, its new
+    instances sit in ``sys.modules`` (module code such as ``dataclasses`` and
+    ``typing.get_type_hints`` looks itself up there); :meth:`rollback` restores
+    ``sys.modules`` exactly.
+    """
+
+    def __init__(
+        self,
+        engine: Reloader,
+        generation: Generation,
+        base: Mapping[str, ModuleType],
+        table: dict[str, ModuleType],
+        sources: dict[str, Source],
+        files: Mapping[str, str],
+    ) -> None:
+        self.engine = engine
+        self.generation = generation
+        self.base = base  # the instances of the generation being replaced
+        self.table = table  # the new generation's name → instance, filled as we go
+        self.sources = sources  # name → Source, read ahead for changed modules
+        self.files = files  # known name → file path
+        self.importer = GenerationImport(generation, engine, self)
+        self.builtins = dict(builtins.__dict__)
+        self.builtins["__import__"] = self.importer
+        self.fresh: dict[str, ModuleType] = {}
+        self.pending: set[str] = set()
+        self.cloned: set[str] = set()
+        self.clone_failed: set[str] = set()
+        self.refs: dict[str, list[ImportRef]] = {}
+        self.opened: dict[str, set[str]] = {}
+        self.saved: dict[str, ModuleType | None] = {}
+        self.executing: list[str] = []
+        self.failed_module: str | None = None
+        self._module_files: dict[str, bool] = {}
+
+    # -- bookkeeping used by the import hook ----------------------------------------
+
+    def owns(self, module: Any) -> bool:
+        return isinstance(module, ModuleType) and self.fresh.get(module.__name__) is module
+
+    def record(self, importer: str | None, absname: str, fromlist: Any) -> None:
+        if importer is not None and importer in self.fresh:
+            names = tuple(n for n in fromlist or () if isinstance(n, str))
+            refs = self.refs.setdefault(importer, [])
+            refs.append((absname, names))
+            if not names and "." in absname:
+                refs.append((absname.partition(".")[0], ()))
+
+    def note_open(self, path: str) -> None:
+        if self.executing and not path.endswith((".py", ".pyc")):
+            self.opened.setdefault(os.path.realpath(path), set()).add(self.executing[-1])
+
+    def is_reloadable_module(self, name: str, parent: Any) -> bool:
+        """Whether ``name`` (a child of ``parent``) is a module file inside the roots."""
+        hit = self._module_files.get(name)
+        if hit is None:
+            path = getattr(parent, "__path__", None)
+            if not path:
+                return False  # only packages have submodules
+            spec = self._find_spec(name, path)
+            hit = self._module_files[name] = spec is not None and self._reloadable(spec)
+        return hit
+
+    # -- loading ------------------------------------------------------------------
+
+    def run(self, plan: list[str]) -> None:
+        self.pending = set(plan)
+        _active.stage = self
+        try:
+            for name in plan:
+                if name in self.pending:
+                    self.import_new(name)
+        finally:
+            _active.stage = None
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Call ``fn`` (a target factory) with this stage active, so that what it
+        imports is staged and recorded too."""
+        _active.stage = self
+        try:
+            return fn()
+        finally:
+            _active.stage = None
+
+    def import_new(self, name: str) -> Any:
+        """Load ``name`` into this generation (fresh), or import it normally when it is
+        not reloadable. Returns the instance."""
+        module = self.table.get(name)
+        if module is not None and name not in self.pending:
+            return module
+        parent_name, _, child = name.rpartition(".")
+        parent: Any = None
+        if parent_name:
+            parent = self.table.get(parent_name)
+            if parent is None or parent_name in self.pending:
+                parent = self.importer._module(parent_name, self.table, self, self.engine)
+            if name in self.table and name not in self.pending:
+                return self.table[name]  # the parent's code imported it
+        path = self.files.get(name)
+        if path is not None and name in self.pending:
+            spec = _spec_for_file(name, path)
+        else:
+            spec = self._find_spec(name, getattr(parent, "__path__", None) if parent_name else None)
+        if spec is None or not self._reloadable(spec):
+            builtins.__import__(name)
+            return sys.modules[name]
+        return self._execute(name, spec, parent, child)
+
+    def _find_spec(self, name: str, path: Any) -> ModuleSpec | None:
+        for attempt in range(2):
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if find is None:
+                    continue
+                spec = find(name, path, None)
+                if spec is not None:
+                    return spec  # type: ignore[no-any-return]
+            if attempt == 0:
+                importlib.invalidate_caches()  # a module created a moment ago
+        return None
+
+    def _reloadable(self, spec: ModuleSpec) -> bool:
+        origin = spec.origin
+        return bool(
+            spec.has_location
+            and origin
+            and origin.endswith(".py")
+            and self.engine.roots.contains(origin)
+        )
+
+    def _execute(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:
+        assert spec.origin is not None
+        source = self.sources.get(name)
+        if source is None:
+            source = self.sources[name] = Source.read(spec.origin)
+        old = self.base.get(name)
+        new = importlib.util.module_from_spec(spec)
+        hook = vars(old).get("__mp_clone__") if old is not None else None
+        if callable(hook):
+            try:
+                hook(new)
+                self.cloned.add(name)
+            except Exception:
+                log.error(
+                    "__mp_clone__ of %s (generation %d) raised; loading it without cloning,"
+                    " and its old instance will be purged once drained",
+                    name,
+                    self.generation.number - 1,
+                    exc_info=True,
+                )
+                self.clone_failed.add(name)
+                new = importlib.util.module_from_spec(spec)
+        namespace = vars(new)
+        namespace["__builtins__"] = self.builtins
+        namespace[TOKEN] = InstanceToken(name, self.generation.number)
+        self.table[name] = new
+        self.fresh[name] = new
+        self.pending.discard(name)
+        if name not in self.saved:
+            self.saved[name] = sys.modules.get(name)
+        sys.modules[name] = new
+        path = spec.origin
+        assert path is not None
+        text = source.data.decode("utf-8", "replace")
+        linecache.cache[path] = (len(source.data), None, text.splitlines(True), path)
+        self.executing.append(name)
+        try:
+            tree = ast.parse(source.data, filename=path)
+            self.refs.setdefault(name, []).extend(
+                static_imports(tree, name, spec.submodule_search_locations is not None)
+            )
+            code = compile(tree, path, "exec", dont_inherit=True)
+            exec(code, namespace)
+        except BaseException:
+            if self.failed_module is None:
+                self.failed_module = name
+            raise
+        finally:
+            self.executing.pop()
+        if parent is not None and self.owns(parent):
+            setattr(parent, child, new)
+        return new
+
+    def validate(self) -> None:
+        """Raise :class:`SourceChanged` if a file changed since it was read."""
+        for source in self.sources.values():
+            if not source.unchanged():
+                raise SourceChanged(f"{source.path} changed while its plan was loading")
+
+    def rollback(self) -> None:
+        """Put ``sys.modules`` back exactly as it was before this stage."""
+        for name, previous in reversed(list(self.saved.items())):
+            if previous is None:
+                if sys.modules.get(name) is self.fresh.get(name):
+                    sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+        self.importer.stage = None
+
+    def is_module(self, name: str) -> bool:
+        """Whether ``name`` names a module (for resolving ``from X import n``)."""
+        if name in self.table:
+            return True
+        parent_name, _, child = name.rpartition(".")
+        parent = self.table.get(parent_name)
+        paths = getattr(parent, "__path__", None)
+        if not paths:
+            return False
+        return any(
+            os.path.isfile(os.path.join(p, child + ".py"))
+            or os.path.isfile(os.path.join(p, child, "__init__.py"))
+            for p in paths
+        )
+
+
+def _spec_for_file(name: str, path: str) -> ModuleSpec | None:
+    is_package = os.path.basename(path) == "__init__.py"
+    return importlib.util.spec_from_file_location(
+        name, path, submodule_search_locations=[os.path.dirname(path)] if is_package else None
+    )
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open":
+        stage = getattr(_active, "stage", None)
+        if stage is not None and isinstance(args[0], str):
+            stage.note_open(args[0])
+
+
+sys.addaudithook(_audit)

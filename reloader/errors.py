@@ -1,0 +1,93 @@
+"""Exceptions raised by the engine, and the structured record of a failed plan."""
+
+from __future__ import annotations
+
+import traceback as _traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Protocol
+
+__all__ = ["HotmodError", "LoadFailure", "ReloadError", "SourceChanged", "TargetError"]
+
+_OWN_DIR = str(Path(__file__).resolve().parent)
+
+
+class HotmodError(Exception):
+    """Base class of every error hotmod raises on purpose."""
+
+
+class TargetError(HotmodError):
+    """The target string is malformed, its module cannot be found, or its attribute is
+    missing or not callable."""
+
+
+class SourceChanged(HotmodError):
+    """A file changed while its plan was loading (or is mid-write): nothing was swapped,
+    and the same change should be tried again once the tree is quiet."""
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """Why a plan failed: the module being loaded, the file and line where the error
+    was raised (the innermost frame inside the watched roots), and the traceback."""
+
+    module: str
+    file: str | None
+    line: int | None
+    type: str
+    message: str
+    traceback: str
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.file else self.module
+        return f"{where}: {self.type}: {self.message} (while loading {self.module})"
+
+    @classmethod
+    def from_exception(
+        cls, exc: BaseException, module: str, in_roots: _Contains
+    ) -> LoadFailure:
+        file: str | None = None
+        line: int | None = None
+        if isinstance(exc, SyntaxError) and exc.filename:
+            file, line = exc.filename, exc.lineno
+        else:
+            # The innermost frame in the user's own code says where the edit went wrong.
+            for frame, lineno in _traceback.walk_tb(exc.__traceback__):
+                name = frame.f_code.co_filename
+                if in_roots(name):
+                    file, line = name, lineno
+        message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
+        return cls(
+            module=module,
+            file=file,
+            line=line,
+            type=type(exc).__name__,
+            message=message,
+            traceback=_format(exc),
+        )
+
+
+class _Contains(Protocol):
+    def __call__(self, path: str, /) -> bool: ...
+
+
+def _format(exc: BaseException) -> str:
+    """The traceback without hotmod's own frames: they say nothing about the edit."""
+    te = _traceback.TracebackException.from_exception(exc)
+    frames = [f for f in te.stack if not (f.filename or "").startswith(_OWN_DIR)]
+    te.stack = _traceback.StackSummary.from_list(frames)
+    return "".join(te.format())
+
+
+class ReloadError(HotmodError):
+    """A plan failed to load; the last good generation stays current.
+
+    ``failure`` holds the structured record (module, file, line, type, message,
+    traceback)."""
+
+    def __init__(self, failure: LoadFailure) -> None:
+        super().__init__(str(failure))
+        self.failure = failure
