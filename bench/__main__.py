@@ -1,0 +1,243 @@
+"""The benchmark suite: ``python -m bench [--quick] [--smoke] [--only NAME]...``.
+
+Each section runs, saves its raw result as JSON under ``bench/out/sections/``,
+and ``bench/RESULTS.md`` is rebuilt from the newest result of every section, so
+``--only soak`` refreshes one section and keeps the others (each section says
+its mode, date and command). ``--smoke`` runs every measurement once in a few
+seconds and writes ``bench/out/RESULTS-smoke.md`` unless ``--output`` says
+otherwise; it never touches ``bench/RESULTS.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import _harness
+from bench._harness import BENCH_DIR, Pending, fmt, log, machine
+
+
+@dataclass(frozen=True)
+class Section:
+    name: str
+    title: str
+    run: Callable[[str], dict[str, Any]]
+    render: Callable[[dict[str, Any]], str]
+
+
+def _save_to_serve(mode: str) -> dict[str, Any]:
+    from bench import save_to_serve
+
+    return save_to_serve.run(mode)
+
+
+def _render_save_to_serve(result: dict[str, Any]) -> str:
+    from bench import save_to_serve
+
+    return save_to_serve.render(result)
+
+
+def _overhead(mode: str) -> dict[str, Any]:
+    try:
+        from bench import overhead  # owned by the middleware engineer: main(quick) -> dict
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("bench.overhead", "middleware"):
+            raise
+        raise Pending(f"`bench/overhead.py` is not available yet ({exc})") from exc
+    result: dict[str, Any] = overhead.main(quick=mode != "full")
+    return result
+
+
+def _render_overhead(result: dict[str, Any]) -> str:
+    try:
+        from bench import overhead
+    except ImportError:
+        renderer = None
+    else:
+        renderer = getattr(overhead, "render", None)
+    body = renderer(result) if callable(renderer) else _render_mapping(result)
+    return f"## Request overhead\n\nFrom `bench/overhead.py` (`main(quick)`):\n\n{body}\n"
+
+
+def _scale(mode: str) -> dict[str, Any]:
+    from bench import scale
+
+    return scale.run(mode)
+
+
+def _render_scale(result: dict[str, Any]) -> str:
+    from bench import scale
+
+    return scale.render(result)
+
+
+def _soak(mode: str) -> dict[str, Any]:
+    from bench import soak
+
+    return soak.run(mode)
+
+
+def _render_soak(result: dict[str, Any]) -> str:
+    from bench import soak
+
+    return soak.render(result)
+
+
+SECTIONS: dict[str, Section] = {
+    s.name: s
+    for s in (
+        Section("save_to_serve", "Save-to-serve latency", _save_to_serve, _render_save_to_serve),
+        Section("overhead", "Request overhead", _overhead, _render_overhead),
+        Section("scale", "Scale", _scale, _render_scale),
+        Section("soak", "Soak", _soak, _render_soak),
+    )
+}
+
+
+def _render_mapping(result: Any) -> str:
+    """A plain table for results whose owner ships no renderer."""
+    if isinstance(result, dict) and isinstance(result.get("markdown"), str):
+        return str(result["markdown"]) + "\n"
+    lines = ["| measure | value |", "|---|---|"]
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            lines.append(f"| {prefix} | {fmt(value, 3) if isinstance(value, float) else value} |")
+
+    walk("", result)
+    return "\n".join(lines) + "\n"
+
+
+def _command(mode: str, only: Sequence[str]) -> str:
+    flags = {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode]
+    only_flags = "".join(f" --only {name}" for name in only)
+    return f".venv/bin/python -m bench{flags}{only_flags}"
+
+
+def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
+    packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
+    lines = [
+        "# hotmod benchmark results",
+        "",
+        "Produced by the suite in `bench/` (`make bench`, `make bench-quick`); do not edit by"
+        " hand. Every section below says how it was run and when.",
+        "",
+        "## Machine",
+        "",
+        f"- {info['nproc']} CPUs: {info['cpu']}; Linux {info['kernel']}",
+        f"- Python {info['python']}; {packages}",
+        f"- written {info['date_utc']} at commit {info['git']}",
+        "",
+        "## Commands",
+        "",
+        "- `make bench` = `.venv/bin/python -m bench` (under 15 minutes)",
+        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 2 minutes)",
+        "- one section: `.venv/bin/python -m bench --only NAME` with NAME in "
+        + ", ".join(f"`{n}`" for n in SECTIONS),
+        "- smoke (used by `tests/test_bench_smoke.py`): `.venv/bin/python -m bench --smoke`",
+        "",
+    ]
+    for name, section in SECTIONS.items():
+        entry = sections.get(name)
+        if entry is None:
+            lines += [f"## {section.title}", "", "Not run yet.", ""]
+            continue
+        body = entry.get("result")
+        header = (
+            f"_Mode {entry['mode']}, run {entry['date_utc']} ({entry['seconds']:.0f} s):"
+            f" `{entry['command']}`._"
+        )
+        if body is None and entry.get("pending"):
+            lines += [f"## {section.title}", "", f"Pending: {entry['pending']}", ""]
+            continue
+        if body is None:
+            lines += [
+                f"## {section.title}",
+                "",
+                header,
+                "",
+                "**Failed:**",
+                "",
+                "```",
+                entry.get("error", "").strip(),
+                "```",
+                "",
+            ]
+            continue
+        text = section.render(body)
+        head, _, rest = text.partition("\n")
+        lines += [head, "", header, "", rest.lstrip("\n"), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="the 2-minute subset")
+    parser.add_argument("--smoke", action="store_true", help="each measurement once, seconds")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=list(SECTIONS),
+        default=[],
+        help="run only this section (repeatable)",
+    )
+    parser.add_argument("--output", type=Path, help="where to write the Markdown results")
+    parser.add_argument("--store", type=Path, help="folder for the raw JSON of each section")
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    store = args.store or BENCH_DIR / "out" / ("sections-smoke" if mode == "smoke" else "sections")
+    output = args.output or (
+        BENCH_DIR / "out" / "RESULTS-smoke.md" if mode == "smoke" else BENCH_DIR / "RESULTS.md"
+    )
+    store.mkdir(parents=True, exist_ok=True)
+    chosen = args.only or list(SECTIONS)
+    command = _command(mode, args.only)
+    failures = 0
+    started = time.monotonic()
+    for name in chosen:
+        section = SECTIONS[name]
+        log(f"=== {section.title} ({mode}) ===")
+        t0 = time.monotonic()
+        entry: dict[str, Any] = {
+            "mode": mode,
+            "command": command,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        }
+        try:
+            entry["result"] = section.run(mode)
+        except Pending as exc:
+            entry["result"] = None
+            entry["pending"] = str(exc)
+            log(f"{section.title}: pending: {exc}")
+        except Exception:  # a broken section is reported in RESULTS.md, the others still run
+            failures += 1
+            entry["result"] = None
+            entry["error"] = traceback.format_exc()
+            log(f"{section.title} failed:\n{entry['error']}")
+        entry["seconds"] = time.monotonic() - t0
+        (store / f"{name}.json").write_text(json.dumps(entry, indent=2, default=str))
+        log(f"{section.title}: {entry['seconds']:.1f} s")
+    saved = {}
+    for name in SECTIONS:
+        path = store / f"{name}.json"
+        if path.exists():
+            saved[name] = json.loads(path.read_text())
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(render_results(saved, machine()))
+    log(f"wrote {output} in {time.monotonic() - started:.0f} s")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    _harness.log("python -m bench " + " ".join(sys.argv[1:]))
+    raise SystemExit(main())

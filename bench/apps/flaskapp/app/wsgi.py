@@ -1,0 +1,7 @@
+"""The WSGI target: ``app.wsgi:app``."""
+
+from __future__ import annotations
+
+from app import create_app
+
+app = create_app()

@@ -1,0 +1,398 @@
+"""Save-to-serve latency: hotmod against the process-restart reloaders, A B A B.
+
+For each peer, rounds alternate: a fresh ``hotmod serve`` (A) does a batch of
+edits, then the peer (B) does the same batch, and again, so that both see the
+same machine at the same time. Each server runs the Flask bench app from its
+own tmp copy, alone in its own process group, on a free 127.0.0.1 port.
+
+One edit: change ``MARKER`` in ``app/views/pages.py`` (atomic rename and
+in-place write alternate), then GET ``/`` over a fresh connection every 1 ms
+until the new marker is served. Latency runs from the moment the edit landed to
+the end of that response. Every refused or reset connection, timeout and 5xx on
+the way counts as a failed request; a short window after the new text appears
+counts failures and stale answers too (a restart that fires twice). Database
+connections opened by the app are counted by the app itself (one byte appended
+per open, across process restarts), PostgreSQL backends by ``application_name``.
+
+Run alone: ``python -m bench.save_to_serve [--quick|--smoke] [--peer NAME]...``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench._harness import (
+    VENV_BIN,
+    AppCopy,
+    Server,
+    fmt,
+    free_port,
+    hotmod_cli,
+    leaf_pid,
+    log,
+    pg_backends,
+    poll_until,
+    postgres_dsn,
+    probe_window,
+    scratch_dir,
+    summary_ms,
+)
+
+HOTMOD = "hotmod"
+
+
+@dataclass(frozen=True)
+class Contender:
+    name: str
+    label: str
+    argv: Callable[[int], list[str]]
+
+
+def _python(*args: str) -> list[str]:
+    return [sys.executable, *args]
+
+
+CONTENDERS: dict[str, Contender] = {
+    HOTMOD: Contender(
+        HOTMOD,
+        "`hotmod serve app.wsgi:app --production`",
+        lambda port: [
+            str(VENV_BIN / "hotmod"),
+            "serve",
+            "app.wsgi:app",
+            "--production",
+            "--port",
+            str(port),
+        ],
+    ),
+    "werkzeug-stat": Contender(
+        "werkzeug-stat",
+        'werkzeug `run_simple(use_reloader=True, reloader_type="stat")`',
+        lambda port: _python("serve.py", "werkzeug", "--port", str(port), "--reloader", "stat"),
+    ),
+    "werkzeug-watchdog": Contender(
+        "werkzeug-watchdog",
+        'werkzeug `run_simple(use_reloader=True, reloader_type="watchdog")`',
+        lambda port: _python("serve.py", "werkzeug", "--port", str(port), "--reloader", "watchdog"),
+    ),
+    "hupper": Contender(
+        "hupper",
+        "`hupper -m serve waitress` (hupper restarting a waitress worker)",
+        lambda port: [str(VENV_BIN / "hupper"), "-m", "serve", "waitress", "--port", str(port)],
+    ),
+    "gunicorn": Contender(
+        "gunicorn",
+        "`gunicorn --reload -w 1 app.wsgi:app`",
+        lambda port: [
+            str(VENV_BIN / "gunicorn"),
+            "--reload",
+            "-w",
+            "1",
+            "-b",
+            f"127.0.0.1:{port}",
+            "app.wsgi:app",
+        ],
+    ),
+}
+PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "gunicorn")
+
+
+@dataclass(frozen=True)
+class Settings:
+    edits: int  # per contender and pairing
+    per_round: int
+    edit_timeout: float  # seconds to wait for one edit to be served
+    misses_allowed: int  # consecutive misses before a contender counts as not reloading
+    warmup: float  # seconds between "ready" and the first edit
+    after: float  # seconds of probing after the new text appeared
+    peers: tuple[str, ...]
+
+
+SETTINGS = {
+    # hupper's worker reports the modules it imported to its monitor once a second:
+    # an edit within that second of start-up is never seen, so warm up for 2 s.
+    "full": Settings(30, 10, 10.0, 3, 2.0, 0.3, PEERS),
+    "quick": Settings(6, 3, 6.0, 3, 2.0, 0.2, PEERS),
+    "smoke": Settings(1, 1, 5.0, 1, 0.5, 0.1, ("werkzeug-stat",)),
+}
+
+
+@dataclass
+class Tally:
+    """Everything measured for one contender in one pairing."""
+
+    name: str
+    records: list[dict[str, Any]]
+    reloading: bool = True
+    consecutive_misses: int = 0
+    note: str = ""
+    log_tail: str = ""
+
+
+def run_batch(
+    contender: Contender,
+    copy: AppCopy,
+    tally: Tally,
+    *,
+    settings: Settings,
+    edits: int,
+    dsn: str,
+    round_no: int,
+) -> None:
+    """Start ``contender`` on ``copy``, make ``edits`` edits, stop it."""
+    port = free_port()
+    app_name = f"hotmod-bench-{contender.name}-{copy.root.name}"
+    server = Server(
+        name=contender.name,
+        argv=contender.argv(port),
+        cwd=copy.root,
+        env=copy.env(database_url=dsn, application_name=app_name),
+        port=port,
+        log_path=copy.root.parent / f"{copy.root.name}.log",
+    )
+    try:
+        server.start()
+        ready_s = server.wait_ready()
+        time.sleep(settings.warmup)  # a user does not save within a second of starting
+        for _ in range(edits):
+            atomic = copy.edits % 2 == 0
+            opens_before = copy.db_opens()
+            pid_before = leaf_pid(server.pid)
+            needle = copy.edit(atomic=atomic)
+            since = time.perf_counter()
+            result = poll_until(port, needle, since=since, timeout=settings.edit_timeout)
+            after = probe_window(port, needle, seconds=settings.after) if result.seen else {}
+            record = {
+                "server": contender.name,
+                "round": round_no,
+                "edit": copy.edits,
+                "how": "rename" if atomic else "in-place",
+                "seen": result.seen,
+                "latency_s": result.latency_s if result.seen else None,
+                "probes": result.probes,
+                "errors": result.errors,
+                "after": after,
+                "failed": result.failed + sum(v for k, v in after.items() if k != "stale"),
+                "stale_after": after.get("stale", 0),
+                "db_opens": copy.db_opens() - opens_before,
+                "pg_backends": pg_backends(dsn, app_name),
+                "restarted": leaf_pid(server.pid) != pid_before,
+                "ready_s": ready_s,
+            }
+            tally.records.append(record)
+            shown = f"{result.latency_s * 1000:.1f} ms" if result.seen else "MISSED"
+            log(
+                f"  {contender.name:18} round {round_no} edit {copy.edits:3} ({record['how']:8})"
+                f" {shown:>10}  failed={record['failed']} db_opens={record['db_opens']}"
+            )
+            if result.seen:
+                tally.consecutive_misses = 0
+            else:
+                tally.consecutive_misses += 1
+                if tally.consecutive_misses >= settings.misses_allowed:
+                    tally.reloading = False
+                    tally.note = (
+                        f"not reloading: missed {tally.consecutive_misses} edits in a row"
+                        f" (waited {settings.edit_timeout:.0f} s each)"
+                    )
+                    tally.log_tail = server.log_tail()
+                    return
+    except RuntimeError as exc:
+        tally.reloading = False
+        tally.note = f"failed to serve: {str(exc).splitlines()[0]}"
+        tally.log_tail = server.log_tail()
+    finally:
+        server.stop()
+        tally.log_tail = tally.log_tail or server.log_tail(3)
+
+
+def summarize(tally: Tally) -> dict[str, Any]:
+    seen = [r for r in tally.records if r["seen"]]
+    latencies = [r["latency_s"] for r in seen]
+    row: dict[str, Any] = {
+        "server": tally.name,
+        "edits": len(tally.records),
+        "served": len(seen),
+        "missed": len(tally.records) - len(seen),
+        **summary_ms(latencies),
+        "failed_requests": sum(r["failed"] for r in tally.records),
+        "reloads_with_failures": sum(1 for r in tally.records if r["failed"]),
+        "stale_after": sum(r["stale_after"] for r in tally.records),
+        "db_opens_per_reload": (
+            round(statistics.mean(r["db_opens"] for r in seen), 2) if seen else None
+        ),
+        "restarted_process": sum(1 for r in seen if r["restarted"]),
+        "status": "reloads" if tally.reloading else tally.note,
+        "log_tail": tally.log_tail if not tally.reloading else "",
+    }
+    for how in ("rename", "in-place"):
+        subset = [r["latency_s"] for r in seen if r["how"] == how]
+        row[f"median_ms_{how}"] = summary_ms(subset)["median_ms"]
+    kinds: dict[str, int] = {}
+    for r in tally.records:
+        for source in (r["errors"], r["after"]):
+            for kind, n in source.items():
+                if kind != "stale":
+                    kinds[kind] = kinds.get(kind, 0) + n
+    row["failure_kinds"] = kinds
+    return row
+
+
+def run(
+    mode: str = "full",
+    *,
+    peers: Sequence[str] | None = None,
+    dsn: str | None = None,
+) -> dict[str, Any]:
+    settings = SETTINGS[mode]
+    chosen = tuple(peers) if peers else settings.peers
+    dsn = postgres_dsn() if dsn is None else dsn
+    have_hotmod = hotmod_cli() is not None
+    if not have_hotmod:
+        log("`hotmod serve` is not available yet: measuring the peers alone")
+    pairings: list[dict[str, Any]] = []
+    all_hotmod: list[dict[str, Any]] = []
+    with scratch_dir("save-to-serve") as scratch:
+        for peer_name in chosen:
+            peer = CONTENDERS[peer_name]
+            log(f"save-to-serve: {HOTMOD} vs {peer_name}, {settings.edits} edits each")
+            ours = Tally(HOTMOD, [])
+            theirs = Tally(peer_name, [])
+            our_copy = AppCopy.create(scratch, f"{peer_name}-hotmod")
+            their_copy = AppCopy.create(scratch, f"{peer_name}-peer")
+            rounds = -(-settings.edits // settings.per_round)
+            for round_no in range(1, rounds + 1):
+                batch = min(
+                    settings.per_round, settings.edits - (round_no - 1) * settings.per_round
+                )
+                if have_hotmod and ours.reloading:
+                    run_batch(
+                        CONTENDERS[HOTMOD],
+                        our_copy,
+                        ours,
+                        settings=settings,
+                        edits=batch,
+                        dsn=dsn,
+                        round_no=round_no,
+                    )
+                if theirs.reloading:
+                    run_batch(
+                        peer,
+                        their_copy,
+                        theirs,
+                        settings=settings,
+                        edits=batch,
+                        dsn=dsn,
+                        round_no=round_no,
+                    )
+            pairing = {"peer": summarize(theirs), "records": theirs.records + ours.records}
+            if have_hotmod:
+                pairing["hotmod"] = summarize(ours)
+                all_hotmod.extend(ours.records)
+                ours_median = pairing["hotmod"]["median_ms"]
+                theirs_median = pairing["peer"]["median_ms"]
+                pairing["ratio"] = (
+                    round(theirs_median / ours_median, 1)
+                    if ours_median and theirs_median and theirs.reloading
+                    else None
+                )
+            pairings.append(pairing)
+    result: dict[str, Any] = {
+        "mode": mode,
+        "settings": settings.__dict__,
+        "database": "postgresql" if dsn else "sqlite",
+        "hotmod_available": have_hotmod,
+        "pairings": pairings,
+    }
+    if have_hotmod:
+        result["hotmod"] = summarize(Tally(HOTMOD, all_hotmod))
+    return result
+
+
+def render(result: dict[str, Any]) -> str:
+    """The Markdown section for RESULTS.md."""
+    s = result["settings"]
+    lines = [
+        "## Save-to-serve latency",
+        "",
+        f"Flask bench app (`bench/apps/flaskapp`, {result['database']} pool), one edit of "
+        f"`app/views/pages.py` at a time, alternating atomic rename and in-place write; "
+        f"`GET /` over a fresh connection every 1 ms until the new text is served. "
+        f"{s['edits']} edits per server per pairing, in rounds of {s['per_round']} "
+        f"(hotmod, peer, hotmod, peer, ...). A server that misses {s['misses_allowed']} "
+        f"edits in a row ({s['edit_timeout']:.0f} s each) is recorded as not reloading.",
+        "",
+        "| server | served/edits | median ms | p95 ms | max ms | median rename / in-place ms "
+        "| failed requests (reloads hit) | db opens / reload | peer/hotmod (median) | status |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def row(r: dict[str, Any], ratio: str) -> str:
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["failure_kinds"].items()))
+        failed = f"{r['failed_requests']} ({r['reloads_with_failures']})"
+        if kinds:
+            failed += f": {kinds}"
+        return (
+            f"| {r['server']} | {r['served']}/{r['edits']} | {fmt(r['median_ms'])} "
+            f"| {fmt(r['p95_ms'])} | {fmt(r['max_ms'])} "
+            f"| {fmt(r['median_ms_rename'])} / {fmt(r['median_ms_in-place'])} | {failed} "
+            f"| {fmt(r['db_opens_per_reload'], 2)} | {ratio} | {r['status']} |"
+        )
+
+    if result["hotmod_available"]:
+        lines.append(row(result["hotmod"], "1.0"))
+    else:
+        lines.append(
+            "| hotmod | - | - | - | - | - | - | - | - | pending: `hotmod serve` "
+            "not built yet (middleware issue) |"
+        )
+    for pairing in result["pairings"]:
+        ratio = pairing.get("ratio")
+        lines.append(row(pairing["peer"], f"{ratio}x" if ratio else "-"))
+    tails = [p["peer"] for p in result["pairings"] if p["peer"]["log_tail"]]
+    if tails:
+        lines += ["", "Last log lines of servers that did not reload:", ""]
+        for r in tails:
+            lines += [f"- **{r['server']}**:", "", "```", r["log_tail"], "```", ""]
+    if result["hotmod_available"] and len(result["pairings"]) > 1:
+        lines += [
+            "",
+            "hotmod in each pairing (same rounds as the peer):",
+            "",
+            "| pairing | served/edits | median ms | p95 ms | max ms | failed |",
+            "|---|---|---|---|---|---|",
+        ]
+        for p in result["pairings"]:
+            h = p["hotmod"]
+            lines.append(
+                f"| vs {p['peer']['server']} | {h['served']}/{h['edits']} | {fmt(h['median_ms'])}"
+                f" | {fmt(h['p95_ms'])} | {fmt(h['max_ms'])} | {h['failed_requests']} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.save_to_serve")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--peer", action="append", choices=PEERS)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    result = run(mode, peers=args.peer)
+    print(render(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,115 @@
+"""The benchmark suite's smoke mode runs end to end and writes sane rows.
+
+Numbers are not judged here (timing belongs to the bench itself); what is checked
+is that every section either ran and measured something real, or says why it is
+pending, and that the Markdown names the machine and the commands.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("bench-smoke")
+    results, store = out / "RESULTS.md", out / "sections"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--output", str(results), "--store", str(store)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+        start_new_session=True,
+    )
+    sections = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json")}
+    return {
+        "proc": proc,
+        "markdown": results.read_text() if results.exists() else "",
+        "sections": sections,
+    }
+
+
+def _ran(smoke: dict[str, Any], name: str) -> dict[str, Any]:
+    entry = smoke["sections"][name]
+    if entry["result"] is None and entry.get("pending"):
+        pytest.skip(f"{name} is pending: {entry['pending']}")
+    assert entry["result"] is not None, entry.get("error")
+    result: dict[str, Any] = entry["result"]
+    return result
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any]) -> None:
+    proc = smoke["proc"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert set(smoke["sections"]) == {"save_to_serve", "overhead", "scale", "soak"}
+    for entry in smoke["sections"].values():
+        assert entry["mode"] == "smoke"
+        assert entry["result"] is not None or entry.get("pending"), entry.get("error")
+
+
+def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[str, Any]) -> None:
+    text = smoke["markdown"]
+    assert f"{os.cpu_count()} CPUs" in text
+    assert f"Python {sys.version.split()[0]}" in text
+    assert "werkzeug " in text and "hupper " in text
+    assert "`.venv/bin/python -m bench --smoke`" in text
+    for title in ("## Save-to-serve latency", "## Request overhead", "## Scale", "## Soak"):
+        assert title in text
+
+
+def test_restart_peer_reloads_and_reopens_its_database_connections(smoke: dict[str, Any]) -> None:
+    result = _ran(smoke, "save_to_serve")
+    peer = result["pairings"][0]["peer"]
+    assert peer["server"] == "werkzeug-stat"
+    assert peer["status"] == "reloads", peer
+    assert peer["served"] == peer["edits"] == 1
+    assert _positive(peer["median_ms"])
+    # a new process opens its pool afresh: the app-side counter must have seen it
+    assert peer["db_opens_per_reload"] >= 1
+    assert peer["restarted_process"] == 1
+
+
+def test_hotmod_row_reloads_in_the_same_process(smoke: dict[str, Any]) -> None:
+    result = _ran(smoke, "save_to_serve")
+    if not result["hotmod_available"]:
+        pytest.skip("`hotmod serve` is not available yet")
+    ours = result["hotmod"]
+    assert ours["served"] == ours["edits"] == 1, ours
+    assert _positive(ours["median_ms"])
+    assert ours["restarted_process"] == 0
+    assert result["pairings"][0]["ratio"] is not None
+
+
+def test_scale_row_measures_leaf_and_deep_edits(smoke: dict[str, Any]) -> None:
+    result = _ran(smoke, "scale")
+    (row,) = result["rows"]
+    assert row["modules"] == 100
+    assert row["modules_loaded"] >= 100
+    assert _positive(row["leaf"]["latency"]["median_ms"])
+    assert row["deep"]["modules_reloaded"] > row["deep_importers"]
+    assert row["leaf"]["misses"] == row["deep"]["misses"] == 0
+
+
+def test_soak_samples_the_server_at_start_and_end(smoke: dict[str, Any]) -> None:
+    result = _ran(smoke, "soak")
+    samples = result["samples"]
+    assert [s["reloads"] for s in samples] == [0, 5, 10]
+    assert samples[-1]["generation"] == samples[0]["generation"] + 10
+    assert all(s["rss_kib"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in samples)
+    assert result["misses"] == 0
