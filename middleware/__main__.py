@@ -1,0 +1,7 @@
+"""``python -m middleware serve TARGET``: the same as the ``hotmod`` console script."""
+
+from __future__ import annotations
+
+from .cli import main
+
+raise SystemExit(main())

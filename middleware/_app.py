@@ -1,0 +1,302 @@
+"""``HotReload``: a WSGI application that serves the current generation of another one."""
+
+from __future__ import annotations
+
+import atexit
+import os
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from reloader import Reloader, ReloadError
+
+from ._errorpage import render_error_page
+from ._response import wrap_response
+from ._status import STATUS_PATH, build_status, status_body
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+#: Response header that names the generation which served a request (debug mode).
+GENERATION_HEADER = "X-Hotmod-Generation"
+
+# Bumped in every child process after fork(). Requests compare it with the value each
+# HotReload saw last: one global read per request instead of an os.getpid() system call.
+_fork_epoch = 0
+_instances: weakref.WeakSet[HotReload] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    global _fork_epoch
+    _fork_epoch += 1
+    for app in list(_instances):
+        # A lock held by another thread at fork time would stay held forever in the child.
+        app._fork_lock = threading.Lock()
+        app._scan_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+class HotReload:
+    """Serve ``target`` and swap in a new generation of its code when its files change.
+
+    ``target`` is ``"pkg.module:attr"`` or ``"pkg.module:factory()"``. The target is
+    loaded here, so a bad target or code that fails to import raises at once
+    (:class:`reloader.TargetError`, :class:`reloader.ReloadError`), never on the first
+    request.
+
+    Each request is pinned to the generation that was current when it began: it runs
+    that generation's application and leaves the generation when the server calls
+    ``close()`` on the response, or at once if the application raises. The exception
+    then propagates unchanged: errors of the application are not the middleware's
+    business.
+
+    :param watch: the watched roots; by default the folder holding the target's
+        top-level package (the engine refuses stdlib and site-packages roots).
+    :param debug: serve an error page (500) while the latest edit failed to load,
+        answer ``GET /__hotmod__`` with a JSON status, and add the
+        ``X-Hotmod-Generation`` header. Off by default: then a failed edit never
+        changes what users see, and is only logged.
+    :param poll: use the polling watcher instead of inotify.
+    :param exclude: glob patterns of files that are never reloaded.
+    :param extra: glob patterns of non-Python files whose change reloads.
+    :param scan_interval: seconds; when set, no watcher thread runs: a request checks
+        the files at most once per interval, and the request that notices a change
+        runs the reload itself (mod_python's ``PythonAutoReload``).
+    :param drain_timeout: passed to the engine (seconds a superseded generation may
+        take to drain before it is reported).
+    :param drain_warning: passed to the engine.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        watch: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
+        debug: bool = False,
+        poll: bool = False,
+        exclude: Iterable[str] = (),
+        extra: Iterable[str] = (),
+        scan_interval: float | None = None,
+        drain_timeout: float | None = None,
+        drain_warning: float = 60.0,
+    ) -> None:
+        if not isinstance(target, str) or not target:
+            raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
+        if scan_interval is not None and not scan_interval > 0:
+            raise ValueError(
+                f"scan_interval must be a positive number of seconds, got {scan_interval!r}"
+            )
+        if isinstance(exclude, str) or isinstance(extra, str):
+            raise ValueError("exclude and extra take a list of glob patterns, not a single string")
+        roots: list[str] | None
+        if watch is None:
+            roots = None
+        elif isinstance(watch, (str, os.PathLike)):
+            roots = [os.fspath(watch)]
+        else:
+            roots = [os.fspath(root) for root in watch]
+
+        self.target = target
+        self.debug = bool(debug)
+        self._scan_interval = scan_interval
+        # Fields below are written by the thread named in each comment; requests only read.
+        self._closed = False  # owner: close()
+        self._fork_epoch = _fork_epoch  # owner: _after_fork(), under _fork_lock
+        self._fork_lock = threading.Lock()
+        self._scan_lock = threading.Lock()
+        # Next monotonic time a request may scan; None when a watcher thread runs.
+        self._scan_at: float | None = None  # owner: _scan(), under _scan_lock
+        # File signatures when the last scan's reload failed; owner: _scan().
+        self._failed_at: dict[Path, tuple[int, int, int] | None] | None = None
+
+        self._reloader = Reloader(
+            target,
+            roots=roots,
+            exclude=tuple(exclude),
+            extra=tuple(extra),
+            drain_timeout=drain_timeout,
+            drain_warning=drain_warning,
+        )
+        try:
+            self._reloader.load()
+            if scan_interval is None:
+                # poll=None lets the engine honour HOTMOD_POLL=1.
+                self._reloader.watch(poll=True if poll else None)
+            else:
+                self._scan_at = time.monotonic() + scan_interval
+        except BaseException:
+            self._reloader.close()
+            raise
+        _instances.add(self)
+        atexit.register(self.close)
+
+    # -- the request path -------------------------------------------------------------
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if self._fork_epoch != _fork_epoch:
+            self._after_fork()
+        if self._scan_at is not None and time.monotonic() >= self._scan_at:
+            self._scan()
+        if self.debug:
+            return self._call_debug(environ, start_response)
+        generation = self._reloader.acquire()
+        try:
+            result = generation.target(environ, start_response)
+        except BaseException:
+            generation.exit()
+            raise
+        return wrap_response(result, generation, environ)
+
+    def _call_debug(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") == STATUS_PATH:
+            return self._serve_status(environ, start_response)
+        failure = self._reloader.last_error
+        if failure is not None:
+            body = render_error_page(failure, generation=self._reloader.current.number)
+            start_response(
+                "500 Internal Server Error",
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                    ("Cache-Control", "no-store"),
+                    (GENERATION_HEADER, str(self._reloader.current.number)),
+                ],
+            )
+            return [body]
+        generation = self._reloader.acquire()
+        number = str(generation.number)
+
+        def start_with_header(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Any:
+            return start_response(status, [*headers, (GENERATION_HEADER, number)], exc_info)
+
+        try:
+            result = generation.target(environ, start_with_header)
+        except BaseException:
+            generation.exit()
+            raise
+        return wrap_response(result, generation, environ)
+
+    def _serve_status(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+            start_response(
+                "405 Method Not Allowed",
+                [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+            )
+            return []
+        body = status_body(self.status())
+        start_response(
+            "200 OK",
+            [
+                ("Content-Type", "application/json"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                (GENERATION_HEADER, str(self._reloader.current.number)),
+            ],
+        )
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    def _after_fork(self) -> None:
+        with self._fork_lock:
+            if self._fork_epoch == _fork_epoch:
+                return  # another request of this child got here first
+            self._reloader.check_fork()
+            self._fork_epoch = _fork_epoch
+
+    def _scan(self) -> None:
+        """Check the files and reload on this request's thread (``scan_interval`` mode)."""
+        if not self._scan_lock.acquire(blocking=False):
+            return  # another request is scanning; this one serves the current generation
+        try:
+            if self._closed or self._scan_at is None or time.monotonic() < self._scan_at:
+                return
+            if self._failed_at is None or self._signatures() != self._failed_at:
+                before = self._signatures()
+                try:
+                    # While frozen the engine only notes what changed as pending.
+                    self._reloader.reload()
+                except ReloadError:
+                    # Logged once by the engine. Not retried until a file changes again,
+                    # else every interval would log the same failure anew.
+                    self._failed_at = before
+                else:
+                    self._failed_at = None
+            self._scan_at = time.monotonic() + (self._scan_interval or 0.0)
+        finally:
+            self._scan_lock.release()
+
+    def _signatures(self) -> dict[Path, tuple[int, int, int] | None]:
+        signatures: dict[Path, tuple[int, int, int] | None] = {}
+        for path in self._reloader.files():
+            try:
+                st = os.stat(path)
+            except OSError:
+                signatures[path] = None
+            else:
+                signatures[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        return signatures
+
+    # -- control ----------------------------------------------------------------------
+
+    @property
+    def reloader(self) -> Reloader:
+        """The engine underneath, for advanced use."""
+        return self._reloader
+
+    @property
+    def generation(self) -> int:
+        """The current generation's number."""
+        return self._reloader.current.number
+
+    @property
+    def frozen(self) -> bool:
+        """True between :meth:`freeze` and :meth:`thaw`."""
+        return bool(self._reloader.frozen)
+
+    def freeze(self) -> None:
+        """Stop reloading: changed files are noted as pending, the current generation serves."""
+        self._reloader.freeze()
+
+    def thaw(self) -> int:
+        """Resume reloading and load what changed while frozen; return the generation number."""
+        return self._reloader.thaw()
+
+    def reload(self) -> int:
+        """Reload what changed now, synchronously; return the current generation's number.
+
+        Raises :class:`reloader.ReloadError` when the plan failed (the last good
+        generation keeps serving).
+        """
+        return self._reloader.reload()
+
+    def status(self) -> dict[str, Any]:
+        """The document served at ``/__hotmod__``."""
+        return build_status(
+            self._reloader.stats(), frozen=self._reloader.frozen, graph=self._reloader.graph()
+        )
+
+    def close(self) -> None:
+        """Stop watching and run the current generation's purge hooks. Twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            atexit.unregister(self.close)
+        finally:
+            self._reloader.close()
+
+    def __repr__(self) -> str:
+        if self._closed:
+            state = "closed"
+        elif self.frozen:
+            state = "frozen"
+        else:
+            state = "watching" if self._scan_interval is None else "scanning"
+        return f"<HotReload {self.target!r} generation={self.generation} {state}>"

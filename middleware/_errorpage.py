@@ -1,0 +1,91 @@
+"""The debug page shown while the latest edit failed to load.
+
+Everything that comes from the failure or from the source file is HTML-escaped:
+an exception message or a source line may contain markup, and this page must never
+run it. The source is read when the page is rendered (only on this error path,
+never per ordinary request), so it shows the file as it is on disk now.
+"""
+
+from __future__ import annotations
+
+import html
+import tokenize
+from typing import Any
+
+#: Lines of source shown before and after the failing line.
+CONTEXT_LINES = 5
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
+h1 { color: #b00020; font-size: 1.4em; }
+.where { font-family: monospace; }
+pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
+.source { border-collapse: collapse; font-family: monospace; background: #f6f6f6; }
+.source td { padding: 0 .6em; white-space: pre; }
+.source td.no { color: #888; text-align: right; }
+.source tr.error { background: #ffd7d7; font-weight: bold; }
+.note { color: #555; }
+"""
+
+
+def source_context(
+    file: str | None, line: int | None, *, context: int = CONTEXT_LINES
+) -> list[tuple[int, str]]:
+    """Return ``(number, text)`` for the lines around ``line`` of ``file``.
+
+    Empty when the file or the line is unknown or the file cannot be read (it may
+    have been deleted since the failure).
+    """
+    if not file or not line or line < 1:
+        return []
+    try:
+        with tokenize.open(file) as f:
+            lines = f.read().splitlines()
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        # SyntaxError here means a bad coding cookie: the page still shows the traceback.
+        return []
+    first = max(1, line - context)
+    last = min(len(lines), line + context)
+    return [(number, lines[number - 1]) for number in range(first, last + 1)]
+
+
+def render_error_page(failure: Any, *, generation: int) -> bytes:
+    """Render ``failure`` (a :class:`reloader.LoadFailure`) as a UTF-8 HTML page."""
+    esc = html.escape
+    module = str(getattr(failure, "module", "") or "?")
+    file = getattr(failure, "file", None)
+    line = getattr(failure, "line", None)
+    kind = str(getattr(failure, "type", "") or "Error")
+    message = str(getattr(failure, "message", "") or "")
+    traceback = str(getattr(failure, "traceback", "") or "")
+
+    where = f"{file}:{line}" if file and line else str(file or "unknown file")
+    rows = []
+    for number, text in source_context(file, line):
+        css = ' class="error"' if number == line else ""
+        rows.append(f'<tr{css}><td class="no">{number}</td><td>{esc(text)}</td></tr>')
+    source = (
+        f'<table class="source">{"".join(rows)}</table>'
+        if rows
+        else '<p class="note">(source not available)</p>'
+    )
+    page = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{esc(kind)} in {esc(module)} · hotmod</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>{esc(kind)}: {esc(message)}</h1>
+<p>The latest edit of module <strong>{esc(module)}</strong> failed to load, at
+<span class="where">{esc(where)}</span>.</p>
+<p class="note">Generation {generation} is still loaded; fix the file and reload this page.</p>
+<h2>Source</h2>
+{source}
+<h2>Traceback</h2>
+<pre>{esc(traceback)}</pre>
+</body>
+</html>
+"""
+    return page.encode("utf-8")

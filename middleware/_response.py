@@ -1,0 +1,115 @@
+"""The response iterable that keeps a request's generation entered until the server closes it.
+
+PEP 3333 says a request ends when the server calls ``close()`` on the iterable the
+application returned, not when the application function returns: a streamed body
+runs the generation's code while the server iterates it. So the generation is
+released by ``close()``, exactly once, after the application's own ``close()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, Protocol
+
+
+class Releasable(Protocol):
+    """What the wrapper needs from a generation: a way to leave it."""
+
+    def exit(self) -> None: ...
+
+
+class ClosingIterable:
+    """Iterates the application's response unchanged; ``close()`` releases the generation.
+
+    Nothing is buffered: iteration is handed straight to the application's iterable.
+    """
+
+    __slots__ = ("_generation", "_iterable")
+
+    def __init__(self, iterable: Iterable[bytes], generation: Releasable) -> None:
+        self._iterable = iterable
+        self._generation: Releasable | None = generation
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._iterable)
+
+    def close(self) -> None:
+        generation = self._generation
+        if generation is None:
+            return
+        self._generation = None
+        try:
+            close = getattr(self._iterable, "close", None)
+            if close is not None:
+                close()
+        finally:
+            generation.exit()
+
+    def __del__(self) -> None:
+        # A server that drops the iterable without calling close() breaks PEP 3333;
+        # releasing the generation here keeps it from staying "in flight" forever.
+        if self._generation is not None:
+            self.close()
+
+
+class SizedClosingIterable(ClosingIterable):
+    """A :class:`ClosingIterable` that keeps ``len()``, which servers use to set
+    ``Content-Length`` for a one-item body (waitress does)."""
+
+    __slots__ = ()
+
+    def __len__(self) -> int:
+        return len(self._iterable)  # type: ignore[arg-type]
+
+
+class _CloseThenRelease:
+    """Replaces ``close`` on a server's own file wrapper object (see :func:`wrap_response`)."""
+
+    __slots__ = ("_close", "_generation")
+
+    def __init__(self, close: Callable[[], Any] | None, generation: Releasable) -> None:
+        self._close = close
+        self._generation: Releasable | None = generation
+
+    def __call__(self) -> None:
+        generation = self._generation
+        if generation is None:
+            return
+        self._generation = None
+        try:
+            if self._close is not None:
+                self._close()
+        finally:
+            generation.exit()
+
+
+def wrap_response(
+    result: Iterable[bytes], generation: Releasable, environ: Mapping[str, Any]
+) -> Iterable[bytes]:
+    """Return an iterable for the server that releases ``generation`` when it is closed.
+
+    When ``result`` is an instance of the server's ``wsgi.file_wrapper`` type, the
+    very same object is handed back with its ``close`` replaced on the instance, so
+    the server still recognizes it and can send the file with ``sendfile()``
+    (gunicorn checks ``isinstance``, waitress too, and both call ``close()``
+    afterwards: gunicorn from the worker, waitress from its channel once the file
+    has been sent). An object that refuses a new attribute is wrapped like any other
+    iterable, which is correct but loses the fast path.
+    """
+    file_wrapper = environ.get("wsgi.file_wrapper")
+    if (
+        file_wrapper is not None
+        and isinstance(file_wrapper, type)
+        and isinstance(result, file_wrapper)
+    ):
+        try:
+            result.close = _CloseThenRelease(  # type: ignore[attr-defined]
+                getattr(result, "close", None), generation
+            )
+        except (AttributeError, TypeError):
+            pass
+        else:
+            return result
+    if isinstance(result, (list, tuple)):
+        return SizedClosingIterable(result, generation)
+    return ClosingIterable(result, generation)

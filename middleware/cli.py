@@ -1,0 +1,276 @@
+"""``hotmod serve``: a development server that reloads changed modules in place.
+
+It serves with werkzeug's threaded server (werkzeug's own process reloader stays
+off: hotmod reloads modules inside this process) and prints one line per reload or
+failure. Bad input ends with one line on stderr and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
+
+from ._app import HotReload
+
+#: Seconds that in-flight requests get to finish at shutdown before purge hooks run.
+SHUTDOWN_DRAIN = 3.0
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+
+
+class CommandError(Exception):
+    """Bad input: reported as one line, exit status 1."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hotmod",
+        description="Serve a WSGI application and reload its changed modules in place.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="serve TARGET with werkzeug's threaded server, reloading on every edit",
+        description="Serve TARGET ('package.module:app' or 'package.module:factory()') and "
+        "reload changed modules into a new generation without restarting the process.",
+    )
+    serve.add_argument(
+        "target", metavar="TARGET", help="'package.module:app' or 'package.module:factory()'"
+    )
+    serve.add_argument(
+        "--watch",
+        metavar="DIR",
+        action="append",
+        default=[],
+        help="a watched root (repeatable); default: the folder of the target's top-level package",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument("--poll", action="store_true", help="poll files instead of using inotify")
+    serve.add_argument(
+        "--production",
+        action="store_true",
+        help="no error page, no /__hotmod__, no X-Hotmod-Generation header",
+    )
+    serve.add_argument(
+        "--exclude",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        help="files never reloaded (repeatable)",
+    )
+    serve.add_argument(
+        "--extra",
+        metavar="GLOB",
+        action="append",
+        default=[],
+        help="non-Python files whose change reloads (repeatable)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``hotmod`` command line; return the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+    except CommandError as exc:
+        print(f"hotmod: error: {exc}", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    raise AssertionError(f"unhandled command {args.command!r}")  # argparse enforces the choices
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def describe_event(event: ReloadEvent) -> str | None:
+    """The line ``hotmod serve`` prints for an engine event (None: nothing to print)."""
+    if event.kind == "reloaded":
+        modules = ", ".join(event.modules)
+        importers = f" ({event.importers} as importers)" if event.importers else ""
+        return (
+            f"hotmod: generation {event.generation}: reloaded {len(event.modules)} "
+            f"module(s){importers} in {event.duration_ms:.1f} ms: {modules}"
+        )
+    if event.kind == "failed":
+        failure = event.failure
+        if failure is None:
+            return f"hotmod: reload failed: {event.detail}"
+        where = f"{failure.file}:{failure.line}" if failure.line else str(failure.file)
+        return (
+            f"hotmod: reload failed: {where}: {failure.type}: {failure.message} "
+            f"(still serving generation {event.generation})"
+        )
+    return None
+
+
+class _NotPrinted(logging.Filter):
+    """Drop the engine's record of a failed plan: the ``failed`` event prints it as one
+    line (and at start-up the command's error line says it)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        return not any(isinstance(arg, LoadFailure) for arg in args)
+
+
+def _log_to_stderr() -> Callable[[], None]:
+    """Warnings and errors of the engine (leaks, slow drains, hooks that raised, with
+    their tracebacks) go to stderr; reloads and failures are printed from events."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
+    handler.addFilter(_NotPrinted())
+    logger = logging.getLogger("hotmod")
+    logger.addHandler(handler)
+    return lambda: logger.removeHandler(handler)
+
+
+def _printer(stream: TextIO) -> Any:
+    def on_event(event: ReloadEvent) -> None:
+        line = describe_event(event)
+        if line is not None:
+            print(line, file=stream, flush=True)
+
+    return on_event
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind and listen here, so a port in use is one line of error, not werkzeug's exit."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise CommandError(f"cannot resolve host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as exc:
+        sock.close()
+        raise CommandError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def _load(args: argparse.Namespace) -> HotReload:
+    for folder in args.watch:
+        if not Path(folder).is_dir():
+            raise CommandError(f"watch folder {folder!r} does not exist or is not a folder")
+    try:
+        return HotReload(
+            args.target,
+            watch=args.watch or None,
+            debug=not args.production,
+            poll=args.poll,
+            exclude=args.exclude,
+            extra=args.extra,
+        )
+    except ReloadError as exc:
+        failure = exc.failure
+        where = f"{failure.file}:{failure.line}" if failure.line else str(failure.file)
+        raise CommandError(
+            f"cannot load {args.target}: {where}: {failure.type}: {failure.message}"
+        ) from None
+    except (HotmodError, ValueError) as exc:
+        raise CommandError(str(exc)) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    # As `python -m` would: the application's packages are importable from here.
+    cwd = os.getcwd()
+    if sys.path[:1] != [cwd]:
+        sys.path.insert(0, cwd)
+
+    from werkzeug.serving import make_server
+
+    stop_logging = _log_to_stderr()
+    try:
+        return _serve(args, make_server)
+    finally:
+        stop_logging()
+
+
+def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
+    app = _load(args)
+    try:
+        sock = _listen(args.host, args.port)
+    except CommandError:
+        app.close()
+        raise
+    try:
+        server = make_server(args.host, args.port, app, threaded=True, fd=sock.fileno())
+    finally:
+        sock.close()  # the server holds its own duplicate of the descriptor
+    unsubscribe = app.reloader.subscribe(_printer(sys.stdout))
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    host, port = server.server_address[:2]
+    shown_host = f"[{host}]" if ":" in str(host) else host
+    mode = "production" if args.production else "debug"
+    print(
+        f"hotmod: serving {args.target} on http://{shown_host}:{port}/ "
+        f"(generation {app.generation}, {mode} mode; Ctrl-C to stop)",
+        flush=True,
+    )
+    if not args.production and not is_loopback(args.host):
+        print(
+            f"hotmod: warning: debug mode on {args.host}: the error page shows source code and "
+            "tracebacks to anyone who can reach this port; use --production or --host 127.0.0.1",
+            file=sys.stderr,
+            flush=True,
+        )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="hotmod-serve", daemon=True
+    )
+    thread.start()
+    try:
+        while thread.is_alive() and not stop.wait(0.2):
+            pass
+    finally:
+        print("hotmod: shutting down", flush=True)
+        server.shutdown()
+        server.server_close()
+        _wait_for_requests(app, SHUTDOWN_DRAIN)
+        unsubscribe()
+        app.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("hotmod: stopped", flush=True)
+    return EXIT_OK
+
+
+def _wait_for_requests(app: HotReload, timeout: float) -> None:
+    """Give requests still streaming a bounded moment to finish before purge hooks run."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        stats = app.reloader.stats()
+        if app.reloader.current.in_flight == 0 and not stats.get("draining"):
+            return
+        time.sleep(0.02)

@@ -1,0 +1,235 @@
+"""HotReload under real WSGI servers, each in a subprocess of its own process group.
+
+Every server serves the same tmp project through an entry module that lives outside
+the watched root. The entry adds ``/_probe``, which reports the worker's pid, its
+draining generations and what type of object the server got back for a
+``wsgi.file_wrapper`` response, so a test can ask each worker whether every
+response released its generation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import wait_until
+
+BIN = Path(sys.executable).parent
+DATA = b"0123456789abcdef" * 4096  # 64 KiB: large enough that sendfile() is worth it
+
+APP = """
+import os
+
+VERSION = {version!r}
+DATA_FILE = {data!r}
+
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path == "/file":
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        wrapper = environ.get("wsgi.file_wrapper")
+        f = open(DATA_FILE, "rb")
+        return wrapper(f) if wrapper else iter(lambda: f.read(8192), b"")
+    if path == "/stream":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return (f"{{VERSION}}:{{i}};".encode() for i in range(3))
+    body = f"{{VERSION}} {{os.getpid()}}".encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+ENTRY = """
+import json
+import os
+
+from middleware import HotReload
+
+hot = HotReload("hm_srv_app:app", watch=[{root!r}], debug=True)
+seen = {{}}
+
+
+def application(environ, start_response):
+    if environ["PATH_INFO"] == "/_probe":
+        body = json.dumps({{
+            "pid": os.getpid(),
+            "generation": hot.generation,
+            "draining": hot.status()["draining"],
+            **seen,
+        }}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+    result = hot(environ, start_response)
+    if environ["PATH_INFO"] == "/file":
+        wrapper = environ.get("wsgi.file_wrapper")
+        seen["file_wrapper"] = wrapper.__name__ if isinstance(wrapper, type) else None
+        seen["file_result"] = type(result).__name__
+    return result
+"""
+
+SERVERS: dict[str, tuple[list[str], int]] = {
+    # name: (command after the interpreter's bin folder, worker processes)
+    "werkzeug-threaded": (
+        [
+            sys.executable,
+            "-c",
+            "import sys; from werkzeug.serving import run_simple; from hm_srv_entry import "
+            "application; run_simple('127.0.0.1', int(sys.argv[1]), application, "
+            "threaded=True, use_reloader=False)",
+            "{port}",
+        ],
+        1,
+    ),
+    "gunicorn-sync": ([str(BIN / "gunicorn"), "-w", "2", "-k", "sync"], 2),
+    "gunicorn-sync-preload": ([str(BIN / "gunicorn"), "-w", "2", "-k", "sync", "--preload"], 2),
+    "gunicorn-gthread": ([str(BIN / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "4"], 2),
+    "gunicorn-gthread-preload": (
+        [str(BIN / "gunicorn"), "-w", "2", "-k", "gthread", "--threads", "4", "--preload"],
+        2,
+    ),
+    "waitress": (
+        [str(BIN / "waitress-serve"), "--listen=127.0.0.1:{port}", "hm_srv_entry:application"],
+        1,
+    ),
+}
+
+
+def write(path: Path, text: str) -> None:
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(text)
+    st = path.stat()
+    if st.st_mtime_ns <= before:
+        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
+
+
+def command(name: str, port: int) -> list[str]:
+    template, _ = SERVERS[name]
+    args = [part.format(port=port) for part in template]
+    if name.startswith("gunicorn"):
+        args += ["-b", f"127.0.0.1:{port}", "--graceful-timeout", "5", "hm_srv_entry:application"]
+    return args
+
+
+def fetch(port: int, path: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except (ConnectionError, urllib.error.URLError):
+        return 0, b""
+
+
+def fetch_many(port: int, path: str, count: int = 8) -> list[tuple[int, bytes]]:
+    """Concurrent requests, so that every worker process of the server gets some."""
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: fetch(port, path), range(count)))
+
+
+@pytest.fixture
+def server_project(tmp_path: Path) -> tuple[Path, Path]:
+    root = tmp_path / "proj"
+    entry = tmp_path / "entry"
+    root.mkdir()
+    entry.mkdir()
+    (tmp_path / "data.bin").write_bytes(DATA)
+    write(root / "hm_srv_app.py", APP.format(version="v1", data=str(tmp_path / "data.bin")))
+    write(entry / "hm_srv_entry.py", textwrap.dedent(ENTRY.format(root=str(root))))
+    return root, entry
+
+
+@pytest.fixture
+def start_server(server_project: tuple[Path, Path]) -> Iterator[Any]:
+    processes: list[subprocess.Popen[bytes]] = []
+    root, entry = server_project
+
+    def start(args: list[str]) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(entry), str(root)]))
+        log = open(entry / "server.log", "wb")
+        process = subprocess.Popen(
+            args, cwd=entry, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        processes.append(process)
+        return process
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(10)
+
+
+def probes(port: int, workers: int) -> dict[int, dict[str, Any]]:
+    """The latest /_probe answer of each worker, asking until every worker has answered."""
+    answers: dict[int, dict[str, Any]] = {}
+
+    def every_worker_answered() -> bool:
+        for status, body in fetch_many(port, "/_probe"):
+            if status == 200:
+                answer = json.loads(body)
+                answers[answer["pid"]] = answer
+        return len(answers) >= workers
+
+    wait_until(every_worker_answered, timeout=30, what=f"{workers} workers to answer /_probe")
+    return answers
+
+
+@pytest.mark.parametrize("name", list(SERVERS))
+def test_every_worker_serves_the_edit_and_releases_every_generation(
+    name: str, port: int, server_project: tuple[Path, Path], start_server: Any
+) -> None:
+    root, entry = server_project
+    _, workers = SERVERS[name]
+    process = start_server(command(name, port))
+    try:
+        wait_until(lambda: fetch(port, "/")[0] == 200, timeout=30, what=f"{name} to serve")
+    except AssertionError:
+        raise AssertionError((entry / "server.log").read_text()) from None
+
+    # Both code paths that keep a generation entered after the app returns.
+    for status, body in fetch_many(port, "/file"):
+        assert (status, body) == (200, DATA)
+    for status, body in fetch_many(port, "/stream"):
+        assert (status, body) == (200, b"v1:0;v1:1;v1:2;")
+    before = probes(port, workers)
+    assert {answer["generation"] for answer in before.values()} == {1}
+    for answer in before.values():
+        if answer.get("file_wrapper"):
+            # The server's own file wrapper came back to it: its sendfile path still works.
+            assert answer["file_result"] == answer["file_wrapper"]
+
+    write(root / "hm_srv_app.py", APP.format(version="v2", data=str(entry.parent / "data.bin")))
+    new_pids: set[int] = set()
+
+    def every_worker_serves_v2() -> bool:
+        for status, body in fetch_many(port, "/"):
+            if status == 200 and body.startswith(b"v2 "):
+                new_pids.add(int(body.split()[1]))
+        return len(new_pids) >= workers
+
+    wait_until(every_worker_serves_v2, timeout=30, what=f"{workers} workers to serve the edit")
+    assert process.poll() is None  # reloaded in place, no restart
+    for status, body in fetch_many(port, "/stream"):
+        assert (status, body) == (200, b"v2:0;v2:1;v2:2;")
+
+    def nothing_left_draining() -> bool:
+        after = probes(port, workers)
+        return all(a["generation"] == 2 and a["draining"] == [] for a in after.values())
+
+    wait_until(nothing_left_draining, timeout=30, what="generation 1 to drain in every worker")

@@ -1,0 +1,250 @@
+"""``hotmod serve`` end to end, in a subprocess of its own process group."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from conftest import wait_until
+
+BIN = Path(sys.executable).parent
+
+
+def write(path: Path, text: str) -> None:
+    """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
+    before = path.stat().st_mtime_ns if path.exists() else 0
+    path.write_text(textwrap.dedent(text))
+    st = path.stat()
+    if st.st_mtime_ns <= before:
+        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
+
+
+def app_source(version: str, marker: Path) -> str:
+    return f"""
+        import os
+        VERSION = {version!r}
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"{{VERSION}} {{os.getpid()}}".encode()]
+
+        def __mp_purge__():
+            with open({str(marker)!r}, "a") as f:
+                f.write(VERSION + ",")
+        """
+
+
+class Served:
+    """A ``hotmod`` subprocess in its own process group, with its output collected."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "middleware", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.stdout: list[str] = []
+        self.stderr: list[str] = []
+        self._readers = [
+            threading.Thread(
+                target=self._read, args=(self.process.stdout, self.stdout), daemon=True
+            ),
+            threading.Thread(
+                target=self._read, args=(self.process.stderr, self.stderr), daemon=True
+            ),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: object, lines: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            lines.append(line)
+
+    def out(self) -> str:
+        return "".join(self.stdout)
+
+    def err(self) -> str:
+        return "".join(self.stderr)
+
+    def wait_output(self, predicate: Callable[[str], bool], what: str) -> None:
+        def check() -> bool:
+            if self.process.poll() is not None and not predicate(self.out()):
+                raise AssertionError(
+                    f"hotmod exited ({self.process.returncode}) before {what}:\n"
+                    f"{self.out()}\n{self.err()}"
+                )
+            return predicate(self.out())
+
+        wait_until(check, timeout=20, what=what)
+
+    def stop(self, sig: int, timeout: float = 10) -> int:
+        self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(10)
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[[list[str], Path], Served]]:
+    started: list[Served] = []
+
+    def start(args: list[str], cwd: Path) -> Served:
+        server = Served(args, cwd)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()
+
+
+def get(port: int, path: str = "/") -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_serve_reloads_edits_in_place_prints_each_reload_and_failure_and_stops_cleanly(
+    tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
+) -> None:
+    marker = tmp_path / "purged.txt"
+    path = tmp_path / "hm_cli_app.py"
+    write(path, app_source("v1", marker))
+    server = served(["serve", "hm_cli_app:app", "--port", str(port)], tmp_path)
+    server.wait_output(lambda out: f"http://127.0.0.1:{port}/" in out, "the serving line")
+
+    status, body = get(port)
+    version, pid = body.split()
+    assert (status, version) == (200, "v1")
+    assert int(pid) == server.process.pid
+
+    write(path, app_source("v2", marker))
+    wait_until(
+        lambda: get(port)[1] == f"v2 {pid}", what="the edit to be served by the same process"
+    )
+    server.wait_output(lambda out: "generation 2" in out, "the reload line")
+
+    write(path, "import os\n\ndef app(environ, start_response:\n    pass\n")
+    server.wait_output(lambda out: "reload failed" in out, "the failure line")
+    assert "hm_cli_app.py:3" in server.out()
+    status, page = get(port)
+    assert status == 500
+    assert "SyntaxError" in page
+
+    write(path, app_source("v3", marker))
+    wait_until(lambda: get(port) == (200, f"v3 {pid}"), what="the fix to be served")
+
+    assert server.stop(signal.SIGTERM) == 0
+    assert marker.read_text().endswith("v3,")  # close() purged the last generation
+    assert "Traceback" not in server.err()
+    assert len([line for line in server.stdout if "reload failed" in line]) == 1
+
+
+def test_ctrl_c_stops_the_server_with_status_0_after_running_purge_hooks(
+    tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
+) -> None:
+    marker = tmp_path / "purged.txt"
+    write(tmp_path / "hm_cli_int.py", app_source("only", marker))
+    server = served(["serve", "hm_cli_int:app", "--port", str(port), "--production"], tmp_path)
+    server.wait_output(lambda out: "serving" in out, "the serving line")
+    assert get(port)[0] == 200
+    assert get(port, "/__hotmod__")[1].startswith("only")  # production: no status endpoint
+    assert server.stop(signal.SIGINT) == 0
+    assert marker.read_text() == "only,"
+    assert "Traceback" not in server.err()
+
+
+def test_binding_every_interface_in_debug_mode_prints_a_warning(
+    tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
+) -> None:
+    write(tmp_path / "hm_cli_any.py", app_source("any", tmp_path / "m.txt"))
+    server = served(["serve", "hm_cli_any:app", "--host", "0.0.0.0", "--port", str(port)], tmp_path)
+    server.wait_output(lambda out: "serving" in out, "the serving line")
+    wait_until(lambda: "source code" in server.err(), what="the warning")
+    assert server.stop(signal.SIGTERM) == 0
+
+
+def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "middleware", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("missing module", "hm_nowhere"),
+        ("syntax error", "hm_cli_syntax.py:2"),
+        ("missing attribute", "nothing_here"),
+        ("attribute not callable", "NOT_CALLABLE"),
+        ("missing watch folder", "no_such_folder"),
+        ("port in use", "in use"),
+    ],
+)
+def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
+    tmp_path: Path, port: int, case: str, expected: str
+) -> None:
+    write(
+        tmp_path / "hm_cli_ok.py",
+        "NOT_CALLABLE = 1\n\ndef app(environ, start_response):\n    return []\n",
+    )
+    write(tmp_path / "hm_cli_syntax.py", "x = 1\ndef app(:\n    pass\n")
+    args = {
+        "missing module": ["hm_nowhere:app"],
+        "syntax error": ["hm_cli_syntax:app"],
+        "missing attribute": ["hm_cli_ok:nothing_here"],
+        "attribute not callable": ["hm_cli_ok:NOT_CALLABLE"],
+        "missing watch folder": ["hm_cli_ok:app", "--watch", "no_such_folder"],
+        "port in use": ["hm_cli_ok:app"],
+    }[case]
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))
+        taken.listen(1)
+        result = run_cli(["serve", *args, "--port", str(port)], tmp_path)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hotmod: error:")
+    assert expected in lines[0]
+
+
+def test_the_console_script_is_installed_and_explains_itself(tmp_path: Path) -> None:
+    script = BIN / "hotmod"
+    if not script.exists():
+        pytest.skip(f"no console script at {script} (package not installed with pip -e)")
+    result = subprocess.run(
+        [str(script), "serve", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    assert result.returncode == 0
+    for option in ("--watch", "--host", "--port", "--poll", "--production", "--exclude", "--extra"):
+        assert option in result.stdout
