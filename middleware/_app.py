@@ -133,19 +133,35 @@ class HotReload:
         except BaseException:
             self._reloader.close()
             raise
+        self._acquire = self._reloader.acquire
+        # Debug features or an interval scan take the second, longer request path.
+        self._extras = self.debug or scan_interval is not None
         _instances.add(self)
         atexit.register(self.close)
 
     # -- the request path -------------------------------------------------------------
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        # The production path: a global read, two attribute reads, enter, call, wrap.
         if self._fork_epoch != _fork_epoch:
             self._after_fork()
+        if self._extras:
+            return self._call_with_extras(environ, start_response)
+        generation = self._acquire()
+        try:
+            result = generation.target(environ, start_response)
+        except BaseException:
+            generation.exit()
+            raise
+        return wrap_response(result, generation, environ)
+
+    def _call_with_extras(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        """The path with an interval scan and/or the debug features."""
         if self._scan_at is not None and time.monotonic() >= self._scan_at:
             self._scan()
         if self.debug:
             return self._call_debug(environ, start_response)
-        generation = self._reloader.acquire()
+        generation = self._acquire()
         try:
             result = generation.target(environ, start_response)
         except BaseException:
@@ -169,7 +185,7 @@ class HotReload:
                 ],
             )
             return [body]
-        generation = self._reloader.acquire()
+        generation = self._acquire()
         number = str(generation.number)
 
         def start_with_header(

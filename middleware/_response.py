@@ -45,12 +45,6 @@ class ClosingIterable:
         finally:
             generation.exit()
 
-    def __del__(self) -> None:
-        # A server that drops the iterable without calling close() breaks PEP 3333;
-        # releasing the generation here keeps it from staying "in flight" forever.
-        if self._generation is not None:
-            self.close()
-
 
 class SizedClosingIterable(ClosingIterable):
     """A :class:`ClosingIterable` that keeps ``len()``, which servers use to set
@@ -88,6 +82,10 @@ def wrap_response(
 ) -> Iterable[bytes]:
     """Return an iterable for the server that releases ``generation`` when it is closed.
 
+    A plain ``list`` or ``tuple`` body is returned as it is, the generation released
+    at once: the application has finished, and sending a list of bytes runs none of
+    its generation's code (this saves the wrapper on the most common response).
+
     When ``result`` is an instance of the server's ``wsgi.file_wrapper`` type, the
     very same object is handed back with its ``close`` replaced on the instance, so
     the server still recognizes it and can send the file with ``sendfile()``
@@ -96,6 +94,10 @@ def wrap_response(
     has been sent). An object that refuses a new attribute is wrapped like any other
     iterable, which is correct but loses the fast path.
     """
+    cls = result.__class__
+    if cls is list or cls is tuple:
+        generation.exit()
+        return result
     file_wrapper = environ.get("wsgi.file_wrapper")
     if (
         file_wrapper is not None
@@ -110,6 +112,6 @@ def wrap_response(
             pass
         else:
             return result
-    if isinstance(result, (list, tuple)):
+    if isinstance(result, (list, tuple)):  # a subclass: it may have a close() of its own
         return SizedClosingIterable(result, generation)
     return ClosingIterable(result, generation)

@@ -239,6 +239,9 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         f"(generation {app.generation}, {mode} mode; Ctrl-C to stop)",
         flush=True,
     )
+    roots = ", ".join(getattr(app.reloader.roots, "paths", ())) or "?"
+    backend = getattr(app.reloader.watcher, "backend", None)
+    print(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""), flush=True)
     if not args.production and not is_loopback(args.host):
         print(
             f"hotmod: warning: debug mode on {args.host}: the error page shows source code and "
