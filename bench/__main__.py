@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import _harness
-from bench._harness import BENCH_DIR, Pending, fmt, log, machine
+from bench._harness import BENCH_DIR, Pending, fmt, loadavg, log, machine
 
 
 @dataclass(frozen=True)
@@ -136,7 +136,8 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
         "",
         f"- {info['nproc']} CPUs: {info['cpu']}; Linux {info['kernel']}",
         f"- Python {info['python']}; {packages}",
-        f"- written {info['date_utc']} at commit {info['git']}",
+        f"- written {info['date_utc']} at commit {info['git']}; load average then"
+        f" {info['loadavg']}",
         "",
         "## Commands",
         "",
@@ -155,7 +156,8 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
         body = entry.get("result")
         header = (
             f"_Mode {entry['mode']}, run {entry['date_utc']} ({entry['seconds']:.0f} s):"
-            f" `{entry['command']}`._"
+            f" `{entry['command']}`; load average {entry.get('load_before', '?')} before,"
+            f" {entry.get('load_after', '?')} after (2 CPUs shared with other work)._"
         )
         if body is None and entry.get("pending"):
             lines += [f"## {section.title}", "", f"Pending: {entry['pending']}", ""]
@@ -212,6 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "mode": mode,
             "command": command,
             "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            "load_before": loadavg(),
         }
         try:
             entry["result"] = section.run(mode)
@@ -225,6 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             entry["error"] = traceback.format_exc()
             log(f"{section.title} failed:\n{entry['error']}")
         entry["seconds"] = time.monotonic() - t0
+        entry["load_after"] = loadavg()
         (store / f"{name}.json").write_text(json.dumps(entry, indent=2, default=str))
         log(f"{section.title}: {entry['seconds']:.1f} s")
     saved = {}

@@ -238,22 +238,43 @@ def leaf_pid(pgid: int) -> int:
 # --- HTTP over fresh connections -----------------------------------------------------------
 
 _STATUS = re.compile(rb"^HTTP/1\.[01] (\d{3})")
+_CONTENT_LENGTH = re.compile(rb"\r\ncontent-length:\s*(\d+)", re.IGNORECASE)
+
+
+def _expected_size(raw: bytes) -> int:
+    """Header + body size when Content-Length is given, else "read until EOF" (a huge size).
+
+    A browser shows a page once its body has arrived, not when the server closes the
+    connection, and werkzeug's dev server holds every connection ~10 ms after the
+    response (it drains the socket with ``select(timeout=0.01)`` before closing).
+    """
+    head, _, _ = raw.partition(b"\r\n\r\n")
+    match = _CONTENT_LENGTH.search(head)
+    if match is None:
+        return 1 << 62
+    return len(head) + 4 + int(match.group(1))
 
 
 def http_get(port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[int | None, bytes, str]:
-    """One GET over a new connection: (status or None, body, error kind or "")."""
+    """One GET over a new connection: (status or None, body, error kind or "").
+
+    The answer is complete when Content-Length bytes of body arrived (else at EOF).
+    """
     request = (
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
     ).encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(request)
-            chunks = []
-            while True:
+            raw = b""
+            expected = -1  # total bytes once the headers tell Content-Length
+            while expected < 0 or len(raw) < expected:
                 chunk = sock.recv(65536)
                 if not chunk:
                     break
-                chunks.append(chunk)
+                raw += chunk
+                if expected < 0 and b"\r\n\r\n" in raw:
+                    expected = _expected_size(raw)
     except ConnectionRefusedError:
         return None, b"", "refused"
     except (ConnectionResetError, BrokenPipeError):
@@ -262,7 +283,6 @@ def http_get(port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[int |
         return None, b"", "timeout"
     except OSError as exc:
         return None, b"", type(exc).__name__
-    raw = b"".join(chunks)
     match = _STATUS.match(raw)
     if match is None:
         return None, raw, "empty" if not raw else "garbled"
@@ -276,6 +296,7 @@ class PollResult:
     latency_s: float
     probes: int = 0
     errors: dict[str, int] = field(default_factory=dict)
+    request_s: float = 0.0  # how long the request that showed the new text took
 
     @property
     def failed(self) -> int:
@@ -312,7 +333,9 @@ def poll_until(
             result.errors[f"http {status}"] = result.errors.get(f"http {status}", 0) + 1
         elif status == 200 and needle in body:
             result.seen = True
-            result.latency_s = time.perf_counter() - since
+            ended = time.perf_counter()
+            result.latency_s = ended - since
+            result.request_s = ended - started
             return result
         pause = interval - (time.perf_counter() - started)
         if pause > 0:
@@ -489,8 +512,14 @@ def machine() -> dict[str, Any]:
         "kernel": platform.release(),
         "packages": versions,
         "date_utc": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+        "loadavg": loadavg(),
         "git": _git_head(),
     }
+
+
+def loadavg() -> str:
+    """The 1/5/15-minute load averages: the machine is shared, so say how busy it was."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _git_head() -> str:

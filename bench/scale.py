@@ -35,9 +35,9 @@ from bench._harness import (
     REPO,
     Pending,
     fmt,
-    group_cpu_seconds,
     kill_group,
     log,
+    process_cpu_seconds,
     scratch_dir,
     summary_ms,
 )
@@ -57,7 +57,7 @@ class Settings:
 
 SETTINGS = {
     "full": Settings((100, 1_000, 5_000), 30.0, 15, 5, 30.0),
-    "quick": Settings((100, 1_000, 5_000), 5.0, 5, 2, 30.0),
+    "quick": Settings((100, 1_000, 5_000), 3.0, 5, 2, 30.0),
     "smoke": Settings((100,), 1.0, 1, 1, 15.0),
 }
 
@@ -204,6 +204,9 @@ def _edits(
 
 def werkzeug_worker(root: Path) -> None:
     """Imports the tree, then runs werkzeug's stat reloader loop until killed."""
+    # The stat loop walks every sys.path folder: keep it to the tree (and the standard
+    # library, which it skips), not the repository that teammates are editing.
+    sys.path[:] = [p for p in sys.path if os.path.realpath(p or ".") != str(REPO)]
     sys.path.insert(0, str(root))
     import scaletree.app  # noqa: F401 - what the stat loop watches is sys.modules
     from werkzeug._reloader import reloader_loops
@@ -279,11 +282,15 @@ def measure_size(scratch: Path, size: int, settings: Settings) -> dict[str, Any]
     try:
         our_ready = _read_json(ours.stdout, ours, 120)
         their_ready = _read_json(theirs.stdout, theirs, 120)
-        cpu0 = (group_cpu_seconds(ours.pid), group_cpu_seconds(theirs.pid))
+        cpu0 = (process_cpu_seconds(ours.pid), process_cpu_seconds(theirs.pid))
         t0 = time.monotonic()
         time.sleep(settings.idle)  # the measurement itself: both workers idle
         elapsed = time.monotonic() - t0
-        cpu1 = (group_cpu_seconds(ours.pid), group_cpu_seconds(theirs.pid))
+        cpu1 = (process_cpu_seconds(ours.pid), process_cpu_seconds(theirs.pid))
+        for proc, name in ((ours, "hotmod"), (theirs, "werkzeug")):
+            if proc.poll() is not None:
+                raise RuntimeError(f"the {name} worker exited during the idle window "
+                                   f"(status {proc.returncode}); see {name}-{size}.log")
         kill_group(theirs)  # nothing else to learn from it; frees the CPU for the edits
         assert ours.stdin is not None
         ours.stdin.write("go\n")
