@@ -1,0 +1,299 @@
+"""Per-request cost of ``HotReload``: in-process nanoseconds, and throughput under a real server.
+
+1. In process: the same trivial WSGI app called bare and through ``HotReload``
+   (production mode, watcher running, as deployed), each call consumed and closed as a
+   server would. Calls are timed in chunks and the chunks alternate bare / wrapped so
+   that frequency scaling and noise from other processes hit both sides alike; the
+   result is the median of the per-chunk ns/request (1,000,000 calls per side). Chunks
+   are timed in this thread's CPU time (``time.thread_time_ns``), so time spent
+   descheduled on a busy machine is not counted.
+2. Under a server: gunicorn (1 gthread worker, 4 threads, keep-alive) serving the bare
+   app and the wrapped app in alternating rounds A B A B, loaded by ``wrk`` when it is
+   installed (``apt-get install -y wrk``), otherwise by a bounded Python client.
+   The ratio is median wrapped req/s over median bare req/s.
+
+Run: ``python -m bench.overhead [--quick] [--json]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+APP_SOURCE = """
+HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
+
+
+def app(environ, start_response):
+    start_response("200 OK", HEADERS)
+    return [b"ok"]
+"""
+
+ENTRY_SOURCE = """
+import os
+from middleware import HotReload
+import hm_bench_app
+
+bare = hm_bench_app.app
+wrapped = HotReload("hm_bench_app:app", watch=[os.environ["HM_BENCH_ROOT"]])
+"""
+
+
+def _environ() -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+    }
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+    return None
+
+
+def _chunk_ns(app: Callable[..., Iterable[bytes]], calls: int) -> float:
+    """ns per request for ``calls`` requests, each consumed and closed as a server would."""
+    environ = _environ()
+    start_response = _start_response
+    begin = time.thread_time_ns()
+    for _ in range(calls):
+        result = app(environ, start_response)
+        for _chunk in result:
+            pass
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    return (time.thread_time_ns() - begin) / calls
+
+
+def in_process(*, calls: int, chunk: int, root: Path) -> dict[str, Any]:
+    sys.path.insert(0, str(root))
+    import hm_bench_app  # type: ignore[import-not-found]
+
+    from middleware import HotReload
+
+    bare = hm_bench_app.app
+    results: dict[str, Any] = {"calls_per_side": calls, "chunk": chunk}
+    for mode, debug in (("production", False), ("debug", True)):
+        wrapped = HotReload("hm_bench_app:app", watch=[root], debug=debug)
+        try:
+            for app in (bare, wrapped):  # warm up
+                _chunk_ns(app, chunk)
+            bare_ns: list[float] = []
+            wrapped_ns: list[float] = []
+            for _ in range(calls // chunk):
+                bare_ns.append(_chunk_ns(bare, chunk))
+                wrapped_ns.append(_chunk_ns(wrapped, chunk))
+        finally:
+            wrapped.close()
+        bare_median = statistics.median(bare_ns)
+        wrapped_median = statistics.median(wrapped_ns)
+        results[mode] = {
+            "bare_ns": round(bare_median, 1),
+            "wrapped_ns": round(wrapped_median, 1),
+            "overhead_ns": round(wrapped_median - bare_median, 1),
+            "overhead_ns_paired_median": round(
+                statistics.median(w - b for w, b in zip(wrapped_ns, bare_ns, strict=True)), 1
+            ),
+        }
+    return results
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_http(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not answer within {timeout}s")
+
+
+def _wrk(port: int, seconds: float, connections: int) -> float:
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"http://127.0.0.1:{port}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 30,
+        check=True,
+    ).stdout
+    match = re.search(r"Requests/sec:\s*([\d.]+)", out)
+    if not match:
+        raise RuntimeError(f"cannot read wrk's output:\n{out}")
+    if "Non-2xx" in out or "Socket errors" in out:
+        raise RuntimeError(f"wrk saw errors:\n{out}")
+    return float(match.group(1))
+
+
+def _python_client(port: int, seconds: float, connections: int) -> float:
+    import http.client
+
+    stop = time.monotonic() + seconds
+    counts = [0] * connections
+    failures: list[str] = []
+
+    def run(index: int) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        try:
+            while time.monotonic() < stop:
+                connection.request("GET", "/")
+                response = connection.getresponse()
+                response.read()
+                if response.status != 200:
+                    failures.append(str(response.status))
+                    return
+                counts[index] += 1
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(connections)]
+    begin = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 30)
+    if failures:
+        raise RuntimeError(f"the client saw non-200 responses: {failures[:5]}")
+    return sum(counts) / (time.monotonic() - begin)
+
+
+def under_server(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
+    gunicorn = Path(sys.executable).parent / "gunicorn"
+    load = _wrk if shutil.which("wrk") else _python_client
+    env = dict(os.environ, HM_BENCH_ROOT=str(root), PYTHONPATH=str(root))
+    rates: dict[str, list[float]] = {"bare": [], "wrapped": []}
+    for _ in range(rounds):
+        for side in ("bare", "wrapped"):
+            port = _free_port()
+            process = subprocess.Popen(
+                [
+                    str(gunicorn),
+                    "-w",
+                    "1",
+                    "-k",
+                    "gthread",
+                    "--threads",
+                    "4",
+                    "--keep-alive",
+                    "5",
+                    "-b",
+                    f"127.0.0.1:{port}",
+                    "--log-level",
+                    "warning",
+                    f"hm_bench_entry:{side}",
+                ],
+                cwd=root,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+            try:
+                _wait_http(port, 30)
+                rates[side].append(load(port, seconds, 8))
+            finally:
+                os.killpg(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait(10)
+    bare = statistics.median(rates["bare"])
+    wrapped = statistics.median(rates["wrapped"])
+    return {
+        "server": "gunicorn -w 1 -k gthread --threads 4",
+        "load": "wrk -t1 -c8" if load is _wrk else "python http.client, 8 keep-alive threads",
+        "seconds_per_round": seconds,
+        "bare_rps": [round(r) for r in rates["bare"]],
+        "wrapped_rps": [round(r) for r in rates["wrapped"]],
+        "ratio": round(wrapped / bare, 4),
+    }
+
+
+def main(quick: bool) -> dict[str, Any]:
+    """Run both measurements; ``quick`` is the few-second smoke mode of the suite."""
+    with tempfile.TemporaryDirectory(prefix="hotmod-bench-") as folder:
+        root = Path(folder)
+        (root / "hm_bench_app.py").write_text(APP_SOURCE)
+        (root / "hm_bench_entry.py").write_text(ENTRY_SOURCE)
+        calls, chunk = (100_000, 5_000) if quick else (1_000_000, 10_000)
+        before = os.getloadavg()[0]
+        results = {
+            "in_process": in_process(calls=calls, chunk=chunk, root=root),
+            "server": under_server(rounds=1 if quick else 3, seconds=2 if quick else 5, root=root),
+        }
+        results["load_average"] = [round(before, 2), round(os.getloadavg()[0], 2)]
+        return results
+
+
+def render(results: dict[str, Any]) -> str:
+    """The results as a Markdown table (the suite's RESULTS.md uses it)."""
+    ip = results["in_process"]
+    rows = [
+        "| measure | bare | wrapped | added |",
+        "|---|---|---|---|",
+    ]
+    for mode in ("production", "debug"):
+        r = ip[mode]
+        rows.append(
+            f"| in-process, {mode} mode (median ns/request, {ip['calls_per_side']:,} calls"
+            f" per side) | {r['bare_ns']} | {r['wrapped_ns']} | {r['overhead_ns']} ns |"
+        )
+    s = results["server"]
+    bare = statistics.median(s["bare_rps"])
+    wrapped = statistics.median(s["wrapped_rps"])
+    rows.append(
+        f"| {s['server']}, {s['load']} (median req/s of {len(s['bare_rps'])} rounds of"
+        f" {s['seconds_per_round']} s) | {bare:.0f} | {wrapped:.0f} |"
+        f" ratio {s['ratio']} |"
+    )
+    load = results.get("load_average")
+    if load:
+        rows.append("")
+        rows.append(
+            f"Load average before and after: {load[0]} / {load[1]} (2 cores: above 1 is noise)."
+        )
+    return "\n".join(rows) + "\n"
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.overhead", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    options = parser.parse_args()
+    results = main(options.quick)
+    print(json.dumps(results, indent=2) if options.json else render(results))
