@@ -33,6 +33,8 @@ _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P
 
 #: Engines alive in this process (for fork hooks and for sharing sys.modules).
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
+#: Files modified less than this long before they were read are always re-hashed.
+_RACY_SECONDS = 2.0
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
 #: Bumped in every forked child; an engine compares it with the value it last saw.
@@ -107,17 +109,18 @@ class _Janitor:
     def __init__(self, name: str) -> None:
         self._name = name
         self._cond = threading.Condition()  # guards _tasks, _busy, _thread
-        self._tasks: list[tuple[float, int, Callable[[], None]]] = []
+        # (due, seq, work, counted): uncounted tasks are timers wait_idle ignores.
+        self._tasks: list[tuple[float, int, Callable[[], None], bool]] = []
         self._seq = itertools.count()
         self._busy = False
         self._thread: threading.Thread | None = None
         self._stopping = False
 
-    def submit(self, fn: Callable[[], None], delay: float = 0.0) -> None:
+    def submit(self, fn: Callable[[], None], delay: float = 0.0, *, timer: bool = False) -> None:
         with self._cond:
             if self._stopping:
                 return
-            heapq.heappush(self._tasks, (time.monotonic() + delay, next(self._seq), fn))
+            heapq.heappush(self._tasks, (time.monotonic() + delay, next(self._seq), fn, not timer))
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
@@ -132,7 +135,7 @@ class _Janitor:
                     if self._tasks:
                         wait = self._tasks[0][0] - time.monotonic()
                         if wait <= 0 or self._stopping:
-                            _, _, fn = heapq.heappop(self._tasks)
+                            fn = heapq.heappop(self._tasks)[2]
                             self._busy = True
                             break
                     else:
@@ -150,7 +153,7 @@ class _Janitor:
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self._tasks or self._busy:
+            while self._busy or any(t[3] for t in self._tasks):
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return False
@@ -238,12 +241,14 @@ class Reloader:
             ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors"), 0
         )
         self._pending: set[str] = set()
+        self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any]] = []
         # Owned by the reload path (under _reload_lock).
         self._graph = Graph()
         self._files: dict[str, str] = {}  # module name → real path of its file
         self._paths: dict[str, str] = {}  # real path → module name
         self._digests: dict[str, str | None] = {}  # module name → content hash loaded
         self._signatures: dict[str, tuple[int, int, int]] = {}
+        self._read_at: dict[str, float] = {}  # module name → time.time() of the read
         self._readers: dict[str, set[str]] = {}  # extra file → modules that opened it
         self._empty_seen: dict[str, tuple[int, int, int]] = {}
         # Written from any thread (atomic set/dict operations), read by the reload path.
@@ -574,7 +579,11 @@ class Reloader:
             try:
                 if not force and paths is None:
                     st = os.stat(path)
-                    if (st.st_size, st.st_mtime_ns, st.st_ino) == self._signatures.get(name):
+                    same = (st.st_size, st.st_mtime_ns, st.st_ino) == self._signatures.get(name)
+                    # A file modified within the mtime tick of its read may have changed
+                    # again in that tick with the same size (git's "racy clean"): hash it.
+                    racy = self._read_at.get(name, 0.0) - st.st_mtime_ns / 1e9 < _RACY_SECONDS
+                    if same and not racy:
                         continue
                 source = Source.read(path)
             except FileNotFoundError:
@@ -582,6 +591,7 @@ class Reloader:
                 continue
             if not force and source.digest == self._digests.get(name):
                 self._signatures[name] = source.signature
+                self._read_at[name] = time.time()
                 continue
             if probe:
                 changed.add(name)
@@ -634,7 +644,7 @@ class Reloader:
         table = {n: m for n, m in base.items() if n not in deleted}
         number = (base_gen.number + 1) if base_gen else 1
         gen = Generation(number, table, on_drained=self._on_drained)
-        stage = Stage(self, gen, base, table, sources, self._files)
+        stage = Stage(self, gen, base, table, sources, self._files, deleted)
         with _staging_lock:
             return self._stage_and_swap(stage, gen, base, plan, deleted, changed, still_valid,
                                         first, started)
@@ -749,6 +759,7 @@ class Reloader:
             real = os.path.realpath(source.path)
             self._files[name], self._paths[real] = real, name
             self._digests[name], self._signatures[name] = source.digest, source.signature
+            self._read_at[name] = source.read_at
             self._graph.set_deps(name, resolve_refs(stage.refs.get(name, ()), stage.is_module))
         for name in deleted:
             real = self._files.pop(name, None)
@@ -834,9 +845,13 @@ class Reloader:
     def _schedule_drain_checks(self, gen: Generation) -> None:
         ref = weakref.ref(gen)
         if self.drain_warning is not None:
-            self._janitor.submit(lambda: self._drain_check(ref, timeout=False), self.drain_warning)
+            self._janitor.submit(
+                lambda: self._drain_check(ref, timeout=False), self.drain_warning, timer=True
+            )
         if self.drain_timeout is not None:
-            self._janitor.submit(lambda: self._drain_check(ref, timeout=True), self.drain_timeout)
+            self._janitor.submit(
+                lambda: self._drain_check(ref, timeout=True), self.drain_timeout, timer=True
+            )
 
     def _drain_check(self, ref: weakref.ref[Generation], *, timeout: bool) -> None:
         gen = ref()
@@ -886,7 +901,12 @@ class Reloader:
         if leak_check and free:
             watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module)) for r in free]
             del free
-            self._janitor.submit(lambda: self._leak_check(watch), self.leak_check_delay)
+            with self._state_lock:
+                # One collection covers every retirement queued before it runs.
+                schedule = not self._leak_watch
+                self._leak_watch.extend(watch)
+            if schedule:
+                self._janitor.submit(self._leak_check, self.leak_check_delay)
 
     def _purge(self, module: ModuleType, name: str) -> None:
         hook = vars(module).get("__mp_purge__")
@@ -908,7 +928,9 @@ class Reloader:
                 self._counts["purge_errors"] += 1
             log.error("__mp_purge__ of %s raised", name, exc_info=True)
 
-    def _leak_check(self, watch: list[tuple[str, int, weakref.ref[ModuleType], Any]]) -> None:
+    def _leak_check(self) -> None:
+        with self._state_lock:
+            watch, self._leak_watch = self._leak_watch, []
         gc.collect()
         for name, born, module_ref, token_ref in watch:
             token = token_ref() if token_ref is not None else None

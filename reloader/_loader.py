@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -76,9 +77,11 @@ class Source:
     data: bytes
     signature: tuple[int, int, int]  # size, mtime_ns, inode
     digest: str
+    read_at: float  # time.time() just before the read
 
     @classmethod
     def read(cls, path: str) -> Source:
+        read_at = time.time()
         before = os.stat(path)
         with open(path, "rb") as f:
             data = f.read()
@@ -86,7 +89,7 @@ class Source:
         sig = (after.st_size, after.st_mtime_ns, after.st_ino)
         if (before.st_size, before.st_mtime_ns, before.st_ino) != sig or len(data) != sig[0]:
             raise SourceChanged(f"{path} changed while it was read")
-        return cls(path, data, sig, hashlib.blake2b(data, digest_size=16).hexdigest())
+        return cls(path, data, sig, hashlib.blake2b(data, digest_size=16).hexdigest(), read_at)
 
     def unchanged(self) -> bool:
         try:
@@ -112,10 +115,14 @@ class ModuleView:
     def __getattribute__(self, name: str) -> Any:
         overrides = object.__getattribute__(self, "_hm_overrides")
         if name in overrides:
-            return overrides[name]
+            value = overrides[name]
+            if value is _MISSING:
+                raise AttributeError(name)
+            return value
         module = object.__getattribute__(self, "_hm_module")
         if name == "__dict__":
-            return {**vars(module), **overrides}
+            merged = {**vars(module), **overrides}
+            return {k: v for k, v in merged.items() if v is not _MISSING}
         return getattr(module, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -181,7 +188,12 @@ class GenerationImport:
             for item in fromlist:
                 if item == "*" or not isinstance(item, str):
                     continue
-                sub = self._submodule(f"{absname}.{item}", module, item, table, stage)
+                full = f"{absname}.{item}"
+                if stage is not None and full in stage.deleted:
+                    overrides = overrides or {}
+                    overrides[item] = _MISSING  # deleted by this plan: gone for its code
+                    continue
+                sub = self._submodule(full, module, item, table, stage, engine)
                 if sub is not None and getattr(module, item, _MISSING) is not sub:
                     if stage is not None and stage.owns(module):
                         setattr(module, item, sub)
@@ -222,14 +234,35 @@ class GenerationImport:
         return sys.modules[name]
 
     def _submodule(
-        self, name: str, parent: Any, item: str, table: Mapping[str, ModuleType], stage: Stage | None
+        self,
+        name: str,
+        parent: Any,
+        item: str,
+        table: Mapping[str, ModuleType],
+        stage: Stage | None,
+        engine: Reloader,
     ) -> Any:
+        """The module ``from parent import item`` binds, or None when ``item`` is a
+        plain attribute (or nothing: the bytecode then raises ImportError)."""
         module = table.get(name)
         if module is not None and (stage is None or name not in stage.pending):
             return module
+        if not getattr(parent, "__path__", None):
+            return None  # only packages have submodules
         if stage is not None and (name in stage.pending or stage.is_reloadable_module(name, parent)):
             return stage.import_new(name)
-        return None
+        if hasattr(parent, item):
+            return None
+        # As Python's own fromlist handling: try the submodule, a missing one is no error.
+        try:
+            builtins.__import__(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:
+                return None
+            raise
+        if stage is None:
+            engine._note_stray(name)
+        return sys.modules.get(name)
 
     def _chain(
         self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
@@ -271,8 +304,10 @@ class Stage:
         table: dict[str, ModuleType],
         sources: dict[str, Source],
         files: Mapping[str, str],
+        deleted: set[str],
     ) -> None:
         self.engine = engine
+        self.deleted = deleted  # modules this plan removes
         self.generation = generation
         self.base = base  # the instances of the generation being replaced
         self.table = table  # the new generation's name → instance, filled as we go
@@ -324,6 +359,8 @@ class Stage:
 
     def run(self, plan: list[str]) -> None:
         self.pending = set(plan)
+        for name in self.deleted:  # their code must not find them, even via sys.modules
+            self.saved.setdefault(name, sys.modules.pop(name, None))
         _active.stage = self
         try:
             for name in plan:
@@ -450,8 +487,8 @@ class Stage:
         """Put ``sys.modules`` back exactly as it was before this stage."""
         for name, previous in reversed(list(self.saved.items())):
             if previous is None:
-                if sys.modules.get(name) is self.fresh.get(name):
-                    sys.modules.pop(name, None)
+                if name in self.fresh and sys.modules.get(name) is self.fresh[name]:
+                    del sys.modules[name]
             else:
                 sys.modules[name] = previous
         self.importer.stage = None

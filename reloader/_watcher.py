@@ -106,10 +106,8 @@ def fork_epoch() -> int:
 def _after_fork_in_child() -> None:
     global _fork_epoch
     _fork_epoch += 1
-    # A parent thread may have held a watcher's lock at the moment of the fork; in the
-    # child that thread does not exist and would never release it.
     for watcher in list(_live_watchers):
-        watcher._renew_locks()
+        watcher._drop_inherited()
 
 
 if hasattr(os, "register_at_fork"):
@@ -441,6 +439,7 @@ class Watcher:
         self._dispatcher: threading.Thread | None = None
         self._started = False
         self._epoch = _fork_epoch
+        self._restart_after_fork = False
         self._fallback_warned = False
         # Watched folders -> wanted file names in them; owned by _tree_lock, which is
         # never held while calling a backend.
@@ -463,11 +462,27 @@ class Watcher:
         _live_watchers.add(self)
 
     def _renew_locks(self) -> None:
-        # Also called in a forked child, where a lock may have been held by a parent
-        # thread that no longer exists.
         self._life_lock = threading.Lock()
         self._tree_lock = threading.Lock()
         self._cond = threading.Condition(threading.Lock())
+
+    def _drop_inherited(self) -> None:
+        """In a child right after ``fork()``, while it has one thread: forget the
+        parent's threads, close the descriptors inherited from it (whoever restarts the
+        watcher, none leaks), and remember whether to start again in :meth:`after_fork`.
+        """
+        # A parent thread may have held a lock at the moment of the fork; in the child
+        # that thread does not exist and would never release it.
+        self._renew_locks()
+        if self._backend is not None:
+            self._backend.abandon()
+        self._restart_after_fork = self._started
+        self._backend = None
+        self._dispatcher = None
+        self._started = False
+        self._stopping = False
+        self._clear_burst()
+        self._folders.clear()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -487,9 +502,9 @@ class Watcher:
         In a forked child of a process where the watcher ran, it starts afresh
         (see :meth:`after_fork`).
         """
-        if self._epoch != _fork_epoch:
-            self._abandon_inherited()
         with self._life_lock:
+            self._epoch = _fork_epoch
+            self._restart_after_fork = False
             if self._started:
                 return
             try:
@@ -504,27 +519,35 @@ class Watcher:
         After it returns no watcher thread runs and no inotify descriptor stays open
         (a thread that did not finish in time is named in a WARNING). Idempotent.
         """
-        if self._epoch != _fork_epoch:
-            self._abandon_inherited()
-            return
         with self._life_lock:
+            self._epoch = _fork_epoch
+            self._restart_after_fork = False
             if self._started:
                 self._stop_locked(timeout)
 
     def after_fork(self) -> bool:
         """In a child process after ``fork()``: start afresh if the parent's watcher ran.
 
-        The parent's threads do not exist in the child, and its inotify descriptor
-        must not be shared, so both are discarded and, if the watcher was running,
-        it starts again with its own. Returns True when it restarted. Cheap when
-        nothing forked (one integer comparison), so it may be called per request.
+        The parent's threads do not exist in the child and its inotify descriptor was
+        closed in the child as it forked (``os.register_at_fork``); if the watcher
+        was running, it starts again here with threads and a descriptor of its own.
+        Returns True when it restarted. Cheap when nothing forked (one integer
+        comparison), so it may be called per request.
         """
         if self._epoch == _fork_epoch:
             return False
-        was_running = self._abandon_inherited()
-        if was_running:
-            self.start()
-        return was_running
+        with self._life_lock:
+            if self._epoch == _fork_epoch:
+                return False
+            self._epoch = _fork_epoch
+            restart, self._restart_after_fork = self._restart_after_fork, False
+            if restart and not self._started:
+                try:
+                    self._start_locked()
+                except BaseException:
+                    self._stop_locked(2.0)
+                    raise
+            return restart
 
     def folders(self) -> frozenset[Path]:
         """The folders that have a watch now."""
@@ -659,24 +682,6 @@ class Watcher:
             known = [os.path.join(f, n) for f, names in self._folders.items() for n in names]
         for path in known:
             self._note(path, _LISTED)
-
-    def _abandon_inherited(self) -> bool:
-        """Forget the state inherited from the parent process; True if it was running."""
-        with self._life_lock:
-            if self._epoch == _fork_epoch:
-                return False
-            was_running = self._started
-            if self._backend is not None:
-                self._backend.abandon()
-            self._backend = None
-            self._dispatcher = None
-            self._started = False
-            self._stopping = False
-            self._clear_burst()
-            with self._tree_lock:
-                self._folders.clear()
-            self._epoch = _fork_epoch
-            return was_running
 
     def _clear_burst(self) -> None:
         self._pending.clear()
@@ -873,9 +878,12 @@ class Watcher:
             if self._stopping:
                 return
             attempts_max = 0
+            reports_close = self._backend is not None and self._backend.reports_close
             for path, pending in states.items():
                 if self._last_seq.get(path, 0) > cut_seq:
                     continue  # a newer event already brings it back
+                if reports_close and pending.state == _WRITING:
+                    continue  # still open for writing: its close-after-write brings it back
                 attempts = self._attempts.get(path, 0) + 1
                 if attempts > MAX_RETRIES:
                     self._attempts.pop(path, None)
