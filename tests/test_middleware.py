@@ -555,6 +555,29 @@ def test_scan_interval_reloads_on_the_request_that_notices_the_change(
     assert sys.modules["hm_scan"].LOADED_BY == threading.get_ident()
 
 
+def test_scan_mode_tries_a_failed_edit_once_and_again_only_after_the_next_change(
+    project: Path, apps: list[HotReload], caplog: pytest.LogCaptureFixture
+) -> None:
+    path = project / "hm_scan_fail.py"
+    write(path, text_app("one"))
+    app = HotReload("hm_scan_fail:app", scan_interval=0.001)
+    apps.append(app)
+    with caplog.at_level("ERROR", logger="hotmod"):
+        write(path, "def broken(:\n")
+        wait_until(
+            lambda: body_of(app) and app.reloader.last_error is not None,
+            what="a request to try the edit",
+        )
+        for _ in range(50):
+            assert body_of(app)[:2] == (200, "one")
+        failures = app.reloader.stats()["failures"]
+        assert failures == 1
+        write(path, text_app("two"))
+        wait_until(lambda: body_of(app)[1] == "two", what="a request to load the fix")
+    errors = [r for r in caplog.records if "hm_scan_fail.py" in r.getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+
+
 def test_a_flask_application_factory_is_a_target(project: Path, apps: list[HotReload]) -> None:
     pytest.importorskip("flask")
     write(project / "hm_site" / "__init__.py", "")
@@ -613,11 +636,6 @@ def test_close_runs_the_purge_hooks_once_and_twice_is_harmless(project: Path) ->
     assert "closed" in repr(app)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: reverting a broken file to the loaded content finds nothing changed, "
-    "so Reloader.last_error is never cleared and the debug page stays (reported to the lead)",
-)
 def test_reverting_a_broken_edit_to_the_loaded_code_takes_the_debug_page_away(
     project: Path, apps: list[HotReload]
 ) -> None:
