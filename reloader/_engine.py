@@ -45,7 +45,9 @@ _fork_epoch = [0]
 class ReloadEvent:
     """What happened, published to subscribers (see :meth:`Reloader.subscribe`)."""
 
-    kind: str  # "reloaded" | "failed" | "retired" | "leaked" | "drain_warning" | "drain_timeout"
+    #: "reloaded" | "failed" | "recovered" (a failed edit undone) | "retired" | "leaked"
+    #: | "drain_warning" | "drain_timeout"
+    kind: str
     generation: int
     modules: tuple[str, ...] = ()
     importers: int = 0
@@ -241,6 +243,7 @@ class Reloader:
             ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors"), 0
         )
         self._pending: set[str] = set()
+        self._attempted: set[str] = set()  # modules of the latest plan (reload path)
         self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any]] = []
         # Owned by the reload path (under _reload_lock).
         self._graph = Graph()
@@ -535,6 +538,7 @@ class Reloader:
                 return self.current.number
             changed_names, deleted, sources = self._find_changed(paths, force, empty_ok)
             if not changed_names and not deleted:
+                self._clear_reverted_failure()
                 return self.current.number
             base = self.current.modules
             plan = self._graph.plan(changed_names | deleted, base)
@@ -542,7 +546,25 @@ class Reloader:
             for name in changed_names:
                 if name not in plan:
                     plan.append(name)  # a stray adopted in this reload
+            self._attempted = changed_names | deleted
             return self._run_plan(plan, sources, deleted, changed=changed_names, still_valid=still_valid)
+
+    def _clear_reverted_failure(self) -> None:
+        """A failed edit undone (the files are back to what the current generation
+        loaded) is no failure any more, although nothing needs loading."""
+        if self.last_error is None or not self._attempted:
+            return
+        for name in self._attempted:
+            path = self._files.get(name)
+            try:
+                if path is None or Source.read(path).digest != self._digests.get(name):
+                    return
+            except (OSError, SourceChanged):
+                return
+        log.info("the failed edit was undone: generation %d is up to date", self.current.number)
+        self.last_error = None
+        self._attempted = set()
+        self._publish(ReloadEvent("recovered", self.current.number))
 
     def _find_changed(
         self,

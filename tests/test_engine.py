@@ -765,3 +765,20 @@ def test_drain_timeout_retires_a_generation_that_never_drains(
     gen1.exit()  # the stream finally ends: nothing breaks, nothing runs twice
     assert r.wait_idle(5)
     assert len([e for e in events if e[0] == "purge"]) == 1
+
+
+def test_undoing_a_failed_edit_clears_the_error_without_a_new_generation(
+    app: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    r = engines()
+    r.load()
+    good = (app / "db.py").read_text()
+    write("app/db.py", "x = (\n")
+    with pytest.raises(ReloadError):
+        r.reload()
+    assert r.last_error is not None
+    got: list[str] = []
+    r.subscribe(lambda e: got.append(e.kind))
+    write("app/db.py", good)
+    assert r.reload() == 1
+    assert r.last_error is None and got == ["recovered"]
