@@ -114,6 +114,8 @@ def describe_event(event: ReloadEvent) -> str | None:
             f"hotmod: generation {event.generation}: reloaded {len(event.modules)} "
             f"module(s){importers} in {event.duration_ms:.1f} ms: {modules}"
         )
+    if event.kind == "recovered":
+        return f"hotmod: the failed edit was undone; generation {event.generation} serves as before"
     if event.kind == "failed":
         failure = event.failure
         if failure is None:

@@ -650,3 +650,38 @@ def test_reverting_a_broken_edit_to_the_loaded_code_takes_the_debug_page_away(
     write(path, text_app("good"))  # the editor's undo: back to what generation 1 loaded
     app.reload()
     assert body_of(app)[:2] == (200, "good")
+
+
+def test_the_error_page_says_so_when_the_source_cannot_be_read(tmp_path: Path) -> None:
+    from middleware._errorpage import render_error_page
+    from reloader import LoadFailure
+
+    failure = LoadFailure(
+        module="gone",
+        file=str(tmp_path / "gone.py"),
+        line=3,
+        type="ImportError",
+        message="cannot import name 'x' from 'y' <&>",
+        traceback="Traceback ...",
+    )
+    page = render_error_page(failure, generation=7).decode()
+    assert "(source not available)" in page
+    assert "Generation 7 is still loaded" in page
+    assert "&lt;&amp;&gt;" in page
+    assert f"{tmp_path / 'gone.py'}:3" in page
+
+
+def test_the_status_endpoint_answers_head_and_refuses_other_methods(
+    project: Path, apps: list[HotReload]
+) -> None:
+    write(project / "hm_methods.py", text_app("one"))
+    app = HotReload("hm_methods:app", debug=True, scan_interval=3600)
+    apps.append(app)
+    client = Client(app)
+    head = client.head(STATUS_PATH, buffered=True)
+    assert head.status_code == 200
+    assert head.get_data() == b""
+    assert int(head.headers["Content-Length"]) > 0
+    post = client.post(STATUS_PATH, buffered=True)
+    assert post.status_code == 405
+    assert post.headers["Allow"] == "GET, HEAD"
