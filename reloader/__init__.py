@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import ReloadEvent, Reloader
+from ._engine import Reloader, ReloadEvent
 from ._generation import Generation
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 

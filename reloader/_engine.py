@@ -98,7 +98,7 @@ def default_root(module: str) -> Path:
             " run from the folder that holds it, or pass its folder to watch"
         )
     if spec.submodule_search_locations:
-        return Path(list(spec.submodule_search_locations)[0])
+        return Path(next(iter(spec.submodule_search_locations)))
     if spec.origin and spec.has_location:
         return Path(spec.origin).parent
     raise TargetError(f"module {top!r} is built in or has no source file: it cannot be reloaded")
@@ -595,9 +595,10 @@ class Reloader:
         deleted: set[str] = set()
         sources: dict[str, Source] = {}
         for name in sorted(names):
-            path = self._files.get(name)
-            if path is None:
+            known = self._files.get(name)
+            if known is None:
                 continue
+            path = known
             try:
                 if not force and paths is None:
                     st = os.stat(path)
@@ -776,7 +777,7 @@ class Reloader:
         number = gen.number
         table = stage.table
         # Registry and graph first (only the reload path reads them).
-        for name, module in stage.fresh.items():
+        for name in stage.fresh:
             source = stage.sources[name]
             real = os.path.realpath(source.path)
             self._files[name], self._paths[real] = real, name
@@ -784,11 +785,10 @@ class Reloader:
             self._read_at[name] = source.read_at
             self._graph.set_deps(name, resolve_refs(stage.refs.get(name, ()), stage.is_module))
         for name in deleted:
-            real = self._files.pop(name, None)
-            if real is not None:
-                self._paths.pop(real, None)
-            self._digests.pop(name, None)
-            self._signatures.pop(name, None)
+            if name in self._files:
+                self._paths.pop(self._files.pop(name), "")
+            self._digests.pop(name, "")
+            self._signatures.pop(name, (0, 0, 0))
             if name in self._graph._deps:
                 self._graph.remove(name)
         for path, readers in stage.opened.items():
