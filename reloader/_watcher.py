@@ -279,8 +279,8 @@ class _Tree:
             return False
         if any(_inside(folder, d) for d in _SYSTEM_DIRS):
             return False
-        if root is not None and folder != root:
-            rel = os.path.relpath(folder, root).replace(os.sep, "/") + "/"
+        if root is not None and folder != root and self.exclude:
+            rel = _relative(folder, root) + "/"
             # Pruned only when the glob swallows every path below the folder.
             if any(p.endswith("*") and fnmatch.fnmatch(rel, p) for p in self.exclude):
                 return False
@@ -293,10 +293,13 @@ class _Tree:
             return False
         root = self._root_of(path)
         if root is not None:
-            rel = os.path.relpath(path, root).replace(os.sep, "/")
+            is_source = name.endswith(".py")
+            if not self.exclude and (is_source or not self.extra_relative):
+                return is_source  # the common case, without computing a relative path
+            rel = _relative(path, root)
             if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.exclude):
                 return False
-            if name.endswith(".py"):
+            if is_source:
                 return True
             if any(
                 fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.extra_relative
@@ -328,6 +331,11 @@ class _Tree:
                 elif self.wants(entry.path):
                     files.append(entry.path)
             yield folder, files
+
+
+def _relative(path: str, root: str) -> str:
+    """``path`` relative to ``root`` (which holds it), with forward slashes."""
+    return path[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
 
 
 def _static_base(pattern: str) -> tuple[str, bool]:

@@ -16,7 +16,7 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -127,10 +127,10 @@ def inotify_fds() -> list[int]:
     return fds
 
 
-def inotify_watch_masks() -> list[int]:
-    """The event mask of every inotify watch this process holds (from /proc fdinfo)."""
+def inotify_watch_masks(fds: Iterable[int]) -> list[int]:
+    """The event mask of every inotify watch held by these descriptors (/proc fdinfo)."""
     masks = []
-    for fd in inotify_fds():
+    for fd in fds:
         with open(f"/proc/self/fdinfo/{fd}") as info:
             for line in info:
                 if line.startswith("inotify wd:"):
@@ -195,11 +195,10 @@ def test_vim_style_save_with_backup_and_probe_files_delivers_only_the_file(
     (pkg / "mod.py___jb_tmp___").write_text("VALUE = 9\n")
     mod.write_text("VALUE = 4\n")
     (pkg / "mod.py~").unlink()
-    recorder.wait_for(mod)
+    wait_until(lambda: [c[mod] for c in recorder.contents if mod in c][-1:] == ["VALUE = 4\n"])
     settle(recorder, pkg)
 
     assert recorder.all_paths() == {mod, pkg / "sentinel.py"}
-    assert recorder.contents[-2].get(mod, "VALUE = 4\n") == "VALUE = 4\n"
 
 
 def test_truncate_then_write_is_delivered_complete(root: Path, backend: str, make_watcher) -> None:
@@ -241,7 +240,7 @@ def test_deleted_then_recreated_file_is_delivered_with_its_new_content(
 
 def test_five_hundred_files_in_one_burst_make_one_batch(root: Path, make_watcher) -> None:
     recorder = Recorder()
-    make_watcher([root], recorder, quiet=0.3, max_wait=10.0)
+    make_watcher([root], recorder, quiet=1.0, max_wait=20.0)
     files = [root / "pkg" / f"gen_{i}.py" for i in range(500)]
 
     for i, path in enumerate(files):
@@ -296,11 +295,13 @@ def test_excluded_folders_virtualenvs_and_other_files_are_ignored(
     (root / "env" / "lib").mkdir()
     (root / "generated").mkdir()
     recorder = Recorder()
+    fds_before = set(inotify_fds())
     watcher = make_watcher([root], recorder, exclude=["generated/*", "*_skip.py"])
 
     assert watcher.folders() == {root, root / "pkg"}
     if backend == "inotify":
-        assert len(inotify_watch_masks()) == 2  # an excluded folder costs no watch at all
+        # An excluded folder costs no inotify watch at all.
+        assert len(inotify_watch_masks(set(inotify_fds()) - fds_before)) == 2
     for name in (
         "__pycache__",
         ".git",
@@ -549,7 +550,7 @@ def test_stop_leaves_no_thread_and_no_inotify_descriptor(root: Path, backend: st
     assert watcher.running
     assert len(set(threading.enumerate()) - threads_before) >= 2
     (root / "pkg" / "sub3" / "x.py").write_text("X = 1\n")
-    wait_until(lambda: watcher.stats()["batches"] == 1)
+    wait_until(lambda: watcher.stats()["batches"] >= 1)
     watcher.stop(timeout=5)
     watcher.stop()  # idempotent
 
@@ -626,6 +627,7 @@ def test_inotify_watch_limit_at_start_falls_back_to_polling_with_one_warning(
     for i in range(6):
         (root / f"p{i}").mkdir()
     watch_limit(3)
+    fds_before = inotify_fds()
     recorder = Recorder()
     watcher = Watcher([root], on_change=recorder, poll=False, poll_interval=0.05)
     with caplog.at_level(logging.WARNING, logger="hotmod.watcher"):
@@ -640,7 +642,7 @@ def test_inotify_watch_limit_at_start_falls_back_to_polling_with_one_warning(
         recorder.wait_for(root / "p5" / "x.py")
     finally:
         watcher.stop()
-    assert inotify_fds() == []
+    assert inotify_fds() == fds_before
 
 
 def test_inotify_watch_limit_reached_by_a_new_folder_switches_to_polling(
@@ -679,10 +681,11 @@ def test_a_server_importing_hundreds_of_modules_and_reading_files_never_floods_i
             (package / f"m{m}.py").write_text(f"import json, email.parser\nN = {m}\n")
             names.append(f"srv{p}.m{m}")
     recorder = Recorder()
+    fds_before = set(inotify_fds())
     watcher = Watcher([project], on_change=recorder, poll=False, extra=["*.html"])
     watcher.start()
     try:
-        masks = inotify_watch_masks()
+        masks = inotify_watch_masks(set(inotify_fds()) - fds_before)
         assert len(masks) == len(watcher.folders()) == 11
         assert all(mask & (IN_OPEN | IN_ACCESS | IN_CLOSE_NOWRITE) == 0 for mask in masks)
 
@@ -728,6 +731,7 @@ def test_a_forked_child_gets_its_own_working_watcher(root: Path, backend: str) -
             report = []
             report.append(f"epoch-changed={fork_epoch() != epoch}")
             report.append(f"running-before={watcher.running}")
+            report.append(f"inotify-fds-before={len(inotify_fds())}")
             report.append(f"restarted={watcher.after_fork()}")
             report.append(f"again={watcher.after_fork()}")
             report.append(f"inotify-fds={len(inotify_fds())}")
@@ -757,6 +761,7 @@ def test_a_forked_child_gets_its_own_working_watcher(root: Path, backend: str) -
         assert report.split() == [
             "epoch-changed=True",
             "running-before=False",
+            "inotify-fds-before=0",  # the parent's was closed as the child forked
             "restarted=True",
             "again=False",
             f"inotify-fds={expected_fds}",
