@@ -44,6 +44,18 @@ def _render_save_to_serve(result: dict[str, Any]) -> str:
     return save_to_serve.render(result)
 
 
+def _breakdown(mode: str) -> dict[str, Any]:
+    from bench import breakdown
+
+    return breakdown.run(mode)
+
+
+def _render_breakdown(result: dict[str, Any]) -> str:
+    from bench import breakdown
+
+    return breakdown.render(result)
+
+
 def _overhead(mode: str) -> dict[str, Any]:
     try:
         from bench import overhead  # owned by the middleware engineer: main(quick) -> dict
@@ -94,6 +106,7 @@ SECTIONS: dict[str, Section] = {
     s.name: s
     for s in (
         Section("save_to_serve", "Save-to-serve latency", _save_to_serve, _render_save_to_serve),
+        Section("breakdown", "Breakdown: one reload in-process", _breakdown, _render_breakdown),
         Section("overhead", "Request overhead", _overhead, _render_overhead),
         Section("scale", "Scale", _scale, _render_scale),
         Section("soak", "Soak", _soak, _render_soak),
@@ -118,6 +131,88 @@ def _render_mapping(result: Any) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _dig(data: Any, *keys: str) -> Any:
+    for key in keys:
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data
+
+
+def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(target, measured, verdict) for each target of issue 6 that a section measured."""
+    rows: list[tuple[str, str, str]] = []
+
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "**missed**"
+
+    sts = _dig(sections, "save_to_serve", "result")
+    ours = _dig(sts, "hotmod")
+    if ours and ours.get("median_ms") is not None:
+        median = ours["median_ms"]
+        rows.append(
+            ("save-to-serve median <= 25 ms (one-module edit)", f"{median:.1f} ms", verdict(median <= 25.0))
+        )
+        peers = [
+            p["peer"]
+            for p in sts["pairings"]
+            if p["peer"]["median_ms"] is not None and p["peer"]["status"] == "reloads"
+        ]
+        if peers:
+            fastest = min(peers, key=lambda r: r["median_ms"])
+            ratio = fastest["median_ms"] / median
+            rows.append(
+                (
+                    ">= 15x faster than the fastest restart peer that reloads",
+                    f"{ratio:.1f}x ({fastest['server']} {fastest['median_ms']:.0f} ms)",
+                    verdict(ratio >= 15.0),
+                )
+            )
+        rows.append(
+            (
+                "zero failed requests during hotmod reloads",
+                f"{ours['failed_requests']} failed over {ours['edits']} reloads",
+                verdict(ours["failed_requests"] == 0),
+            )
+        )
+    overhead = _dig(sections, "overhead", "result")
+    ns = _dig(overhead, "in_process", "production", "overhead_ns_paired_median")
+    if isinstance(ns, int | float):
+        rows.append(("per-request overhead < 2 us (production)", f"{ns:.0f} ns", verdict(ns < 2000)))
+    ratio = _dig(overhead, "server", "ratio")
+    if isinstance(ratio, int | float):
+        rows.append(
+            (
+                "throughput loss < 3% under a real server",
+                f"wrapped/bare = {ratio:.3f}",
+                verdict(ratio >= 0.97),
+            )
+        )
+    soak = _dig(sections, "soak", "result")
+    growth = _dig(soak, "growth")
+    if growth:
+        rows.append(
+            (
+                "soak: RSS growth < 10 MB over the reloads",
+                f"{growth['rss_mib']} MiB over {soak['settings']['reloads']} reloads",
+                verdict(growth["rss_mib"] < 10),
+            )
+        )
+        keys = ("fds_after_first_sample", "threads_after_first_sample", "pg_backends")
+        flat = [k for k in keys if growth.get(k) not in (0, None)]
+        rows.append(
+            (
+                "soak: constant fds, threads, PostgreSQL backends (after the first sample)",
+                f"fds {growth.get('fds_after_first_sample', 0):+d}, threads "
+                f"{growth.get('threads_after_first_sample', 0):+d}, backends "
+                f"{fmt(growth['pg_backends'])}",
+                verdict(not flat),
+            )
+        )
+        rows.append(("soak: zero leaked generations", str(growth["leaked"]), verdict(not growth["leaked"])))
+    return rows
+
+
 def _command(mode: str, only: Sequence[str]) -> str:
     flags = {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode]
     only_flags = "".join(f" --only {name}" for name in only)
@@ -136,8 +231,7 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
         "",
         f"- {info['nproc']} CPUs: {info['cpu']}; Linux {info['kernel']}",
         f"- Python {info['python']}; {packages}",
-        f"- written {info['date_utc']} at commit {info['git']}; load average then"
-        f" {info['loadavg']}",
+        f"- written {info['date_utc']} at commit {info['git']}; load average then {info['loadavg']}",
         "",
         "## Commands",
         "",
@@ -148,6 +242,16 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
         "- smoke (used by `tests/test_bench_smoke.py`): `.venv/bin/python -m bench --smoke`",
         "",
     ]
+    checked = targets(sections)
+    if checked:
+        lines += [
+            "## Targets (issue 6) against the latest results below",
+            "",
+            "| target | measured | verdict |",
+            "|---|---|---|",
+            *[f"| {t} | {m} | {v} |" for t, m, v in checked],
+            "",
+        ]
     for name, section in SECTIONS.items():
         entry = sections.get(name)
         if entry is None:

@@ -20,10 +20,11 @@ Run alone: ``python -m bench.soak [--quick|--smoke]``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -68,6 +69,8 @@ class Load:
         self._port = port
         self._interval = interval
         self._stop = threading.Event()
+        self._pause = threading.Event()
+        self._idle = threading.Event()
         self.requests = 0  # written by the load thread only
         self.failures: dict[str, int] = {}  # written by the load thread only
         self._thread = threading.Thread(target=self._run, name="soak-load", daemon=True)
@@ -80,8 +83,22 @@ class Load:
         self._stop.set()
         self._thread.join(timeout=10)
 
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No request of ours in flight while the body runs (bounded wait)."""
+        self._idle.clear()
+        self._pause.set()
+        self._idle.wait(timeout=10)
+        try:
+            yield
+        finally:
+            self._pause.clear()
+
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
+            if self._pause.is_set():
+                self._idle.set()
+                continue
             status, _, error = http_get(self._port, "/api/items", timeout=5.0)
             self.requests += 1
             kind = error or ("" if status == 200 else f"http {status}")
@@ -97,11 +114,28 @@ def status(port: int) -> dict[str, Any]:
     return data
 
 
-def sample(server: Server, copy: AppCopy, dsn: str, app_name: str, reloads: int) -> dict[str, Any]:
-    st = status(server.port)
+def settled(pid: int, *, timeout: float = 2.0) -> dict[str, int]:
+    """/proc readings once threads and descriptors hold still (request threads gone)."""
+    previous = proc_status(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.03)
+        current = proc_status(pid)
+        if (current["threads"], current["fds"]) == (previous["threads"], previous["fds"]):
+            return current
+        previous = current
+    return previous
+
+
+def sample(
+    server: Server, copy: AppCopy, dsn: str, app_name: str, reloads: int, load: Load
+) -> dict[str, Any]:
+    with load.paused():
+        readings = settled(server.pid)
+        st = status(server.port)
     return {
         "reloads": reloads,
-        **proc_status(server.pid),
+        **readings,
         "generation": st["generation"],
         "live_generations": 1 + len(st["draining"]),
         "leaked": len(st["leaked"]) if isinstance(st["leaked"], list) else st["leaked"],
@@ -143,7 +177,7 @@ def run(mode: str = "full", *, dsn: str | None = None) -> dict[str, Any]:
             server.start()
             server.wait_ready()
             with Load(port, settings.load_interval) as load:
-                samples.append(sample(server, copy, dsn, app_name, 0))
+                samples.append(sample(server, copy, dsn, app_name, 0, load))
                 for n in range(1, settings.reloads + 1):
                     needle = copy.edit(atomic=n % 2 == 1)
                     edited_at = time.time()
@@ -172,7 +206,7 @@ def run(mode: str = "full", *, dsn: str | None = None) -> dict[str, Any]:
                         }
                     )
                     if n % settings.sample_every == 0:
-                        samples.append(sample(server, copy, dsn, app_name, n))
+                        samples.append(sample(server, copy, dsn, app_name, n, load))
                         s = samples[-1]
                         log(
                             f"soak: {n} reloads rss={s['rss_kib'] / 1024:.1f}MiB fds={s['fds']}"
@@ -183,6 +217,7 @@ def run(mode: str = "full", *, dsn: str | None = None) -> dict[str, Any]:
         finally:
             server.stop()
     first, last = samples[0], samples[-1]
+    warm = samples[min(1, len(samples) - 1)]
     return {
         "mode": mode,
         "settings": settings.__dict__,
@@ -197,11 +232,13 @@ def run(mode: str = "full", *, dsn: str | None = None) -> dict[str, Any]:
         "load_failures": load_failures,
         "growth": {
             "rss_mib": round((last["rss_kib"] - first["rss_kib"]) / 1024, 1),
-            "rss_mib_after_first_sample": round(
-                (last["rss_kib"] - samples[min(1, len(samples) - 1)]["rss_kib"]) / 1024, 1
-            ),
+            "rss_mib_after_first_sample": round((last["rss_kib"] - warm["rss_kib"]) / 1024, 1),
             "fds": last["fds"] - first["fds"],
             "threads": last["threads"] - first["threads"],
+            # The first reload starts the engine's helper threads once; growth after it is
+            # what a leak would look like.
+            "fds_after_first_sample": last["fds"] - warm["fds"],
+            "threads_after_first_sample": last["threads"] - warm["threads"],
             "pg_backends": (
                 None if first["pg_backends"] is None else last["pg_backends"] - first["pg_backends"]
             ),
@@ -254,9 +291,11 @@ def render(result: dict[str, Any]) -> str:
     lines += [
         "",
         f"Growth first → last sample: RSS {g['rss_mib']} MiB ({g['rss_mib_after_first_sample']} "
-        f"MiB after the first {s['sample_every']} reloads), fds {g['fds']:+d}, threads "
-        f"{g['threads']:+d}, PostgreSQL backends {fmt(g['pg_backends'])}, db connections opened "
-        f"{g['db_opens']}, leaked generations {g['leaked']}.",
+        f"MiB after the first {s['sample_every']} reloads), fds {g['fds']:+d} "
+        f"({g.get('fds_after_first_sample', 0):+d} after them), threads {g['threads']:+d} "
+        f"({g.get('threads_after_first_sample', 0):+d} after them), PostgreSQL backends "
+        f"{fmt(g['pg_backends'])}, db connections opened {g['db_opens']}, leaked generations "
+        f"{g['leaked']}.",
     ]
     b = result["breakdown"]
     if b["reload"]["n"]:
@@ -266,8 +305,8 @@ def render(result: dict[str, Any]) -> str:
             f"edit → reload start (event, debounce, plan) {fmt(b['detect']['median_ms'])} ms; "
             f"executing the plan and swapping {fmt(b['reload']['median_ms'])} ms; reload end → "
             f"first response with the new text {fmt(b['serve']['median_ms'])} ms, of which the "
-            f"request that showed it took {fmt(b['request']['median_ms'])} ms (the next request "
-            f"to the same page: {fmt(b['steady_request']['median_ms'])} ms; the difference is "
+            f"request that showed it took {fmt(b.get('request', {}).get('median_ms'))} ms (the next request "
+            f"to the same page: {fmt(b.get('steady_request', {}).get('median_ms'))} ms; the difference is "
             "the first request on a fresh Flask app object, e.g. Jinja compiling its templates "
             "again) and the rest is the probe in flight at the swap, still on the old "
             "generation, plus up to 1 ms of poll interval.",

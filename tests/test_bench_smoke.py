@@ -57,7 +57,7 @@ def _positive(value: Any) -> bool:
 def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any]) -> None:
     proc = smoke["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(smoke["sections"]) == {"save_to_serve", "overhead", "scale", "soak"}
+    assert set(smoke["sections"]) == {"save_to_serve", "breakdown", "overhead", "scale", "soak"}
     for entry in smoke["sections"].values():
         assert entry["mode"] == "smoke"
         assert entry["result"] is not None or entry.get("pending"), entry.get("error")
@@ -69,7 +69,13 @@ def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[st
     assert f"Python {sys.version.split()[0]}" in text
     assert "werkzeug " in text and "hupper " in text
     assert "`.venv/bin/python -m bench --smoke`" in text
-    for title in ("## Save-to-serve latency", "## Request overhead", "## Scale", "## Soak"):
+    for title in (
+        "## Save-to-serve latency",
+        "## Breakdown",
+        "## Request overhead",
+        "## Scale",
+        "## Soak",
+    ):
         assert title in text
 
 
@@ -94,6 +100,15 @@ def test_hotmod_row_reloads_in_the_same_process(smoke: dict[str, Any]) -> None:
     assert _positive(ours["median_ms"])
     assert ours["restarted_process"] == 0
     assert result["pairings"][0]["ratio"] is not None
+
+
+def test_breakdown_times_a_reload_and_its_first_request(smoke: dict[str, Any]) -> None:
+    result = _ran(smoke, "breakdown")
+    assert result["reload"]["n"] == result["first_request"]["n"] == 3
+    assert _positive(result["reload"]["median_ms"])
+    assert _positive(result["first_request"]["median_ms"])
+    assert "app.views.pages" in result["modules"]
+    assert "cumtime" in result["profile"]
 
 
 def test_scale_row_measures_leaf_and_deep_edits(smoke: dict[str, Any]) -> None:
