@@ -36,8 +36,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TypedDict
 
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 DEFAULT_APPLICATION_NAME = "hotmod-demo"
 POOL_MIN_SIZE = 2
@@ -97,6 +98,12 @@ def _open() -> ConnectionPool | sqlite3.Connection:
             new_pool.wait(timeout=CONNECT_TIMEOUT)
             with new_pool.connection() as conn:
                 conn.execute(_POSTGRES_SCHEMA)
+        except PoolTimeout:
+            new_pool.close()
+            # The pool only says that it timed out: one direct attempt names the
+            # cause ("connection refused", "password authentication failed").
+            psycopg.connect(DATABASE_URL, connect_timeout=3).close()
+            raise
         except BaseException:
             # A pool that failed to start still has threads retrying its
             # connections: close it, or the failed import itself leaks.
