@@ -84,6 +84,22 @@ def _chunk_ns(app: Callable[..., Iterable[bytes]], calls: int) -> float:
     return (time.thread_time_ns() - begin) / calls
 
 
+def _engine_only(wrapped: Any) -> Callable[..., Iterable[bytes]]:
+    """The engine's share alone: enter the generation, call, leave (what HotReload adds
+    on top of this is its own cost)."""
+    acquire = wrapped.reloader.acquire
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        generation = acquire()
+        try:
+            result: Iterable[bytes] = generation.target(environ, start_response)
+        finally:
+            generation.exit()
+        return result
+
+    return app
+
+
 def in_process(*, calls: int, chunk: int, root: Path) -> dict[str, Any]:
     sys.path.insert(0, str(root))
     import hm_bench_app  # type: ignore[import-not-found]
@@ -94,25 +110,28 @@ def in_process(*, calls: int, chunk: int, root: Path) -> dict[str, Any]:
     results: dict[str, Any] = {"calls_per_side": calls, "chunk": chunk}
     for mode, debug in (("production", False), ("debug", True)):
         wrapped = HotReload("hm_bench_app:app", watch=[root], debug=debug)
+        sides = {"bare": bare, "engine": _engine_only(wrapped), "wrapped": wrapped}
+        samples: dict[str, list[float]] = {name: [] for name in sides}
         try:
-            for app in (bare, wrapped):  # warm up
+            for app in sides.values():  # warm up
                 _chunk_ns(app, chunk)
-            bare_ns: list[float] = []
-            wrapped_ns: list[float] = []
             for _ in range(calls // chunk):
-                bare_ns.append(_chunk_ns(bare, chunk))
-                wrapped_ns.append(_chunk_ns(wrapped, chunk))
+                for name, app in sides.items():
+                    samples[name].append(_chunk_ns(app, chunk))
         finally:
             wrapped.close()
-        bare_median = statistics.median(bare_ns)
-        wrapped_median = statistics.median(wrapped_ns)
+        median = {name: statistics.median(values) for name, values in samples.items()}
         results[mode] = {
-            "bare_ns": round(bare_median, 1),
-            "wrapped_ns": round(wrapped_median, 1),
-            "overhead_ns": round(wrapped_median - bare_median, 1),
+            "bare_ns": round(median["bare"], 1),
+            "wrapped_ns": round(median["wrapped"], 1),
+            "overhead_ns": round(median["wrapped"] - median["bare"], 1),
             "overhead_ns_paired_median": round(
-                statistics.median(w - b for w, b in zip(wrapped_ns, bare_ns, strict=True)), 1
+                statistics.median(w - b for w, b in zip(samples["wrapped"], samples["bare"], strict=True)),
+                1,
             ),
+            # acquire() + exit() alone, and what the middleware adds around them.
+            "engine_ns": round(median["engine"] - median["bare"], 1),
+            "middleware_ns": round(median["wrapped"] - median["engine"], 1),
         }
     return results
 
@@ -269,7 +288,8 @@ def render(results: dict[str, Any]) -> str:
         r = ip[mode]
         rows.append(
             f"| in-process, {mode} mode (median ns/request, {ip['calls_per_side']:,} calls"
-            f" per side) | {r['bare_ns']} | {r['wrapped_ns']} | {r['overhead_ns']} ns |"
+            f" per side) | {r['bare_ns']} | {r['wrapped_ns']} | {r['overhead_ns']} ns"
+            f" (engine acquire/exit {r['engine_ns']}, middleware {r['middleware_ns']}) |"
         )
     s = results["server"]
     bare = statistics.median(s["bare_rps"])
@@ -282,16 +302,12 @@ def render(results: dict[str, Any]) -> str:
     load = results.get("load_average")
     if load:
         rows.append("")
-        rows.append(
-            f"Load average before and after: {load[0]} / {load[1]} (2 cores: above 1 is noise)."
-        )
+        rows.append(f"Load average before and after: {load[0]} / {load[1]} (2 cores: above 1 is noise).")
     return "\n".join(rows) + "\n"
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.overhead", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python -m bench.overhead", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds instead of a minute")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     options = parser.parse_args()

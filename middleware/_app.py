@@ -153,6 +153,9 @@ class HotReload:
         except BaseException:
             generation.exit()
             raise
+        if result.__class__ is list:  # wrap_response's first case, inlined: the common body
+            generation.exit()
+            return result
         return wrap_response(result, generation, environ)
 
     def _call_with_extras(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
