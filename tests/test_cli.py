@@ -61,12 +61,8 @@ class Served:
         self.stdout: list[str] = []
         self.stderr: list[str] = []
         self._readers = [
-            threading.Thread(
-                target=self._read, args=(self.process.stdout, self.stdout), daemon=True
-            ),
-            threading.Thread(
-                target=self._read, args=(self.process.stderr, self.stderr), daemon=True
-            ),
+            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
+            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True),
         ]
         for reader in self._readers:
             reader.start()
@@ -86,8 +82,7 @@ class Served:
         def check() -> bool:
             if self.process.poll() is not None and not predicate(self.out()):
                 raise AssertionError(
-                    f"hotmod exited ({self.process.returncode}) before {what}:\n"
-                    f"{self.out()}\n{self.err()}"
+                    f"hotmod exited ({self.process.returncode}) before {what}:\n{self.out()}\n{self.err()}"
                 )
             return predicate(self.out())
 
@@ -143,9 +138,7 @@ def test_serve_reloads_edits_in_place_prints_each_reload_and_failure_and_stops_c
     assert int(pid) == server.process.pid
 
     write(path, app_source("v2", marker))
-    wait_until(
-        lambda: get(port)[1] == f"v2 {pid}", what="the edit to be served by the same process"
-    )
+    wait_until(lambda: get(port)[1] == f"v2 {pid}", what="the edit to be served by the same process")
     server.wait_output(lambda out: "generation 2" in out, "the reload line")
 
     write(path, "import os\n\ndef app(environ, start_response:\n    pass\n")
@@ -175,6 +168,40 @@ def test_ctrl_c_stops_the_server_with_status_0_after_running_purge_hooks(
     assert get(port, "/__hotmod__")[1].startswith("only")  # production: no status endpoint
     assert server.stop(signal.SIGINT) == 0
     assert marker.read_text() == "only,"
+    assert "Traceback" not in server.err()
+
+
+def test_sigterm_during_a_long_stream_still_exits_0_within_the_bound_after_purging(
+    tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
+) -> None:
+    marker = tmp_path / "purged.txt"
+    write(
+        tmp_path / "hm_cli_stream.py",
+        f"""
+        import time
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            def body():
+                for i in range(600):  # a minute of chunks: longer than any shutdown bound
+                    yield b"chunk\\n"
+                    time.sleep(0.1)
+            return body()
+
+        def __mp_purge__():
+            with open({str(marker)!r}, "a") as f:
+                f.write("purged")
+        """,
+    )
+    server = served(["serve", "hm_cli_stream:app", "--port", str(port)], tmp_path)
+    server.wait_output(lambda out: "serving" in out, "the serving line")
+    response = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10)
+    try:
+        assert response.readline() == b"chunk\n"
+        assert server.stop(signal.SIGTERM, timeout=8) == 0
+    finally:
+        response.close()
+    assert marker.read_text() == "purged"
     assert "Traceback" not in server.err()
 
 
