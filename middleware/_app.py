@@ -68,9 +68,9 @@ class HotReload:
     :param scan_interval: seconds; when set, no watcher thread runs: a request checks
         the files at most once per interval, and the request that notices a change
         runs the reload itself (mod_python's ``PythonAutoReload``).
-    :param drain_timeout: passed to the engine (seconds a superseded generation may
-        take to drain before it is reported).
-    :param drain_warning: passed to the engine.
+    :param drain_timeout: seconds a superseded generation may keep requests in flight
+        before the engine retires it anyway and runs its purge hooks (default: never).
+    :param drain_warning: seconds after which a generation still draining is logged.
     """
 
     def __init__(
@@ -89,9 +89,7 @@ class HotReload:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
         if scan_interval is not None and not scan_interval > 0:
-            raise ValueError(
-                f"scan_interval must be a positive number of seconds, got {scan_interval!r}"
-            )
+            raise ValueError(f"scan_interval must be a positive number of seconds, got {scan_interval!r}")
         if isinstance(exclude, str) or isinstance(extra, str):
             raise ValueError("exclude and extra take a list of glob patterns, not a single string")
         roots: list[str] | None
@@ -191,9 +189,7 @@ class HotReload:
         generation = self._acquire()
         number = str(generation.number)
 
-        def start_with_header(
-            status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> Any:
+        def start_with_header(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
             return start_response(status, [*headers, (GENERATION_HEADER, number)], exc_info)
 
         try:
