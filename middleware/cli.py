@@ -31,6 +31,7 @@ SHUTDOWN_DRAIN = 3.0
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 class CommandError(Exception):
@@ -49,9 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve TARGET ('package.module:app' or 'package.module:factory()') and "
         "reload changed modules into a new generation without restarting the process.",
     )
-    serve.add_argument(
-        "target", metavar="TARGET", help="'package.module:app' or 'package.module:factory()'"
-    )
+    serve.add_argument("target", metavar="TARGET", help="'package.module:app' or 'package.module:factory()'")
     serve.add_argument(
         "--watch",
         metavar="DIR",
@@ -93,6 +92,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"hotmod: error: {exc}", file=sys.stderr, flush=True)
         return EXIT_ERROR
+    except KeyboardInterrupt:  # Ctrl-C while the application was still loading
+        print("hotmod: interrupted", file=sys.stderr, flush=True)
+        return EXIT_INTERRUPTED
     raise AssertionError(f"unhandled command {args.command!r}")  # argparse enforces the choices
 
 
@@ -149,7 +151,7 @@ def _log_to_stderr() -> Callable[[], None]:
     return lambda: logger.removeHandler(handler)
 
 
-def _printer(stream: TextIO) -> Any:
+def _printer(stream: TextIO) -> Callable[[ReloadEvent], None]:
     def on_event(event: ReloadEvent) -> None:
         line = describe_event(event)
         if line is not None:
@@ -192,9 +194,7 @@ def _load(args: argparse.Namespace) -> HotReload:
     except ReloadError as exc:
         failure = exc.failure
         where = f"{failure.file}:{failure.line}" if failure.line else str(failure.file)
-        raise CommandError(
-            f"cannot load {args.target}: {where}: {failure.type}: {failure.message}"
-        ) from None
+        raise CommandError(f"cannot load {args.target}: {where}: {failure.type}: {failure.message}") from None
     except (HotmodError, ValueError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -223,6 +223,9 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         raise
     try:
         server = make_server(args.host, args.port, app, threaded=True, fd=sock.fileno())
+    except BaseException:
+        app.close()
+        raise
     finally:
         sock.close()  # the server holds its own duplicate of the descriptor
     unsubscribe = app.reloader.subscribe(_printer(sys.stdout))
@@ -267,6 +270,9 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         app.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not stop.is_set():
+        print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
+        return EXIT_ERROR
     print("hotmod: stopped", flush=True)
     return EXIT_OK
 
