@@ -20,10 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
+import psycopg_pool  # noqa: F401
 import pytest
+import werkzeug.routing  # noqa: F401
 from werkzeug.test import Client
 
 DEMO_SOURCE = Path(__file__).resolve().parent.parent / "demo_app"
+# psycopg_pool and werkzeug.routing are imported above although no test names
+# them: the ``project`` fixture's ``clean_modules`` drops every module first
+# imported during a test, and would re-import them for each test.
 
 
 def _demo_modules() -> dict[str, ModuleType]:
@@ -162,9 +167,7 @@ def test_json_api_names_an_anonymous_author(demo: Demo) -> None:
         (json.dumps({"body": "ok", "author": ["x"]}), "the author must be text"),
     ],
 )
-def test_json_api_refuses_bad_input_with_400_and_a_sentence(
-    demo: Demo, payload: str, message: str
-) -> None:
+def test_json_api_refuses_bad_input_with_400_and_a_sentence(demo: Demo, payload: str, message: str) -> None:
     response = demo.client.post("/api/notes", data=payload, content_type="application/json")
     assert response.status_code == 400
     assert message in response.json["error"]

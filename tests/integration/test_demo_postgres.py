@@ -36,16 +36,24 @@ from types import ModuleType
 from typing import Any
 
 import psycopg
+import psycopg_pool  # noqa: F401  (see DEMO_SOURCE)
 import pytest
+import werkzeug.routing  # noqa: F401  (see DEMO_SOURCE)
 from conftest import wait_until
 from psycopg.conninfo import make_conninfo
 from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
+from middleware import HotReload
+
 pytestmark = pytest.mark.postgres
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SOURCE = REPO / "demo_app"
+# psycopg_pool and werkzeug.routing are imported above although no test names
+# them: the ``project`` fixture's ``clean_modules`` drops every module first
+# imported during a test, and would re-import the demo's dependencies (and
+# hotmod) for each test.
 TARGET = "demo_app.wsgi:app"
 # Mirrors demo_app.db; the tests read the loaded module's values and check these.
 POOL_MIN_SIZE = 2
@@ -75,8 +83,7 @@ class Backends:
     def terminate(self) -> None:
         with self._lock:
             self._conn.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity"
-                " where application_name = %s",
+                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
                 (self.application_name,),
             )
 
@@ -145,9 +152,7 @@ def database(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]
 def without_functions(source: str, *names: str) -> str:
     """``source`` with the module-level functions ``names`` taken out."""
     tree = ast.parse(source)
-    kept = [
-        node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name in names)
-    ]
+    kept = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name in names)]
     assert len(tree.body) - len(kept) == len(names), f"not all of {names} are defined"
     tree.body = kept
     return ast.unparse(tree)
@@ -205,9 +210,7 @@ def call(port: int, method: str, path: str, payload: Any = None) -> Reply:
 @contextmanager
 def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
     server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-server"
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-server")
     thread.start()
     try:
         yield
@@ -257,8 +260,6 @@ def serve(
     demo_root: Path, database: Database, port: int, caplog: pytest.LogCaptureFixture
 ) -> Iterator[Callable[..., Served]]:
     """Start the demo copy (optionally without some db.py hooks) behind HotReload and a server."""
-    from middleware import HotReload
-
     caplog.set_level(logging.WARNING, logger="werkzeug")  # no line per request
     with ExitStack() as stack:
 
@@ -440,9 +441,7 @@ def test_a_failed_clone_opens_a_fresh_pool_and_closes_the_old_after_its_last_req
     assert demo.failures == []
 
 
-def test_close_leaves_no_backends_after_reloads(
-    serve: Callable[..., Served], database: Database
-) -> None:
+def test_close_leaves_no_backends_after_reloads(serve: Callable[..., Served], database: Database) -> None:
     demo = serve()
     demo.add("before the reloads")
     for name in ("db", "views", "db"):
@@ -459,8 +458,6 @@ def test_the_pool_connects_as_hotmod_demo_when_the_dsn_names_no_application(
     demo_root: Path, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", make_conninfo(database.dsn, options=database.options))
-    from middleware import HotReload
-
     hot = HotReload(TARGET, watch=[demo_root], scan_interval=3600.0)
     try:
         db = hot.reloader.current.modules["demo_app.db"]

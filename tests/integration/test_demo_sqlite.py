@@ -25,7 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 from typing import Any
 
 import psycopg_pool  # noqa: F401  (see DEMO_SOURCE)
@@ -39,8 +39,9 @@ from middleware import HotReload
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SOURCE = REPO / "demo_app"
 # psycopg_pool and werkzeug.routing are imported above although no test names
-# them: the ``project`` fixture's ``clean_modules`` drops every module first imported during a test,
-# and would re-import the demo's dependencies (and hotmod) for each test.
+# them: the ``project`` fixture's ``clean_modules`` drops every module first
+# imported during a test, and would re-import the demo's dependencies (and
+# hotmod) for each test.
 TARGET = "demo_app.wsgi:app"
 
 pytestmark = pytest.mark.skipif(
@@ -214,12 +215,23 @@ def serve(demo_root: Path, port: int, caplog: pytest.LogCaptureFixture) -> Itera
         yield start
 
 
-def is_closed(connection: sqlite3.Connection) -> bool:
-    try:
-        connection.execute("select 1")
-    except sqlite3.ProgrammingError:
-        return True
+def is_closed(db: ModuleType | SimpleNamespace) -> bool:
+    """Whether ``db``'s connection is closed, asked under the lock its purge closes it under.
+
+    Using a sqlite3 connection on one thread while another closes it can crash
+    the interpreter; ``__mp_purge__`` closes it holding ``db.lock``, so this does too.
+    """
+    with db.lock:
+        try:
+            db.pool.execute("select 1")
+        except sqlite3.ProgrammingError:
+            return True
     return False
+
+
+def carried_state(db: ModuleType) -> SimpleNamespace:
+    """The connection and lock of a db instance, without holding the instance itself."""
+    return SimpleNamespace(pool=db.pool, lock=db.lock)
 
 
 def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
@@ -262,14 +274,11 @@ def test_without_clone_every_reload_opens_a_new_connection_and_purge_closes_the_
     database_file = str((demo.var / "demo.sqlite3").resolve())
     for _ in range(20):
         # Holding the old connection keeps its id() from being reused by the new one.
-        old = demo.module("db").pool
-        assert demo.status()["pool_id"] == id(old)
+        old = carried_state(demo.module("db"))
+        assert demo.status()["pool_id"] == id(old.pool)
         demo.reload("db")
-        assert demo.status()["pool_id"] != id(old), "the connection identity did not change"
-        # Probing the connection while the janitor closes it can crash sqlite3:
-        # wait until the purge has run, then look.
-        assert demo.hot.reloader.wait_idle(10)
-        assert is_closed(old)
+        assert demo.status()["pool_id"] != id(old.pool), "the connection identity did not change"
+        wait_until(lambda old=old: is_closed(old), what="the drained generation's purge")
         assert handles_under(demo.var) == [database_file]
     assert [n["body"] for n in demo.get("/api/notes").json()["notes"]] == ["kept in the file"]
     assert demo.failures == []
@@ -282,9 +291,9 @@ def test_close_releases_the_database_file(serve: Callable[..., Served]) -> None:
     demo.reload("views")
     assert demo.get("/").status == 200
     assert handles_under(demo.var) != []
-    connection = demo.module("db").pool
+    db = carried_state(demo.module("db"))
     demo.hot.close()
-    assert is_closed(connection)
+    assert is_closed(db)
     assert handles_under(demo.var) == []
 
 
