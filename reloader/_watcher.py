@@ -902,7 +902,12 @@ class Watcher:
                 self._pending.setdefault(path, _Pending(pending.state, pending.seq, True))
             if attempts_max:
                 self._retries += 1
-                at = time.monotonic() + self.quiet * 2 ** (attempts_max - 1)
+                delay = self.quiet * 2 ** (attempts_max - 1)
+                if not reports_close:
+                    # Polling confirms a file by seeing it unchanged again: give a slow
+                    # writer at least one scan to show its next change.
+                    delay = max(delay, self.poll_interval)
+                at = time.monotonic() + delay
                 self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
                 self._cond.notify_all()
             self._gave_up += len(given_up)
