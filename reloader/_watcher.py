@@ -107,7 +107,10 @@ def _after_fork_in_child() -> None:
     global _fork_epoch
     _fork_epoch += 1
     for watcher in list(_live_watchers):
-        watcher._drop_inherited()
+        try:
+            watcher._drop_inherited()
+        except Exception:  # an at-fork hook must not break the child; say what failed
+            logger.exception("could not reset %r in the forked child", watcher)
 
 
 if hasattr(os, "register_at_fork"):

@@ -334,3 +334,39 @@ def test_a_forked_child_watches_and_reloads_on_its_own(
         if pid:
             os.kill(pid, 9)
             os.waitpid(pid, 0)
+
+
+def test_a_busy_app_importing_hundreds_of_modules_and_reading_files_reloads_every_edit(
+    engine: Callable[..., Engine], app: Path
+) -> None:
+    names = [f"mod_{i}" for i in range(300)]
+    for name in names:
+        write(app.parent, f"app/many/{name}.py", "import json, email.parser\nN = 0\n")
+        write(app.parent, f"app/templates/{name}.html", "<p>{{ n }}</p>\n" * 10)
+    write(app.parent, "app/many/__init__.py", "".join(f"from . import {n}\n" for n in names))
+    write(app.parent, "app/other.py", "from app import many\nOTHER = 1\n")
+    e = engine()
+    stop = threading.Event()
+    reads = [0]
+
+    def serve_requests() -> None:  # every "request" reads templates and sources
+        while not stop.is_set():
+            for path in (app / "templates").iterdir():
+                path.read_bytes()
+            for path in (app / "many").glob("*.py"):
+                path.read_bytes()
+            reads[0] += 1
+
+    server = threading.Thread(target=serve_requests)
+    server.start()
+    try:
+        for edit in range(1, 6):
+            number = e.number
+            write(app.parent, f"app/many/mod_{edit * 50}.py", f"N = {edit}\n")
+            e.wait_number(number + 1)
+            assert e.module(f"app.many.mod_{edit * 50}").N == edit  # type: ignore[attr-defined]
+    finally:
+        stop.set()
+        server.join(10)
+    assert not server.is_alive()
+    assert reads[0] > 0
