@@ -105,6 +105,28 @@ CONTENDERS: dict[str, Contender] = {
 PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "gunicorn")
 
 
+#: What the peers' own code does, read from the installed versions; it explains the table.
+PEER_NOTES = (
+    "How the peers reload (read from their code, versions under Machine):",
+    "",
+    "- werkzeug `stat`: scans the files every second (`reloader_interval=1`), then the parent "
+    "starts a new serving child; the parent keeps the listening socket "
+    "(`WERKZEUG_SERVER_FD`), so requests wait in the backlog instead of being refused.",
+    "- werkzeug `watchdog`: schedules recursive watches on every `sys.path` folder (the standard "
+    "library, site-packages, the app); on this machine watchdog's inotify queue overflows and no "
+    "edit is ever seen (log lines below).",
+    "- hupper: after a worker exits it waits out `reload_interval` (1 s by default; the CLI takes "
+    "whole seconds of at least 1) before starting the next one, and the new worker binds the "
+    "port again: requests in between are refused.",
+    "- gunicorn `--reload`: without the `inotify` package it polls the files every second; the "
+    "arbiter keeps the socket while the worker restarts, so requests wait rather than fail.",
+    "- hotmod: one process throughout; the watcher cuts a save's burst after a short quiet "
+    "window, the plan re-executes the view and its importers (`app`, `app.wsgi`: the app "
+    "factory runs again), and the next request uses the new generation. Where its "
+    "milliseconds go: the Soak and Breakdown sections.",
+)
+
+
 @dataclass(frozen=True)
 class Settings:
     edits: int  # per contender and pairing
@@ -226,9 +248,10 @@ def summarize(tally: Tally) -> dict[str, Any]:
         "failed_requests": sum(r["failed"] for r in tally.records),
         "reloads_with_failures": sum(1 for r in tally.records if r["failed"]),
         "stale_after": sum(r["stale_after"] for r in tally.records),
-        "db_opens_per_reload": (
-            round(statistics.mean(r["db_opens"] for r in seen), 2) if seen else None
+        "pg_backends_max": max(
+            (r["pg_backends"] for r in tally.records if r["pg_backends"] is not None), default=None
         ),
+        "db_opens_per_reload": (round(statistics.mean(r["db_opens"] for r in seen), 2) if seen else None),
         "restarted_process": sum(1 for r in seen if r["restarted"]),
         "status": "reloads" if tally.reloading else tally.note,
         "log_tail": tally.log_tail if not tally.reloading else "",
@@ -270,9 +293,7 @@ def run(
             their_copy = AppCopy.create(scratch, f"{peer_name}-peer")
             rounds = -(-settings.edits // settings.per_round)
             for round_no in range(1, rounds + 1):
-                batch = min(
-                    settings.per_round, settings.edits - (round_no - 1) * settings.per_round
-                )
+                batch = min(settings.per_round, settings.edits - (round_no - 1) * settings.per_round)
                 if have_hotmod and ours.reloading:
                     run_batch(
                         CONTENDERS[HOTMOD],
@@ -330,8 +351,20 @@ def render(result: dict[str, Any]) -> str:
         f"(hotmod, peer, hotmod, peer, ...). A server that misses {s['misses_allowed']} "
         f"edits in a row ({s['edit_timeout']:.0f} s each) is recorded as not reloading.",
         "",
+        "Latency runs from the edit landing to the end of the body of the first response that "
+        "shows it (Content-Length; werkzeug's dev server keeps each socket ~10 ms longer). Failed "
+        "requests: refused or reset connections, `empty` (closed without an answer), `timeout` "
+        "(no answer in 2 s) and 5xx, counted from the edit until "
+        f"{s['after'] * 1000:.0f} ms after the new text appeared. Db opens: connections the app "
+        "opened (its own counter, across restarts); PG backends: `pg_stat_activity` rows with the "
+        "server's own `application_name`. Every server runs with `PYTHONDONTWRITEBYTECODE=1` "
+        "(a stale `.pyc` of an earlier edit of the same size in the same second would otherwise "
+        f"be imported) and gets its first edit {s['warmup']:.1f} s after it answers (hupper's "
+        "worker reports its imported files to the monitor once a second).",
+        "",
         "| server | served/edits | median ms | p95 ms | max ms | median rename / in-place ms "
-        "| failed requests (reloads hit) | db opens / reload | peer/hotmod (median) | status |",
+        "| failed requests (reloads hit) | db opens / reload (max PG backends) | peer/hotmod (median) "
+        "| status |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
@@ -344,7 +377,8 @@ def render(result: dict[str, Any]) -> str:
             f"| {r['server']} | {r['served']}/{r['edits']} | {fmt(r['median_ms'])} "
             f"| {fmt(r['p95_ms'])} | {fmt(r['max_ms'])} "
             f"| {fmt(r['median_ms_rename'])} / {fmt(r['median_ms_in-place'])} | {failed} "
-            f"| {fmt(r['db_opens_per_reload'], 2)} | {ratio} | {r['status']} |"
+            f"| {fmt(r['db_opens_per_reload'], 2)} ({fmt(r.get('pg_backends_max'))}) | {ratio} "
+            f"| {r['status']} |"
         )
 
     if result["hotmod_available"]:
@@ -357,6 +391,7 @@ def render(result: dict[str, Any]) -> str:
     for pairing in result["pairings"]:
         ratio = pairing.get("ratio")
         lines.append(row(pairing["peer"], f"{ratio}x" if ratio else "-"))
+    lines += ["", *PEER_NOTES]
     tails = [p["peer"] for p in result["pairings"] if p["peer"]["log_tail"]]
     if tails:
         lines += ["", "Last log lines of servers that did not reload:", ""]

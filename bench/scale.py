@@ -20,8 +20,11 @@ Run alone: ``python -m bench.scale [--quick|--smoke]``.
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
 import os
+import pstats
 import queue
 import subprocess
 import sys
@@ -88,9 +91,7 @@ def build_tree(root: Path, size: int) -> dict[str, Any]:
         (sub / "__init__.py").write_text(
             "".join(f"from scaletree.p{p:03d} import {name}\n" for name in names)
         )
-    (pkg / "__init__.py").write_text(
-        "".join(f"from scaletree import p{p:03d}\n" for p in range(packages))
-    )
+    (pkg / "__init__.py").write_text("".join(f"from scaletree import p{p:03d}\n" for p in range(packages)))
     (pkg / "core.py").write_text(_core_source(0))
     (pkg / "app.py").write_text(
         "import scaletree\nfrom scaletree import core\n\n\n"
@@ -147,9 +148,7 @@ def hotmod_worker(root: Path, spec: dict[str, Any], settings: Settings) -> None:
     t0 = time.perf_counter()
     engine.watch()
     watch_s = time.perf_counter() - t0
-    _emit(
-        {"ready": True, "load_s": load_s, "watch_s": watch_s, "modules_loaded": len(engine.files())}
-    )
+    _emit({"ready": True, "load_s": load_s, "watch_s": watch_s, "modules_loaded": len(engine.files())})
     sys.stdin.readline()  # the parent measures idle CPU meanwhile
     out: dict[str, Any] = {}
     try:
@@ -157,12 +156,29 @@ def hotmod_worker(root: Path, spec: dict[str, Any], settings: Settings) -> None:
             ("leaf", spec["leaf"], settings.leaf_edits),
             ("deep", spec["core"], settings.deep_edits),
         ):
-            out[kind] = _edits(
-                root / rel, kind, spec["leaf_n"], count, events, settings.event_timeout
-            )
+            out[kind] = _edits(root / rel, kind, spec["leaf_n"], count, events, settings.event_timeout)
+        out["leaf_profile"] = _profile_leaf(engine, root / spec["leaf"], spec["leaf_n"])
     finally:
         engine.close()
     _emit(out)
+
+
+def _profile_leaf(engine: Any, path: Path, n: int) -> dict[str, Any]:
+    """One leaf reload, synchronous and without the watcher, under cProfile."""
+    engine.unwatch()
+    rewrite(path, _module_source(n, False, 10_000))
+    profiler = cProfile.Profile()
+    t0 = time.perf_counter()
+    profiler.enable()
+    engine.reload(paths=[str(path)])
+    profiler.disable()
+    elapsed = time.perf_counter() - t0
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(12)
+    lines = text.getvalue().splitlines()
+    start = next((i for i, line in enumerate(lines) if line.lstrip().startswith("ncalls")), 0)
+    table = [line.replace(str(REPO) + "/", "") for line in lines[start:] if line.strip()]
+    return {"ms": elapsed * 1000, "top_tottime": "\n".join(table)}
 
 
 def _edits(
@@ -241,9 +257,7 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[str]:
         )
 
 
-def _read_json(
-    stream: TextIO | None, proc: subprocess.Popen[str], timeout: float
-) -> dict[str, Any]:
+def _read_json(stream: TextIO | None, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     """The next JSON line of a worker, bounded by ``timeout``."""
     assert stream is not None
     result: queue.Queue[str] = queue.Queue()
@@ -289,8 +303,10 @@ def measure_size(scratch: Path, size: int, settings: Settings) -> dict[str, Any]
         cpu1 = (process_cpu_seconds(ours.pid), process_cpu_seconds(theirs.pid))
         for proc, name in ((ours, "hotmod"), (theirs, "werkzeug")):
             if proc.poll() is not None:
-                raise RuntimeError(f"the {name} worker exited during the idle window "
-                                   f"(status {proc.returncode}); see {name}-{size}.log")
+                raise RuntimeError(
+                    f"the {name} worker exited during the idle window "
+                    f"(status {proc.returncode}); see {name}-{size}.log"
+                )
         kill_group(theirs)  # nothing else to learn from it; frees the CPU for the edits
         assert ours.stdin is not None
         ours.stdin.write("go\n")
@@ -363,6 +379,19 @@ def render(result: dict[str, Any]) -> str:
             f"{fmt(r['deep']['latency']['median_ms'])} ({fmt(r['deep']['engine']['median_ms'])})"
             f" | {r['leaf']['misses'] + r['deep']['misses']} |"
         )
+    largest = result["rows"][-1] if result["rows"] else None
+    if largest and largest.get("leaf_profile"):
+        prof = largest["leaf_profile"]
+        lines += [
+            "",
+            f"cProfile of one more leaf reload at {largest['modules']} modules "
+            f"(`Reloader.reload(paths=[leaf])`, watcher stopped, {prof['ms']:.1f} ms under the "
+            "profiler), top 12 by own time:",
+            "",
+            "```",
+            prof["top_tottime"],
+            "```",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -380,10 +409,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.root,
             json.loads(args.spec),
             Settings(
-                **{
-                    k: tuple(v) if isinstance(v, list) else v
-                    for k, v in json.loads(args.settings).items()
-                }
+                **{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.settings).items()}
             ),
         )
         return 0
