@@ -33,6 +33,13 @@ import os
 
 VERSION = {version!r}
 DATA_FILE = {data!r}
+PURGED = {purged!r}
+
+
+def __mp_purge__():
+    # No __mp_clone__: runs for the old instance after a reload, and at exit for the last.
+    with open(PURGED, "a") as f:
+        f.write(f"{{VERSION}}:{{os.getpid()}} ")
 
 
 def app(environ, start_response):
@@ -113,6 +120,10 @@ def write(path: Path, text: str) -> None:
         os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
 
 
+def app_source(version: str, folder: Path) -> str:
+    return APP.format(version=version, data=str(folder / "data.bin"), purged=str(folder / "purged.txt"))
+
+
 def command(name: str, port: int) -> list[str]:
     template, _ = SERVERS[name]
     args = [part.format(port=port) for part in template]
@@ -144,7 +155,7 @@ def server_project(tmp_path: Path) -> tuple[Path, Path]:
     root.mkdir()
     entry.mkdir()
     (tmp_path / "data.bin").write_bytes(DATA)
-    write(root / "hm_srv_app.py", APP.format(version="v1", data=str(tmp_path / "data.bin")))
+    write(root / "hm_srv_app.py", app_source("v1", tmp_path))
     write(entry / "hm_srv_entry.py", textwrap.dedent(ENTRY.format(root=str(root))))
     return root, entry
 
@@ -214,7 +225,7 @@ def test_every_worker_serves_the_edit_and_releases_every_generation(
             # The server's own file wrapper came back to it: its sendfile path still works.
             assert answer["file_result"] == answer["file_wrapper"]
 
-    write(root / "hm_srv_app.py", APP.format(version="v2", data=str(entry.parent / "data.bin")))
+    write(root / "hm_srv_app.py", app_source("v2", entry.parent))
     new_pids: set[int] = set()
 
     def every_worker_serves_v2() -> bool:
@@ -233,3 +244,10 @@ def test_every_worker_serves_the_edit_and_releases_every_generation(
         return all(a["generation"] == 2 and a["draining"] == [] for a in after.values())
 
     wait_until(nothing_left_draining, timeout=30, what="generation 1 to drain in every worker")
+
+    # Process exit runs close() (atexit), which purges the last generation in every worker.
+    # gunicorn stops gracefully on SIGTERM; the others exit through KeyboardInterrupt.
+    process.send_signal(signal.SIGTERM if name.startswith("gunicorn") else signal.SIGINT)
+    process.wait(20)
+    purged = (entry.parent / "purged.txt").read_text().split()
+    assert {f"v2:{pid}" for pid in new_pids} <= set(purged), purged
