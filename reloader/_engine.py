@@ -296,17 +296,14 @@ class Reloader:
             self._check_open()
             if self._current is not None:
                 return self._current
-            try:
-                self._run_plan([self._module_name], {}, set(), changed=set(), first=True)
-            except ReloadError as exc:
-                missing = exc.failure.type == "ModuleNotFoundError" and exc.failure.file is None
-                if missing:
-                    raise TargetError(
-                        f"cannot import target module {self._module_name!r}:"
-                        f" {exc.failure.message}"
-                    ) from None
-                raise
-            return self.current
+            failure = _failure_of(
+                lambda: self._run_plan([self._module_name], {}, set(), changed=set(), first=True)
+            )
+            if failure is None:
+                return self.current
+        if failure.type == "ModuleNotFoundError" and failure.file is None:
+            raise TargetError(f"cannot import target module {self._module_name!r}: {failure.message}")
+        raise ReloadError(failure)
 
     def reload(self, paths: Iterable[str | os.PathLike[str]] | None = None) -> int:
         """Reload synchronously and return the current generation's number.
@@ -526,6 +523,21 @@ class Reloader:
         force: bool,
         still_valid: Callable[[], bool] | None = None,
         empty_ok: Collection[Path | str] = (),
+    ) -> int:
+        result: list[int] = []
+        failure = _failure_of(
+            lambda: result.append(self._reload_locked(paths, force, still_valid, empty_ok))
+        )
+        if failure is not None:
+            raise ReloadError(failure)
+        return result[0]
+
+    def _reload_locked(
+        self,
+        paths: Sequence[str] | None,
+        force: bool,
+        still_valid: Callable[[], bool] | None,
+        empty_ok: Collection[Path | str],
     ) -> int:
         with self._reload_lock:
             self._check_open()
@@ -1005,6 +1017,18 @@ class Reloader:
                 fn(event)
             except Exception:
                 log.exception("hotmod event subscriber %r raised", fn)
+
+
+def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
+    """Run ``fn``; return the failure of a ReloadError it raised, dropping that
+    exception: its traceback holds the failed stage's frames, and with them the
+    instances of the generation it was built on. Callers raise a fresh ReloadError
+    instead, so that keeping the error never keeps an old generation alive."""
+    try:
+        fn()
+    except ReloadError as exc:
+        return exc.failure
+    return None
 
 
 def _token_ref(module: ModuleType) -> weakref.ref[InstanceToken] | None:

@@ -782,3 +782,24 @@ def test_undoing_a_failed_edit_clears_the_error_without_a_new_generation(
     write("app/db.py", good)
     assert r.reload() == 1
     assert r.last_error is None and got == ["recovered"]
+
+
+def test_keeping_a_reload_error_keeps_no_old_generation_alive(
+    app: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    import weakref
+
+    r = engines()
+    gen1 = r.load()
+    first_db = weakref.ref(gen1.modules["app.db"])
+    write("app/db.py", "x = (\n")
+    with pytest.raises(ReloadError) as kept:
+        r.reload()
+    write("app/db.py", DB_WITH_HOOKS.format(value=2).replace("def __mp_clone__", "def _off"))
+    r.reload()
+    del gen1
+    assert r.wait_idle(5)
+    gc.collect()
+    assert kept.value.failure.type == "SyntaxError"
+    assert first_db() is None
+    assert r.stats()["leaked"] == []
