@@ -280,7 +280,15 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
                 "",
             ]
             continue
-        text = section.render(body)
+        try:
+            text = section.render(body)
+        except Exception as exc:  # a result stored by an older version of its section
+            log(f"{section.title}: renderer failed ({exc!r}); showing the stored result plainly")
+            text = (
+                f"## {section.title}\n\n_Stored by an older version of this section; its"
+                f" renderer failed ({type(exc).__name__}: {exc}). Rerun it with"
+                f" `--only {name}`._\n\n{_render_mapping(body)}"
+            )
         head, _, rest = text.partition("\n")
         lines += [head, "", header, "", rest.lstrip("\n"), ""]
     return "\n".join(lines).rstrip() + "\n"
@@ -299,6 +307,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, help="where to write the Markdown results")
     parser.add_argument("--store", type=Path, help="folder for the raw JSON of each section")
+    parser.add_argument(
+        "--render", action="store_true", help="run nothing: rebuild the Markdown from stored results"
+    )
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     store = args.store or BENCH_DIR / "out" / ("sections-smoke" if mode == "smoke" else "sections")
@@ -306,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         BENCH_DIR / "out" / "RESULTS-smoke.md" if mode == "smoke" else BENCH_DIR / "RESULTS.md"
     )
     store.mkdir(parents=True, exist_ok=True)
-    chosen = args.only or list(SECTIONS)
+    chosen = [] if args.render else args.only or list(SECTIONS)
     command = _command(mode, args.only)
     failures = 0
     started = time.monotonic()
