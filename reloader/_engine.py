@@ -599,7 +599,12 @@ class Reloader:
                     names.add(name)
                 elif any(fnmatch.fnmatch(os.path.basename(real), p) or fnmatch.fnmatch(real, p)
                          for p in self.extra) or real in self._readers:
-                    if self.roots.contains(real):
+                    # Code is only ever loaded from the roots; a config file outside
+                    # them counts when an absolute extra pattern names it.
+                    if self.roots.contains(real) or any(
+                        os.path.isabs(p) and ".." not in p and fnmatch.fnmatch(real, p)
+                        for p in self.extra
+                    ):
                         names.update(self._readers.get(real) or {self._module_name})
                         force = True  # the module's own source did not change
         empty = {os.path.realpath(p) for p in empty_ok}

@@ -803,3 +803,26 @@ def test_keeping_a_reload_error_keeps_no_old_generation_alive(
     assert kept.value.failure.type == "SyntaxError"
     assert first_db() is None
     assert r.stats()["leaked"] == []
+
+
+def test_an_absolute_extra_pattern_outside_the_roots_reloads_its_readers(
+    tmp_path: Path, project: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    config = tmp_path / "etc" / "app.toml"
+    config.parent.mkdir()
+    config.write_text('name = "one"\n')
+    write("app/__init__.py", "")
+    write("app/wsgi.py", f"""
+        import tomllib
+        with open({str(config)!r}, "rb") as f:
+            NAME = tomllib.load(f)["name"]
+        app = lambda e, s: NAME
+    """)
+    r = engines(extra=[str(tmp_path / "etc" / "*.toml")])
+    r.load()
+    config.write_text('name = "two"\n')
+    assert r.reload([config]) == 2
+    assert r.current.target({}, None) == "two"
+    unrelated = tmp_path / "etc" / "other.txt"
+    unrelated.write_text("x")
+    assert r.reload([unrelated]) == 2
