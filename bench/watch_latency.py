@@ -1,8 +1,8 @@
 """Watcher benchmark: save-to-new-generation latency, and what a 5,000-module tree costs.
 
-``python -m bench.watch_latency [--quick]`` prints a Markdown table; the suite calls
-``main(quick) -> dict`` (the table is under the ``"markdown"`` key, and ``render``
-draws it again from a saved result).
+``python -m bench.watch_latency [--quick | --smoke]`` prints a Markdown table; the
+suite calls ``main(quick) -> dict`` or ``run(mode) -> dict`` (the table is under the
+``"markdown"`` key, and ``render(result)`` draws it again from a saved result).
 
 Measured in this process, with the real engine (``Reloader.watch()``) and real files:
 
@@ -189,11 +189,14 @@ def _big_tree(root: Path, package: str, *, top: int, sub: int, leaves: int) -> P
     return pkg / f"p{top - 1}" / f"s{sub - 1}" / f"m{leaves - 1}.py"
 
 
-def big_tree(backend: str, *, idle: float, saves: int) -> dict[str, Any]:
+def big_tree(
+    backend: str, *, idle: float, saves: int, shape: tuple[int, int, int] = (10, 10, 50)
+) -> dict[str, Any]:
     with _scratch("hotmod-bench-tree-") as root:
         package = f"wl_tree_{backend}_{os.getpid()}"
-        leaf = _big_tree(root, package, top=10, sub=10, leaves=50)
-        modules = 10 * 10 * 50
+        top, sub, leaves = shape
+        leaf = _big_tree(root, package, top=top, sub=sub, leaves=leaves)
+        modules = top * sub * leaves
         reloader = Reloader(f"{package}.wsgi:app", roots=[root])
         try:
             started = time.perf_counter()
@@ -252,7 +255,7 @@ def render(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "### 5,000-module tree",
+        f"### {result['tree_modules']:,}-module tree",
         "",
         "| backend | folders watched | watcher threads | watch start-up ms | idle CPU % (s) |"
         " leaf edit median ms | leaf edit p95 ms | of which reload, median ms |"
@@ -276,22 +279,32 @@ def render(result: dict[str, Any]) -> str:
         f"Polling interval {result['poll_interval_s']} s (default). The tree: "
         f"{result['tree_shape']}; its engine load took "
         + ", ".join(f"{b} {r['engine_load_s']:.1f} s" for b, r in result["tree"].items())
-        + ". Command: `.venv/bin/python -m bench.watch_latency"
-        + (" --quick`." if result["quick"] else "`."),
+        + f". Command: `{result['command']}`.",
     ]
     return "\n".join(lines) + "\n"
 
 
-def main(quick: bool = False) -> dict[str, Any]:
-    """Run every measurement; returns a plain dict (with the table under ``markdown``)."""
-    saves = 15 if quick else 50
-    tree_saves = 8 if quick else 20
-    idle = 5.0 if quick else 30.0
+#: mode -> (saves of the one-module edit, leaf saves in the tree, idle seconds, tree shape)
+MODES: dict[str, tuple[int, int, float, tuple[int, int, int]]] = {
+    "smoke": (3, 2, 1.0, (5, 5, 20)),
+    "quick": (15, 8, 5.0, (10, 10, 50)),
+    "full": (50, 20, 30.0, (10, 10, 50)),
+}
+
+
+def run(mode: str = "full") -> dict[str, Any]:
+    """One run in ``mode`` (``smoke``: seconds, a 500-module tree; ``quick``; ``full``)."""
+    saves, tree_saves, idle, shape = MODES[mode]
+    top, sub, leaves = shape
     result: dict[str, Any] = {
-        "quick": quick,
+        "mode": mode,
+        "quick": mode != "full",
+        "command": ".venv/bin/python -m bench.watch_latency"
+        + {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode],
         "poll_interval_s": 0.5,
-        "tree_shape": "10 packages x 10 sub-packages x 50 modules, plus node_modules"
-        " (100 folders) and a virtualenv inside the root",
+        "tree_modules": top * sub * leaves,
+        "tree_shape": f"{top} packages x {sub} sub-packages x {leaves} modules, plus"
+        " node_modules (100 folders) and a virtualenv inside the root",
         "one_module": {},
         "tree": {},
     }
@@ -299,10 +312,15 @@ def main(quick: bool = False) -> dict[str, Any]:
         _log(f"one-module edit, {backend}, {saves} saves")
         result["one_module"][backend] = one_module_edit(backend, saves)
     for backend in BACKENDS:
-        _log(f"5,000-module tree, {backend}: idle {idle:.0f} s, {tree_saves} leaf saves")
-        result["tree"][backend] = big_tree(backend, idle=idle, saves=tree_saves)
+        _log(f"{top * sub * leaves}-module tree, {backend}: idle {idle:.0f} s, {tree_saves} saves")
+        result["tree"][backend] = big_tree(backend, idle=idle, saves=tree_saves, shape=shape)
     result["markdown"] = render(result)
     return result
+
+
+def main(quick: bool = False) -> dict[str, Any]:
+    """Run every measurement; returns a plain dict (with the table under ``markdown``)."""
+    return run("quick" if quick else "full")
 
 
 if __name__ == "__main__":
@@ -310,5 +328,6 @@ if __name__ == "__main__":
         prog="python -m bench.watch_latency", description=__doc__.splitlines()[0]
     )
     parser.add_argument("--quick", action="store_true", help="fewer saves, a 5 s idle window")
+    parser.add_argument("--smoke", action="store_true", help="a few seconds: each step once")
     args = parser.parse_args()
-    print(main(quick=args.quick)["markdown"])
+    print(run("smoke" if args.smoke else "quick" if args.quick else "full")["markdown"])
