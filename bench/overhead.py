@@ -9,7 +9,8 @@
    descheduled on a busy machine is not counted.
 2. Under a server: gunicorn (1 gthread worker, 4 threads, keep-alive) serving the bare
    app and the wrapped app in alternating rounds A B A B, loaded by ``wrk`` when it is
-   installed (``apt-get install -y wrk``), otherwise by a bounded Python client.
+   installed (``apt-get install -y wrk``), otherwise by a bounded Python client; 7
+   rounds of 3 s per side (1 of 2 s with ``--quick``).
    The ratio is median wrapped req/s over median bare req/s.
 
 Run: ``python -m bench.overhead [--quick] [--json]``.
@@ -274,7 +275,7 @@ def main(quick: bool) -> dict[str, Any]:
         before = os.getloadavg()[0]
         results = {
             "in_process": in_process(calls=calls, chunk=chunk, root=root),
-            "server": under_server(rounds=1 if quick else 3, seconds=2 if quick else 5, root=root),
+            "server": under_server(rounds=1 if quick else 7, seconds=2 if quick else 3, root=root),
         }
         results["load_average"] = [round(before, 2), round(os.getloadavg()[0], 2)]
         return results

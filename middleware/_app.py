@@ -187,10 +187,11 @@ class HotReload:
             )
             return [body]
         generation = self._acquire()
-        number = str(generation.number)
+        header = (GENERATION_HEADER, str(generation.number))
 
         def start_with_header(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            return start_response(status, [*headers, (GENERATION_HEADER, number)], exc_info)
+            # A copy: the application's list may be a module-level constant.
+            return start_response(status, [*headers, header], exc_info)
 
         try:
             result = generation.target(environ, start_with_header)
