@@ -160,7 +160,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _ACCESS_LINE = re.compile(r'"(GET|POST|HEAD) /')
 
 
-def kill_group(proc: subprocess.Popen[bytes], *, timeout: float = 5.0) -> None:
+def kill_group(proc: subprocess.Popen[Any], *, timeout: float = 5.0) -> None:
     """Stop a process we started with ``start_new_session=True`` and its group."""
     pgid = proc.pid  # the leader of a new session: its pid is the group id
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
@@ -260,9 +260,7 @@ def http_get(port: int, path: str = "/", *, timeout: float = 2.0) -> tuple[int |
 
     The answer is complete when Content-Length bytes of body arrived (else at EOF).
     """
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    ).encode()
+    request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n").encode()
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
             sock.sendall(request)
@@ -342,9 +340,7 @@ def poll_until(
             time.sleep(pause)
 
 
-def probe_window(
-    port: int, needle: bytes, *, seconds: float, interval: float = 0.005
-) -> dict[str, int]:
+def probe_window(port: int, needle: bytes, *, seconds: float, interval: float = 0.005) -> dict[str, int]:
     """Keep probing for ``seconds`` after a reload: count failures and stale answers."""
     counts: dict[str, int] = {}
     deadline = time.perf_counter() + seconds

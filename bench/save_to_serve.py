@@ -314,7 +314,10 @@ def run(
                         dsn=dsn,
                         round_no=round_no,
                     )
-            pairing = {"peer": summarize(theirs), "records": theirs.records + ours.records}
+            pairing: dict[str, Any] = {
+                "peer": summarize(theirs),
+                "records": theirs.records + ours.records,
+            }
             if have_hotmod:
                 pairing["hotmod"] = summarize(ours)
                 all_hotmod.extend(ours.records)

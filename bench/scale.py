@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any
 
 from bench._harness import (
     REPO,
@@ -57,10 +57,21 @@ class Settings:
     deep_edits: int
     event_timeout: float
 
+    @classmethod
+    def from_json(cls, text: str) -> Settings:
+        data = json.loads(text)
+        return cls(
+            sizes=tuple(data["sizes"]),
+            idle=float(data["idle"]),
+            leaf_edits=int(data["leaf_edits"]),
+            deep_edits=int(data["deep_edits"]),
+            event_timeout=float(data["event_timeout"]),
+        )
+
 
 SETTINGS = {
     "full": Settings((100, 1_000, 5_000), 30.0, 15, 5, 30.0),
-    "quick": Settings((100, 1_000, 5_000), 3.0, 5, 2, 30.0),
+    "quick": Settings((100, 1_000), 3.0, 5, 2, 30.0),
     "smoke": Settings((100,), 1.0, 1, 1, 15.0),
 }
 
@@ -257,7 +268,7 @@ def _spawn(args: list[str], log_path: Path) -> subprocess.Popen[str]:
         )
 
 
-def _read_json(stream: TextIO | None, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
+def _read_json(stream: IO[str] | None, proc: subprocess.Popen[str], timeout: float) -> dict[str, Any]:
     """The next JSON line of a worker, bounded by ``timeout``."""
     assert stream is not None
     result: queue.Queue[str] = queue.Queue()
@@ -271,9 +282,9 @@ def _read_json(stream: TextIO | None, proc: subprocess.Popen[str], timeout: floa
     try:
         line = result.get(timeout=timeout)
     except queue.Empty as exc:
-        raise RuntimeError(f"worker {proc.args[3:5]} gave no answer in {timeout}s") from exc
+        raise RuntimeError(f"scale worker {proc.pid} gave no answer in {timeout}s") from exc
     if not line:
-        raise RuntimeError(f"worker {proc.args[3:5]} exited with {proc.wait(timeout=5)}")
+        raise RuntimeError(f"scale worker {proc.pid} exited with {proc.wait(timeout=5)}")
     data: dict[str, Any] = json.loads(line)
     return data
 
@@ -408,9 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         hotmod_worker(
             args.root,
             json.loads(args.spec),
-            Settings(
-                **{k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(args.settings).items()}
-            ),
+            Settings.from_json(args.settings),
         )
         return 0
     if args.worker == "werkzeug":
