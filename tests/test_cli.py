@@ -205,6 +205,40 @@ def test_sigterm_during_a_long_stream_still_exits_0_within_the_bound_after_purgi
     assert "Traceback" not in server.err()
 
 
+def test_poll_extra_and_exclude_options_reach_the_engine(
+    tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
+) -> None:
+    write(tmp_path / "greeting.txt", "hello")
+    write(tmp_path / "hm_cli_settings.py", "NAME = 'one'\n")
+    source = """
+        import pathlib
+        from hm_cli_settings import NAME
+
+        GREETING = (pathlib.Path(__file__).parent / "greeting.txt").read_text()
+        EDIT = {edit!r}
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [f"{{GREETING}} {{NAME}} {{EDIT}}".encode()]
+        """
+    write(tmp_path / "hm_cli_opts.py", source.format(edit=1))
+    args = ["serve", "hm_cli_opts:app", "--port", str(port), "--poll", "--production"]
+    args += ["--extra", "*.txt", "--exclude", "hm_cli_settings.py"]
+    server = served(args, tmp_path)
+    server.wait_output(lambda out: "(polling)" in out, "the watching line naming the poller")
+    assert get(port) == (200, "hello one 1")
+
+    write(tmp_path / "greeting.txt", "bonjour")  # an --extra file read at import
+    wait_until(lambda: get(port) == (200, "bonjour one 1"), what="the template edit")
+
+    # The excluded module keeps its instance even when its importer is re-executed.
+    write(tmp_path / "hm_cli_settings.py", "NAME = 'two'\n")
+    write(tmp_path / "hm_cli_opts.py", source.format(edit=2))
+    wait_until(lambda: get(port)[1].endswith(" 2"), what="the module edit")
+    assert get(port) == (200, "bonjour one 2")
+    assert server.stop(signal.SIGTERM) == 0
+
+
 def test_binding_every_interface_in_debug_mode_prints_a_warning(
     tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
 ) -> None:
