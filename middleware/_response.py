@@ -99,11 +99,7 @@ def wrap_response(
         generation.exit()
         return result
     file_wrapper = environ.get("wsgi.file_wrapper")
-    if (
-        file_wrapper is not None
-        and isinstance(file_wrapper, type)
-        and isinstance(result, file_wrapper)
-    ):
+    if file_wrapper is not None and isinstance(file_wrapper, type) and isinstance(result, file_wrapper):
         try:
             result.close = _CloseThenRelease(  # type: ignore[attr-defined]
                 getattr(result, "close", None), generation
