@@ -84,9 +84,7 @@ class _QuietHandler(WSGIRequestHandler):
 def serving(app: Any, port: int) -> Iterator[str]:
     """Serve ``app`` with werkzeug's threaded server on 127.0.0.1:port in this process."""
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"127.0.0.1:{port}"
@@ -210,9 +208,7 @@ def test_a_server_file_wrapper_comes_back_as_the_same_object_and_releases_on_clo
 # -- HotReload with a real engine ---------------------------------------------------------
 
 
-def test_an_edit_changes_the_response_without_restarting(
-    project: Path, apps: list[HotReload]
-) -> None:
+def test_an_edit_changes_the_response_without_restarting(project: Path, apps: list[HotReload]) -> None:
     write(project / "hm_edit.py", text_app("one", extra="import os; PID = os.getpid()"))
     app = HotReload("hm_edit:app")
     apps.append(app)
@@ -415,9 +411,7 @@ def test_debug_page_appears_while_the_edit_is_broken_and_goes_after_the_fix(
     assert headers[GENERATION_HEADER] == "2"
 
 
-def test_debug_page_escapes_the_message_and_the_source(
-    project: Path, apps: list[HotReload]
-) -> None:
+def test_debug_page_escapes_the_message_and_the_source(project: Path, apps: list[HotReload]) -> None:
     path = project / "hm_escape.py"
     write(path, text_app("good"))
     app = HotReload("hm_escape:app", debug=True, scan_interval=3600)
@@ -462,9 +456,7 @@ def test_production_mode_logs_a_failed_edit_once(
         wait_until(lambda: app.reloader.last_error is not None, what="the failed reload")
         for _ in range(20):
             assert body_of(app)[:2] == (200, "good")
-    errors = [
-        r for r in caplog.records if r.levelname == "ERROR" and "hm_once.py" in r.getMessage()
-    ]
+    errors = [r for r in caplog.records if r.levelname == "ERROR" and "hm_once.py" in r.getMessage()]
     assert len(errors) == 1, [r.getMessage() for r in caplog.records]
 
 
@@ -624,9 +616,7 @@ def test_close_runs_the_purge_hooks_once_and_twice_is_harmless(project: Path) ->
     marker = project / "closed.txt"
     write(
         project / "hm_close.py",
-        text_app(
-            "one", extra=f"def __mp_purge__():\n            open({str(marker)!r}, 'a').write('x')"
-        ),
+        text_app("one", extra=f"def __mp_purge__():\n            open({str(marker)!r}, 'a').write('x')"),
     )
     app = HotReload("hm_close:app")
     assert "generation=1" in repr(app)
