@@ -167,7 +167,7 @@ def footer(info: Mapping[str, Any]) -> str:
         )
     now = time.time()
     return FOOTER.substitute(
-        generation=escape(str(generation)) if generation is not None else "not served by hotmod",
+        generation=escape(str(generation)) if generation is not None else "unknown",
         pid=info["pid"],
         views_age=ago(now - info["views_loaded_at"]),
         backend=escape(str(info["backend"])),

@@ -214,8 +214,8 @@ def test_footer_shows_the_generation_from_the_environ_the_pid_and_the_pool(demo:
     assert "no server backends" in footer_value(page, "connections")
 
 
-def test_footer_says_so_when_the_app_is_not_served_by_hotmod(demo: Demo) -> None:
-    assert footer_value(demo.client.get("/").text, "generation") == "not served by hotmod"
+def test_footer_says_unknown_when_no_generation_is_in_the_environ(demo: Demo) -> None:
+    assert footer_value(demo.client.get("/").text, "generation") == "unknown"
 
 
 def test_status_reports_the_sqlite_pool_and_the_generation(demo: Demo) -> None:
