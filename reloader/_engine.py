@@ -862,9 +862,8 @@ class Reloader:
                 number, ", ".join(stage.fresh) or "nothing", importers,
                 f", {len(deleted)} deleted" if deleted else "", duration,
             )
-            if previous._supersede():
-                self._on_drained(previous)
-            else:
+            previous._supersede()
+            if previous.state == DRAINING:
                 self._schedule_drain_checks(previous)
         else:
             log.info("generation 1: loaded %s (%d modules) in %.1f ms",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
@@ -22,11 +23,19 @@ class Generation:
     States go *loading* → *current* → *draining* (superseded, requests in flight) →
     *retired* (drained; its due purge hooks run on the engine's janitor thread).
 
-    ``enter()``/``exit()`` count requests in flight. Both take this generation's own
-    lock for a counter update only, never across the request: the lock exists so that
-    "the last request left a draining generation" and "a new request entered" cannot
-    interleave, which is what lets ``enter()`` refuse a generation that is already
-    retired (the caller then enters the new current one, see ``Reloader.acquire``).
+    ``enter()``/``exit()`` count requests in flight without a lock: each request
+    is a token in a deque, whose ``append`` and ``pop`` are atomic. The protocol
+    (reasoned step by step in docs/concurrency.md):
+
+    * ``enter()`` appends its token, *then* reads the state; if it reads *retired* it
+      takes its token back, returns False (the caller enters the new current
+      generation, see ``Reloader.acquire``) and re-checks retirement, since its
+      token may have made a retirement back off.
+    * Retiring (``_maybe_retire``, the rare path, under ``_lock``) sets *retired*
+      first, then looks for tokens; if it finds one it reverts to *draining* and
+      looks once more, in case the last token left in between. So a request that
+      read a state other than *retired* always has its token counted by the check,
+      and a drained generation is always retired, exactly once.
     """
 
     __slots__ = (
@@ -34,8 +43,8 @@ class Generation:
         "_lock",
         "_modules",
         "_on_drained",
+        "_tokens",
         "created_at",
-        "in_flight",
         "number",
         "state",
         "superseded_at",
@@ -52,11 +61,11 @@ class Generation:
         self.number = number
         self._modules: dict[str, ModuleType] | None = modules
         self.target: Any = None
-        self.state = LOADING
-        self.in_flight = 0  # guarded by _lock
+        self.state = LOADING  # written under _lock; read anywhere
+        self._tokens: deque[None] = deque()  # one per request in flight (atomic ops only)
         self.created_at = time.time()
         self.superseded_at: float | None = None  # time.monotonic()
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # serializes state changes, never taken per request
         self._on_drained = on_drained
 
     def __repr__(self) -> str:
@@ -72,23 +81,43 @@ class Generation:
         modules = self._modules
         return MappingProxyType(modules) if modules is not None else _EMPTY
 
+    @property
+    def in_flight(self) -> int:
+        return len(self._tokens)
+
     def enter(self) -> bool:
         """Count one request in. False when this generation is already retired."""
-        with self._lock:
-            if self.state == RETIRED:
-                return False
-            self.in_flight += 1
+        tokens = self._tokens
+        tokens.append(None)
+        if self.state is not RETIRED:
             return True
+        tokens.pop()
+        if self.state is DRAINING:  # a retirement backed off because of our token
+            self._maybe_retire()
+        return False
 
     def exit(self) -> None:
         """Count one request out; the last one out of a draining generation retires it."""
+        tokens = self._tokens
+        tokens.pop()
+        if not tokens and self.state is DRAINING:
+            self._maybe_retire()
+
+    def _maybe_retire(self) -> bool:
+        """Retire if draining and drained; True if this call retired it."""
         with self._lock:
-            self.in_flight -= 1
-            drained = self.in_flight == 0 and self.state == DRAINING
-            if drained:
+            while self.state is DRAINING:
                 self.state = RETIRED
-        if drained:
-            self._on_drained(self)
+                if not self._tokens:
+                    break
+                self.state = DRAINING
+                if self._tokens:
+                    # Someone is in: their exit() sees DRAINING and comes back here.
+                    return False
+            else:
+                return False
+        self._on_drained(self)
+        return True
 
     # -- engine side -------------------------------------------------------------
 
@@ -96,15 +125,12 @@ class Generation:
         with self._lock:
             self.state = CURRENT
 
-    def _supersede(self) -> bool:
-        """Mark draining; True if nothing is in flight, in which case it is retired now."""
+    def _supersede(self) -> None:
+        """Mark draining; retire (and report it drained) if nothing is in flight."""
         with self._lock:
             self.superseded_at = time.monotonic()
-            if self.in_flight == 0:
-                self.state = RETIRED
-                return True
             self.state = DRAINING
-            return False
+        self._maybe_retire()
 
     def _force_retire(self) -> bool:
         """Retire whatever is in flight (shutdown, drain timeout). True if it changed."""
