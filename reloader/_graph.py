@@ -24,7 +24,7 @@ def static_imports(tree: ast.AST, module: str, is_package: bool) -> list[ImportR
     """
     package = module if is_package else module.rpartition(".")[0]
     refs: list[ImportRef] = []
-    for node in ast.walk(tree):
+    for node in _statements(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 refs.append((alias.name, ()))
@@ -41,6 +41,24 @@ def static_imports(tree: ast.AST, module: str, is_package: bool) -> list[ImportR
             if base:
                 refs.append((base, tuple(a.name for a in node.names)))
     return refs
+
+
+#: Fields through which statements nest (imports are statements: expressions,
+#: which make up most of a tree, are never visited).
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _statements(tree: ast.AST) -> list[ast.AST]:
+    out: list[ast.AST] = []
+    todo: list[ast.AST] = [tree]
+    while todo:
+        node = todo.pop()
+        out.append(node)
+        for field in _BODIES:
+            children = getattr(node, field, None)
+            if children:
+                todo.extend(children)
+    return out
 
 
 def resolve_refs(refs: Iterable[ImportRef], is_module: Callable[[str], bool]) -> set[str]:
