@@ -22,6 +22,8 @@ Environ = dict[str, Any]
 
 #: Response header that names the generation which served a request (debug mode).
 GENERATION_HEADER = "X-Hotmod-Generation"
+#: Environ key holding the number (an int) of the generation serving the request.
+GENERATION_KEY = "hotmod.generation"
 
 # Bumped in every child process after fork(). Requests compare it with the value each
 # HotReload saw last: one global read per request instead of an os.getpid() system call.
@@ -147,6 +149,7 @@ class HotReload:
             return self._call_with_extras(environ, start_response)
         generation = self._acquire()
         try:
+            environ[GENERATION_KEY] = generation.number
             result = generation.target(environ, start_response)
         except BaseException:
             generation.exit()
@@ -164,6 +167,7 @@ class HotReload:
             return self._call_debug(environ, start_response)
         generation = self._acquire()
         try:
+            environ[GENERATION_KEY] = generation.number
             result = generation.target(environ, start_response)
         except BaseException:
             generation.exit()
@@ -194,6 +198,7 @@ class HotReload:
             return start_response(status, [*headers, header], exc_info)
 
         try:
+            environ[GENERATION_KEY] = generation.number
             result = generation.target(environ, start_with_header)
         except BaseException:
             generation.exit()

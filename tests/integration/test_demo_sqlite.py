@@ -297,11 +297,6 @@ def test_close_releases_the_database_file(serve: Callable[..., Served]) -> None:
     assert handles_under(demo.var) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="middleware.HotReload does not put the generation's number in the environ yet;"
-    " the demo reads environ['hotmod.generation'] (issue 5 needs it for the footer)",
-)
 def test_the_footer_shows_the_generation_that_served_the_request(
     serve: Callable[..., Served],
 ) -> None:
