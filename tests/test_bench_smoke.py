@@ -7,9 +7,11 @@ pending, and that the Markdown names the machine and the commands.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,18 +26,30 @@ REPO = Path(__file__).resolve().parent.parent
 def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("bench-smoke")
     results, store = out / "RESULTS.md", out / "sections"
-    proc = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "bench", "--smoke", "--output", str(results), "--store", str(store)],
         cwd=REPO,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=100,
-        check=False,
         start_new_session=True,
     )
+    try:
+        stdout, stderr = proc.communicate(timeout=100)
+    except subprocess.TimeoutExpired:
+        # SIGTERM first: the suite then stops the servers it started (their own groups).
+        proc.terminate()
+        try:
+            proc.communicate(timeout=20)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        pytest.fail("the smoke run took more than 100 s")
+    completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     sections = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json")}
     return {
-        "proc": proc,
+        "proc": completed,
         "markdown": results.read_text() if results.exists() else "",
         "sections": sections,
     }
