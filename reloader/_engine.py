@@ -35,6 +35,8 @@ _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
 #: Files modified less than this long before they were read are always re-hashed.
 _RACY_SECONDS = 2.0
+#: How long a watcher-triggered plan lets pending file events arrive before its swap.
+_SETTLE_SECONDS = 0.002
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
 #: Bumped in every forked child; an engine compares it with the value it last saw.
@@ -707,9 +709,14 @@ class Reloader:
             try:
                 stage.run(plan)
                 target = self._resolve_target(stage, base_gen)
+                if still_valid is not None:
+                    # The load held the GIL: an event the kernel already queued (the
+                    # truncate of the next in-place save, say) may not have reached the
+                    # watcher yet. Let it, then look again.
+                    time.sleep(_SETTLE_SECONDS)
+                    if not still_valid():
+                        raise SourceChanged("files changed while the plan was loading")
                 stage.validate()
-                if still_valid is not None and not still_valid():
-                    raise SourceChanged("files changed while the plan was loading")
             except SourceChanged:
                 self._discard(stage)
                 raise
