@@ -88,6 +88,21 @@ CONTENDERS: dict[str, Contender] = {
         "`hupper -m serve waitress` (hupper restarting a waitress worker)",
         lambda port: [str(VENV_BIN / "hupper"), "-m", "serve", "waitress", "--port", str(port)],
     ),
+    "flask-run": Contender(
+        "flask-run",
+        "`flask --app app.wsgi:app run --reload` (werkzeug's reloader, type auto: watchdog)",
+        lambda port: [
+            str(VENV_BIN / "flask"),
+            "--app",
+            "app.wsgi:app",
+            "run",
+            "--reload",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+    ),
     "gunicorn": Contender(
         "gunicorn",
         "`gunicorn --reload -w 1 app.wsgi:app`",
@@ -102,7 +117,8 @@ CONTENDERS: dict[str, Contender] = {
         ],
     ),
 }
-PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "gunicorn")
+PEERS = ("werkzeug-stat", "werkzeug-watchdog", "flask-run", "hupper", "gunicorn")
+QUICK_PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "gunicorn")
 
 
 #: What the peers' own code does, read from the installed versions; it explains the table.
@@ -115,6 +131,8 @@ PEER_NOTES = (
     "- werkzeug `watchdog`: schedules recursive watches on every `sys.path` folder (the standard "
     "library, site-packages, the app); on this machine watchdog's inotify queue overflows and no "
     "edit is ever seen (log lines below).",
+    '- `flask run --reload`: werkzeug\'s reloader with `reloader_type="auto"`, which is the '
+    "watchdog one whenever watchdog is installed (it is a hotmod dependency): same as above.",
     "- hupper: after a worker exits it waits out `reload_interval` (1 s by default; the CLI takes "
     "whole seconds of at least 1) before starting the next one, and the new worker binds the "
     "port again: requests in between are refused.",
@@ -142,7 +160,7 @@ SETTINGS = {
     # hupper's worker reports the modules it imported to its monitor once a second:
     # an edit within that second of start-up is never seen, so warm up for 2 s.
     "full": Settings(30, 10, 10.0, 3, 2.0, 0.3, PEERS),
-    "quick": Settings(4, 2, 4.0, 3, 1.5, 0.2, PEERS),
+    "quick": Settings(4, 2, 4.0, 3, 1.5, 0.2, QUICK_PEERS),
     "smoke": Settings(1, 1, 5.0, 1, 0.5, 0.1, ("werkzeug-stat",)),
 }
 
@@ -293,6 +311,8 @@ def run(
             their_copy = AppCopy.create(scratch, f"{peer_name}-peer")
             rounds = -(-settings.edits // settings.per_round)
             for round_no in range(1, rounds + 1):
+                if not theirs.reloading:
+                    break  # nothing left to compare hotmod with in this pairing
                 batch = min(settings.per_round, settings.edits - (round_no - 1) * settings.per_round)
                 if have_hotmod and ours.reloading:
                     run_batch(
@@ -421,7 +441,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.save_to_serve")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--peer", action="append", choices=PEERS)
+    parser.add_argument("--peer", action="append", choices=PEERS)  # repeatable
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
