@@ -158,8 +158,8 @@ class Settings:
 
 SETTINGS = {
     # hupper's worker reports the modules it imported to its monitor once a second:
-    # an edit within that second of start-up is never seen, so warm up for 2 s.
-    "full": Settings(30, 10, 10.0, 3, 2.0, 0.3, PEERS),
+    # an edit within that second of start-up is never seen, so warm up for 1.5 s.
+    "full": Settings(30, 10, 8.0, 3, 1.5, 0.3, PEERS),
     "quick": Settings(4, 2, 4.0, 3, 1.5, 0.2, QUICK_PEERS),
     "smoke": Settings(1, 1, 5.0, 1, 0.5, 0.1, ("werkzeug-stat",)),
 }
