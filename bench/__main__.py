@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import time
@@ -260,6 +261,8 @@ def analysis(sections: dict[str, dict[str, Any]]) -> list[str]:
 
 def _command(mode: str, only: Sequence[str]) -> str:
     flags = {"full": "", "quick": " --quick", "smoke": " --smoke"}[mode]
+    if os.environ.get("HOTMOD_BENCH_DB") == "sqlite":
+        flags += " --sqlite"
     only_flags = "".join(f" --only {name}" for name in only)
     return f".venv/bin/python -m bench{flags}{only_flags}"
 
@@ -354,10 +357,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, help="where to write the Markdown results")
     parser.add_argument("--store", type=Path, help="folder for the raw JSON of each section")
     parser.add_argument(
+        "--sqlite", action="store_true", help="run the app on SQLite even if PostgreSQL answers"
+    )
+    parser.add_argument(
         "--render", action="store_true", help="run nothing: rebuild the Markdown from stored results"
     )
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    if args.sqlite:
+        os.environ["HOTMOD_BENCH_DB"] = "sqlite"
     store = args.store or BENCH_DIR / "out" / ("sections-smoke" if mode == "smoke" else "sections")
     output = args.output or (
         BENCH_DIR / "out" / "RESULTS-smoke.md" if mode == "smoke" else BENCH_DIR / "RESULTS.md"

@@ -446,7 +446,9 @@ def scratch_dir(prefix: str) -> Iterator[Path]:
 
 
 def postgres_dsn() -> str:
-    """The DSN the suite uses when a server answers on it, else ""."""
+    """The DSN the suite uses when a server answers on it, else "" (``--sqlite`` forces "")."""
+    if os.environ.get("HOTMOD_BENCH_DB") == "sqlite":
+        return ""
     dsn = os.environ.get("HOTMOD_BENCH_DSN") or os.environ.get("HOTMOD_TEST_DSN") or DEFAULT_DSN
     try:
         import psycopg
