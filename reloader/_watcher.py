@@ -179,10 +179,24 @@ _GONE = "gone"  # deleted or moved away
 _LISTED = "listed"  # found by listing a folder, no event seen for it
 
 
+# What a file looked like: (size, mtime_ns, inode), or None when it does not exist.
+_Signature = tuple[int, int, int] | None
+
+
+def _signature(path: str) -> _Signature:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 @dataclass
 class _Pending:
     state: str
     seq: int
+    #: For _CLOSED: the file as it was when its close (or move) event was handled.
+    signature: _Signature = None
     requeued: bool = False
 
 
@@ -193,13 +207,16 @@ class ChangeBatch:
         place (a move counts for its destination, and its source as deleted) or
         deleted during the burst.
     :ivar closed: the subset whose last event was a close-after-write, or a rename
-        into place: their content is complete, so an empty file there really is
-        empty. Under polling, where no close events exist, a path joins this set when
-        a batch handed back by :meth:`retry` is delivered again and no event arrived
-        for it in between (a second quiet window confirmed it).
+        into place, and that have not changed since: their content is complete, so
+        an empty file there really is empty. A file found empty just after its close
+        is left out (that emptiness may be the next save's truncate), until a batch
+        handed back by :meth:`retry` brings it again unchanged. Under polling, where
+        no close events exist, that second look is the only way in.
     """
 
-    __slots__ = ("_cut_seq", "_handed_back", "_states", "_watcher", "closed", "paths")
+    __slots__ = (
+        "_cut_seq", "_handed_back", "_signatures", "_states", "_watcher", "closed", "paths"
+    )
 
     def __init__(
         self,
@@ -207,10 +224,12 @@ class ChangeBatch:
         states: dict[str, _Pending],
         closed: frozenset[Path],
         cut_seq: int,
+        signatures: dict[str, _Signature],
     ) -> None:
         self._watcher = watcher
         self._states = states
         self._cut_seq = cut_seq
+        self._signatures = signatures
         self._handed_back = False
         self.paths: frozenset[Path] = frozenset(Path(p) for p in states)
         self.closed: frozenset[Path] = closed
@@ -219,12 +238,17 @@ class ChangeBatch:
         return f"<ChangeBatch {len(self.paths)} path(s), {len(self.closed)} closed>"
 
     def still_valid(self) -> bool:
-        """False if an event for one of these paths arrived after the batch was cut.
+        """False if one of these files changed after the batch was cut.
 
-        A consumer calls it after reading the files: False means what it read may
-        be a write in progress, and a newer batch with these paths is on its way.
+        That is: an event for it arrived since, or its size, mtime or inode differ
+        from what they were at the cut (a write whose events are still on their way
+        through the observer's threads). A consumer calls it after reading the
+        files: False means what it read may be a write in progress, and a newer
+        batch with these paths is coming.
         """
-        return self._watcher._unchanged_since(self._states, self._cut_seq)
+        if not self._watcher._unchanged_since(self._states, self._cut_seq):
+            return False
+        return all(_signature(path) == sig for path, sig in self._signatures.items())
 
     def retry(self) -> None:
         """Deliver these paths again after the next quiet window.
@@ -235,7 +259,7 @@ class ChangeBatch:
         """
         if not self._handed_back:
             self._handed_back = True
-            self._watcher._requeue(self._states, self._cut_seq)
+            self._watcher._requeue(self._states, self._cut_seq, self._signatures)
 
 
 # --- which folders and files matter ----------------------------------------------------
@@ -463,6 +487,7 @@ class Watcher:
         self._burst_start: float | None = None
         self._last_event: float | None = None
         self._retry_at: float | None = None
+        self._hold_until: float | None = None
         self._attempts: dict[str, int] = {}
         self._fallback_reason: str | None = None
         # Counters for stats(), owned by _cond.
@@ -698,7 +723,7 @@ class Watcher:
         self._pending.clear()
         self._last_seq.clear()
         self._attempts.clear()
-        self._burst_start = self._last_event = self._retry_at = None
+        self._burst_start = self._last_event = self._retry_at = self._hold_until = None
 
     # --- folders -------------------------------------------------------------------------
 
@@ -806,13 +831,16 @@ class Watcher:
         self._note(path, state)
 
     def _note(self, path: str, state: str) -> None:
+        # The file as this event leaves it: a later difference without an event means
+        # a write whose events have not arrived yet (see _in_flight).
+        signature = _signature(path)
         with self._cond:
             if self._stopping:
                 return
             self._seq += 1
             self._events += 1
             self._last_seq[path] = self._seq
-            self._pending[path] = _Pending(state, self._seq)
+            self._pending[path] = _Pending(state, self._seq, signature)
             self._attempts.pop(path, None)
             now = time.monotonic()
             if self._burst_start is None:
@@ -831,26 +859,48 @@ class Watcher:
         fresh = [p.state for p in self._pending.values() if not p.requeued]
         cap = self._burst_start + self.max_wait
         reports_close = self._backend is not None and self._backend.reports_close
+        hard = self._burst_start + 2 * self.max_wait
         if reports_close and _WRITING in fresh:
-            return cap  # a file is still open for writing: wait for its close
-        if reports_close and fresh == [_CLOSED]:
-            return min(cap, self._last_event + self.quiet * _SINGLE_FILE_FRACTION)
-        return min(cap, self._last_event + self.quiet)
+            # A file is still open for writing: its close ends the wait. Even past
+            # max_wait, cutting now would hand over a file in the middle of a save.
+            due = hard
+        elif reports_close and fresh == [_CLOSED]:
+            due = min(cap, self._last_event + self.quiet * _SINGLE_FILE_FRACTION)
+        else:
+            due = min(cap, self._last_event + self.quiet)
+        if self._hold_until is not None:
+            due = max(due, min(hard, self._hold_until))
+        return due
 
-    def _cut(self) -> ChangeBatch:
-        """Take the gathered burst as a batch. Under _cond."""
+    def _cut(self, signatures: dict[str, _Signature]) -> ChangeBatch:
+        """Take the gathered burst as a batch; ``signatures`` are its files as they were
+        just before. Under _cond."""
         states, self._pending = self._pending, {}
         reports_close = self._backend is not None and self._backend.reports_close
-        closed = frozenset(
-            Path(path)
-            for path, p in states.items()
-            if p.state == _CLOSED
-            # A handed-back path without a new event sat through another quiet window.
-            or (p.requeued and not reports_close and p.state != _GONE)
-        )
-        self._burst_start = self._last_event = self._retry_at = None
+
+        def complete(path: str, p: _Pending) -> bool:
+            sig = signatures.get(path)
+            if sig is None:
+                return False
+            if p.requeued:
+                # Handed back and unchanged since: a second look confirms it, even empty.
+                return sig == p.signature and (p.state == _CLOSED or not reports_close)
+            return p.state == _CLOSED and sig == p.signature and sig[0] > 0
+
+        closed = frozenset(Path(path) for path, p in states.items() if complete(path, p))
+        self._burst_start = self._last_event = self._retry_at = self._hold_until = None
         self._batches += 1
-        return ChangeBatch(self, states, closed, self._seq)
+        return ChangeBatch(self, states, closed, self._seq, signatures)
+
+    def _in_flight(self, signatures: dict[str, _Signature]) -> list[str]:
+        """Files that changed since their last event was handled, with no event for it
+        yet: a write whose events are still in the observer's threads, or that the
+        polling scan has not seen. Under _cond."""
+        return [
+            path
+            for path, p in self._pending.items()
+            if not p.requeued and signatures.get(path) != p.signature
+        ]
 
     def _dispatch_loop(self) -> None:
         while True:
@@ -866,14 +916,31 @@ class Watcher:
                     if due is not None and due <= now:
                         break
                     self._cond.wait(None if due is None else due - now)
-                batch = None if reason is not None else self._cut()
+                seq = self._seq
+                paths = list(self._pending)
             if reason is not None:
                 try:
                     self._switch_to_polling(reason)
                 except Exception:
                     logger.exception("watcher could not switch to polling")
                 continue
-            assert batch is not None
+            # Outside the lock: the backend's thread keeps delivering events meanwhile.
+            signatures = {path: _signature(path) for path in paths}
+            with self._cond:
+                if self._stopping:
+                    return
+                if self._seq != seq:
+                    continue  # new events came in while the files were looked at
+                if self._burst_start is not None:
+                    in_flight = self._in_flight(signatures)
+                    now = time.monotonic()
+                    if in_flight and now < self._burst_start + 2 * self.max_wait:
+                        # Give the events of that write one more window to arrive.
+                        for path in in_flight:
+                            self._pending[path].signature = signatures[path]
+                        self._hold_until = now + self.quiet * _SINGLE_FILE_FRACTION
+                        continue
+                batch = self._cut(signatures)
             try:
                 self._on_change(batch)
             except Exception:
@@ -883,7 +950,9 @@ class Watcher:
         with self._cond:
             return all(self._last_seq.get(p, 0) <= cut_seq for p in states)
 
-    def _requeue(self, states: dict[str, _Pending], cut_seq: int) -> None:
+    def _requeue(
+        self, states: dict[str, _Pending], cut_seq: int, signatures: dict[str, _Signature]
+    ) -> None:
         given_up: list[str] = []
         with self._cond:
             if self._stopping:
@@ -902,7 +971,9 @@ class Watcher:
                     continue
                 self._attempts[path] = attempts
                 attempts_max = max(attempts_max, attempts)
-                self._pending.setdefault(path, _Pending(pending.state, pending.seq, True))
+                self._pending.setdefault(
+                    path, _Pending(pending.state, pending.seq, signatures.get(path), requeued=True)
+                )
             if attempts_max:
                 self._retries += 1
                 delay = self.quiet * 2 ** (attempts_max - 1)

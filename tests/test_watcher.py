@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import select
 import shutil
 import sys
@@ -224,6 +225,57 @@ def test_truncate_then_write_is_delivered_complete(root: Path, backend: str, mak
         assert recorder.batches[0].closed == {mod}
     else:
         assert recorder.contents[-1][mod] == final
+
+
+def test_a_consumer_checking_still_valid_never_accepts_a_half_written_save(
+    root: Path, make_watcher
+) -> None:
+    """In-place saves in quick succession (truncate, half, rest; 0-20 ms apart) while
+    busy threads hold the GIL, so that events lag behind the files: a consumer that
+    reads, then asks ``still_valid()`` (and trusts an empty file only when it is in
+    ``closed``), never accepts an empty or half-written file, and ends on the last save.
+    """
+    mod = root / "pkg" / "mod.py"
+    accepted: list[str] = []
+
+    def consume(batch: ChangeBatch) -> None:
+        text = mod.read_text() if mod.exists() else ""
+        threading.Event().wait(0.002)  # the time a reload takes
+        if not batch.still_valid() or (text == "" and mod not in batch.closed):
+            batch.retry()
+        elif mod in batch.paths:
+            accepted.append(text)
+
+    make_watcher([root], Recorder(consume))
+    stop = threading.Event()
+
+    def hog() -> None:
+        while not stop.is_set():
+            sum(range(2000))
+
+    hogs = [threading.Thread(target=hog) for _ in range(3)]
+    for thread in hogs:
+        thread.start()
+    rng = random.Random(7)
+    try:
+        for i in range(60):
+            text = f"VALUE = {i}\n" + "# padding\n" * 200 + f"# end {i}\n"
+            with open(mod, "r+") as stream:
+                stream.truncate(0)
+                stream.flush()
+                stream.write(text[: len(text) // 2])
+                stream.flush()
+                threading.Event().wait(0.003)
+                stream.write(text[len(text) // 2 :])
+            threading.Event().wait(rng.uniform(0, 0.02))
+        wait_until(lambda: accepted and accepted[-1].endswith("# end 59\n"), timeout=20)
+    finally:
+        stop.set()
+        for thread in hogs:
+            thread.join(5)
+
+    half = [t[:30] for t in accepted if not t.startswith("VALUE") or "# end" not in t]
+    assert half == []
 
 
 def test_deleted_then_recreated_file_is_delivered_with_its_new_content(
