@@ -186,7 +186,7 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         rows.append(
             (
                 "throughput loss < 3% under a real server",
-                f"wrapped/bare = {ratio:.3f}",
+                f"wrapped/bare = {ratio:.4f}",
                 verdict(ratio >= 0.97),
             )
         )
