@@ -85,6 +85,7 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
             reload_s.append(r)
             first_s.append(f)
             steady_s.append(s)
+        view_only_s, factory_s = _floors(copy, engine)
         history = engine.stats()["history"]
         modules = list(history[-1]["modules"]) if history else []
         profiler = cProfile.Profile()
@@ -97,6 +98,8 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
     stats = pstats.Stats(profiler, stream=text)
     stats.sort_stats("cumulative").print_stats(25)
     return {
+        "view_only": summary_ms(view_only_s),
+        "factory": summary_ms(factory_s),
         "load_s": load_s,
         "reload": summary_ms(reload_s),
         "first_request": summary_ms(first_s),
@@ -104,6 +107,23 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
         "modules": modules,
         "profile": _trim(text.getvalue(), root),
     }
+
+
+def _floors(copy: AppCopy, engine: Any, rounds: int = 20) -> tuple[list[float], list[float]]:
+    """The changed module alone (compile + execute in a fresh namespace), and the app
+    factory alone: what a plan of one module would cost, and what its importers add."""
+    source = copy.view.read_text()
+    create_app = engine.current.modules["app"].create_app
+    view_only: list[float] = []
+    factory: list[float] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        exec(compile(source, str(copy.view), "exec"), {"__name__": "app.views.pages_floor"})
+        view_only.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        create_app()
+        factory.append(time.perf_counter() - t0)
+    return view_only, factory
 
 
 def _trim(report: str, root: Path) -> str:
@@ -167,11 +187,15 @@ def render(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for key, label in (
+        ("view_only", "floor: compile + execute `app/views/pages.py` alone"),
+        ("factory", "the app factory alone (`create_app()`, re-run because `app` imports the view)"),
         ("reload", "`Reloader.reload()` (plan, execute, swap)"),
         ("first_request", "first request on the new generation"),
         ("steady_request", "next request"),
     ):
-        r = result[key]
+        r = result.get(key)
+        if r is None:  # a result stored before this step was measured
+            continue
         lines.append(f"| {label} | {fmt(r['median_ms'])} | {fmt(r['p95_ms'])} | {fmt(r['max_ms'])} |")
     lines += [
         "",

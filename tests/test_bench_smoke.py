@@ -142,3 +142,68 @@ def test_soak_samples_the_server_at_start_and_end(smoke: dict[str, Any]) -> None
     assert samples[-1]["generation"] == samples[0]["generation"] + 10
     assert all(s["rss_kib"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in samples)
     assert result["misses"] == 0
+
+
+# --- the harness's own pieces, without servers of the peers -----------------------------------
+
+
+def test_percentile_is_nearest_rank_and_refuses_an_empty_sequence() -> None:
+    from bench._harness import percentile, summary_ms
+
+    assert percentile([5.0, 1.0, 3.0, 2.0, 4.0], 50) == 3.0
+    assert percentile(list(range(1, 101)), 95) == 95
+    assert percentile([7.0], 95) == 7.0
+    with pytest.raises(ValueError):
+        percentile([], 50)
+    assert summary_ms([]) == {"n": 0, "median_ms": None, "p95_ms": None, "max_ms": None}
+    assert summary_ms([0.001, 0.003]) == {"n": 2, "median_ms": 2.0, "p95_ms": 3.0, "max_ms": 3.0}
+
+
+def test_probe_ends_at_content_length_while_the_server_keeps_the_socket(port: int) -> None:
+    """werkzeug's dev server holds a connection after the body; a browser does not wait."""
+    import socket
+    import threading
+
+    from bench._harness import http_get
+
+    release = threading.Event()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
+        listener.listen(1)
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+                release.wait(10)  # keep the socket open until the client is done
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        # Had the probe read until EOF it would have timed out: the server only closes
+        # after the probe returned.
+        status, body, error = http_get(port, "/", timeout=5.0)
+        release.set()
+        server.join(timeout=10)
+    assert (status, body, error) == (200, b"hello", "")
+
+
+def test_probe_names_a_refused_connection(port: int) -> None:
+    from bench._harness import http_get
+
+    assert http_get(port, "/", timeout=1.0) == (None, b"", "refused")
+
+
+def test_app_copy_edits_only_its_copy_and_leaves_no_temporary_files(tmp_path: Path) -> None:
+    from bench._harness import FLASK_APP, AppCopy
+
+    original = (FLASK_APP / "app" / "views" / "pages.py").read_text()
+    copy = AppCopy.create(tmp_path, "copy")
+    first = copy.edit(atomic=True)
+    second = copy.edit(atomic=False)
+    assert first != second
+    text = copy.view.read_text()
+    assert second.decode() in text and first.decode() not in text
+    assert text.replace(second.decode(), "bench-edit-00000") == original
+    assert sorted(p.name for p in copy.view.parent.iterdir() if p.name.startswith(".")) == []
+    assert (FLASK_APP / "app" / "views" / "pages.py").read_text() == original
