@@ -19,6 +19,7 @@ from watchdog.events import (
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -33,9 +34,12 @@ from watchdog.observers.inotify import InotifyObserver
 from ._watcher import RawEvent
 
 #: The only events hotmod subscribes to; never opened nor closed-without-write.
+#: Attribute changes cost nothing more: watchdog asks the kernel for IN_ATTRIB with
+#: modifications anyway. They tell a ``touch`` apart from a write still in flight.
 EVENT_FILTER: list[type[FileSystemEvent]] = [
     FileCreatedEvent,
     FileModifiedEvent,
+    FileAttribEvent,
     FileDeletedEvent,
     FileMovedEvent,
     FileClosedEvent,
@@ -47,6 +51,7 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
 _KINDS: dict[type[FileSystemEvent], str] = {
     FileCreatedEvent: "created",
     FileModifiedEvent: "modified",
+    FileAttribEvent: "attrib",
     FileDeletedEvent: "deleted",
     FileMovedEvent: "moved",
     FileClosedEvent: "closed",

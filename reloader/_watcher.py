@@ -124,8 +124,9 @@ class RawEvent(NamedTuple):
     """One file-system event as a backend reports it.
 
     ``kind`` is ``"created"``, ``"modified"``, ``"closed"`` (closed after writing),
-    ``"deleted"`` or ``"moved"``. For a move, ``path`` is the source and ``dest`` the
-    destination; either may be ``""`` when it lies outside every watched folder.
+    ``"attrib"`` (metadata only: ``touch``, ``chmod``), ``"deleted"`` or ``"moved"``.
+    For a move, ``path`` is the source and ``dest`` the destination; either may be
+    ``""`` when it lies outside every watched folder.
     """
 
     kind: str
@@ -176,7 +177,8 @@ def _backend_class(name: str) -> Callable[..., Backend]:
 _WRITING = "writing"  # created or modified, no close-after-write seen yet
 _CLOSED = "closed"  # closed after writing, or renamed into place: content complete
 _GONE = "gone"  # deleted or moved away
-_LISTED = "listed"  # found by listing a folder, no event seen for it
+_LISTED = "listed"  # seen by looking at the file (a new folder's listing, a change
+# noticed before its event arrived): no event describes what it holds
 
 
 # What a file looked like: (size, mtime_ns, inode), or None when it does not exist.
@@ -814,6 +816,9 @@ class Watcher:
             return
         if not self._tree.wants(path):
             return
+        if kind == "attrib":
+            self._refresh(path)
+            return
         with self._tree_lock:
             known = self._folders.get(folder)
             if known is not None:
@@ -829,6 +834,15 @@ class Watcher:
             "deleted": _GONE,
         }[kind]
         self._note(path, state)
+
+    def _refresh(self, path: str) -> None:
+        """A metadata change (``touch``): not a reload on its own, but the file's new
+        signature is expected, not the sign of a write still in flight."""
+        signature = _signature(path)
+        with self._cond:
+            pending = self._pending.get(path)
+            if pending is not None and not pending.requeued:
+                pending.signature = signature
 
     def _note(self, path: str, state: str) -> None:
         # The file as this event leaves it: a later difference without an event means
@@ -935,9 +949,14 @@ class Watcher:
                     in_flight = self._in_flight(signatures)
                     now = time.monotonic()
                     if in_flight and now < self._burst_start + 2 * self.max_wait:
-                        # Give the events of that write one more window to arrive.
+                        reports_close = self._backend is not None and self._backend.reports_close
                         for path in in_flight:
-                            self._pending[path].signature = signatures[path]
+                            pending = self._pending[path]
+                            pending.signature = signatures[path]
+                            # With inotify the events of that write are on their way
+                            # (a touch has its own): wait for its close, as for any
+                            # file open for writing. Polling gets one more look.
+                            pending.state = _WRITING if reports_close else _LISTED
                         self._hold_until = now + self.quiet * _SINGLE_FILE_FRACTION
                         continue
                 batch = self._cut(signatures)

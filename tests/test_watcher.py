@@ -228,12 +228,14 @@ def test_truncate_then_write_is_delivered_complete(root: Path, backend: str, mak
 
 
 def test_a_consumer_checking_still_valid_never_accepts_a_half_written_save(
-    root: Path, make_watcher
+    root: Path, backend: str, make_watcher
 ) -> None:
     """In-place saves in quick succession (truncate, half, rest; 0-20 ms apart) while
     busy threads hold the GIL, so that events lag behind the files: a consumer that
     reads, then asks ``still_valid()`` (and trusts an empty file only when it is in
-    ``closed``), never accepts an empty or half-written file, and ends on the last save.
+    ``closed``), never accepts an empty or half-written file with inotify, and ends
+    on the last save with either backend (polling sees no close: best effort there,
+    see docs/watcher.md).
     """
     mod = root / "pkg" / "mod.py"
     accepted: list[str] = []
@@ -274,8 +276,9 @@ def test_a_consumer_checking_still_valid_never_accepts_a_half_written_save(
         for thread in hogs:
             thread.join(5)
 
-    half = [t[:30] for t in accepted if not t.startswith("VALUE") or "# end" not in t]
-    assert half == []
+    if backend == "inotify":
+        half = [t[:30] for t in accepted if not t.startswith("VALUE") or "# end" not in t]
+        assert half == []
 
 
 def test_deleted_then_recreated_file_is_delivered_with_its_new_content(
