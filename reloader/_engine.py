@@ -35,8 +35,6 @@ _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
 #: Files modified less than this long before they were read are always re-hashed.
 _RACY_SECONDS = 2.0
-#: How long a watcher-triggered plan lets pending file events arrive before its swap.
-_SETTLE_SECONDS = 0.002
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
 #: Bumped in every forked child; an engine compares it with the value it last saw.
@@ -255,6 +253,7 @@ class Reloader:
         self._signatures: dict[str, tuple[int, int, int]] = {}
         self._read_at: dict[str, float] = {}  # module name → time.time() of the read
         self._readers: dict[str, set[str]] = {}  # extra file → modules that opened it
+        self._children: dict[str, set[str]] = {}  # package → its loaded submodules
         self._empty_seen: dict[str, tuple[int, int, int]] = {}
         # Written from any thread (atomic set/dict operations), read by the reload path.
         self._tops: dict[str, bool] = {}
@@ -665,6 +664,7 @@ class Reloader:
                 continue
             real = os.path.realpath(file)
             gen._modules[name] = module  # shared from here on, as if loaded with it
+            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
             self._born[name] = gen.number
             self._files[name], self._paths[real] = real, name
             self._digests[name] = None  # unknown: any event for it means a reload
@@ -683,7 +683,9 @@ class Reloader:
         started = time.perf_counter()
         base_gen = self._current
         base: dict[str, ModuleType] = dict(base_gen._modules or {}) if base_gen else {}
-        table = {n: m for n, m in base.items() if n not in deleted}
+        table = dict(base)
+        for name in deleted:
+            table.pop(name, None)
         number = (base_gen.number + 1) if base_gen else 1
         gen = Generation(number, table, on_drained=self._on_drained)
         stage = Stage(self, gen, base, table, sources, self._files, deleted)
@@ -709,14 +711,11 @@ class Reloader:
             try:
                 stage.run(plan)
                 target = self._resolve_target(stage, base_gen)
-                if still_valid is not None:
-                    # The load held the GIL: an event the kernel already queued (the
-                    # truncate of the next in-place save, say) may not have reached the
-                    # watcher yet. Let it, then look again.
-                    time.sleep(_SETTLE_SECONDS)
-                    if not still_valid():
-                        raise SourceChanged("files changed while the plan was loading")
                 stage.validate()
+                # The watcher compares the files with their state at the cut, so a save
+                # whose events still lag behind the file counts too.
+                if still_valid is not None and not still_valid():
+                    raise SourceChanged("files changed while the plan was loading")
             except SourceChanged:
                 self._discard(stage)
                 raise
@@ -802,6 +801,7 @@ class Reloader:
         table = stage.table
         # Registry and graph first (only the reload path reads them).
         for name in stage.fresh:
+            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
             source = stage.sources[name]
             real = os.path.realpath(source.path)
             self._files[name], self._paths[real] = real, name
@@ -809,6 +809,7 @@ class Reloader:
             self._read_at[name] = source.read_at
             self._graph.set_deps(name, resolve_refs(stage.refs.get(name, ()), stage.is_module))
         for name in deleted:
+            self._children.get(name.rpartition(".")[0], set()).discard(name)
             if name in self._files:
                 self._paths.pop(self._files.pop(name), "")
             self._digests.pop(name, "")
@@ -826,12 +827,10 @@ class Reloader:
                 parent = table.get(parent_name) or sys.modules.get(parent_name)
                 if parent is not None:
                     setattr(parent, child, module)
-            packages = {n for n, m in stage.fresh.items() if hasattr(m, "__path__")}
-            if packages:
-                for name, module in table.items():
-                    parent_name, _, child = name.rpartition(".")
-                    if parent_name in packages:
-                        setattr(table[parent_name], child, module)
+            for package in (n for n, m in stage.fresh.items() if hasattr(m, "__path__")):
+                for name in self._children.get(package, ()):
+                    if name in table:
+                        setattr(table[package], name.rpartition(".")[2], table[name])
             for name in deleted:
                 old = base.get(name)
                 if sys.modules.get(name) is old:

@@ -176,9 +176,18 @@ class GenerationImport:
     ) -> Any:
         absname = _absolute(name, globals, level) if level else name
         engine = self._engine()
-        if engine is None or not engine._is_own_top(absname.partition(".")[0]):
+        if engine is None:
             return builtins.__import__(name, globals, locals, fromlist, level)
-        table = self._table(engine, globals)
+        own = engine._tops.get(absname.partition(".")[0])
+        if own is None:
+            own = engine._is_own_top(absname.partition(".")[0])
+        if not own:
+            return builtins.__import__(name, globals, locals, fromlist, level)
+        gen = self._gen()
+        modules = gen._modules if gen is not None else None
+        table: Mapping[str, ModuleType] = (
+            modules if modules is not None else self._table(engine, globals)
+        )
         stage = self.stage
         if stage is not None and globals is not None:
             stage.record(globals.get("__name__"), absname, fromlist)
@@ -268,8 +277,18 @@ class GenerationImport:
         self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
     ) -> Any:
         """``import a.b.c`` returns ``a``; make ``a.b.c`` reach this generation's ``c``."""
-        parts = absname.split(".")
         obj: Any = self._module(absname, table, stage, engine)
+        top, _, rest = absname.partition(".")
+        # The common case: every attribute along the chain already is this generation's.
+        node: Any = table.get(top)
+        if node is not None and (stage is None or top not in stage.pending):
+            for child in rest.split("."):
+                node = getattr(node, child, None)
+                if node is None:
+                    break
+            if node is obj:
+                return table[top]
+        parts = absname.split(".")
         for i in range(len(parts) - 1, 0, -1):
             parent = self._module(".".join(parts[:i]), table, stage, engine)
             child = parts[i]
@@ -333,11 +352,16 @@ class Stage:
         return isinstance(module, ModuleType) and self.fresh.get(module.__name__) is module
 
     def record(self, importer: str | None, absname: str, fromlist: Any) -> None:
-        if importer is not None and importer in self.fresh:
-            names = tuple(n for n in fromlist or () if isinstance(n, str))
-            refs = self.refs.setdefault(importer, [])
-            refs.append((absname, names))
-            if not names and "." in absname:
+        if importer is None or importer not in self.fresh:
+            return
+        refs = self.refs.get(importer)
+        if refs is None:
+            refs = self.refs[importer] = []
+        if fromlist:
+            refs.append((absname, tuple(fromlist)))
+        else:
+            refs.append((absname, ()))
+            if "." in absname:
                 refs.append((absname.partition(".")[0], ()))
 
     def note_open(self, path: str) -> None:
