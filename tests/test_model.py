@@ -259,6 +259,8 @@ class EngineModel(RuleBasedStateMachine):
         def load(short: str) -> None:
             pending.discard(short)
             old = self.loaded.get(short)
+            if self.disk[short] is None:
+                raise Failed(short)  # its file is read before any hook runs
             if old is not None and old.spec.clone != "none":
                 events[("clone", short, old.born)] += 1
                 if old.spec.clone == "ok":
