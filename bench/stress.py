@@ -624,7 +624,8 @@ def inplace_saves(
         finally:
             unsubscribe()
             app.close()
-    return Row("in-place saves", done, failures, start, end, notes)
+    label = f"in-place saves {gap[0] * 1000:.0f}-{gap[1] * 1000:.0f} ms apart"
+    return Row(label, done, failures, start, end, notes)
 
 
 # -- case: a long stream across reloads ----------------------------------------------------
@@ -693,7 +694,7 @@ def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None
                 notes = {"chunks": len(chunks), "generations": app.generation}
         finally:
             app.close()
-    return Row("10-60 s stream across reloads", reloads, failures, start, end, notes)
+    return Row(f"{seconds:.0f} s stream across reloads", reloads, failures, start, end, notes)
 
 
 # -- runner -------------------------------------------------------------------------------
