@@ -13,9 +13,11 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterable
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
@@ -46,6 +48,7 @@ EVENT_FILTER: list[type[FileSystemEvent]] = [
     DirCreatedEvent,
     DirDeletedEvent,
     DirMovedEvent,
+    DirAttribEvent,  # the barrier of sync()
 ]
 
 _KINDS: dict[type[FileSystemEvent], str] = {
@@ -66,13 +69,21 @@ def _text(path: bytes | str) -> str:
 
 
 class _Handler(FileSystemEventHandler):
-    def __init__(self, sink: Callable[[RawEvent], None]) -> None:
-        self._sink = sink
+    """The handler of one folder's watch: it knows which watch an event came through,
+    which is what makes that folder's attribute change a barrier (see ``sync``)."""
+
+    def __init__(self, backend: InotifyBackend, folder: str) -> None:
+        self._backend = backend
+        self._folder = folder
 
     def dispatch(self, event: FileSystemEvent) -> None:
+        if isinstance(event, DirAttribEvent):
+            if _text(event.src_path) == self._folder:
+                self._backend._barrier_passed(self._folder)
+            return
         kind = _KINDS.get(type(event))
         if kind is not None:
-            self._sink(
+            self._backend._sink(
                 RawEvent(kind, _text(event.src_path), _text(event.dest_path), event.is_directory)
             )
 
@@ -84,13 +95,14 @@ class InotifyBackend:
     reports_close = True
 
     def __init__(self, sink: Callable[[RawEvent], None]) -> None:
-        self._handler = _Handler(sink)
+        self._sink = sink
         # Creating the observer opens the inotify descriptor: EMFILE surfaces here.
         self._observer = InotifyObserver(generate_full_events=True)
         self._observer.name = "hotmod-watch-inotify"
-        # Folder -> its watch; owned by _lock.
+        # Folder -> its watch, and the barriers awaited per folder; owned by _lock.
         self._lock = threading.Lock()
         self._watches: dict[str, ObservedWatch] = {}
+        self._barriers: dict[str, list[threading.Event]] = {}
 
     def start(self) -> None:
         self._observer.start()
@@ -101,7 +113,7 @@ class InotifyBackend:
                 return True
         try:
             watch = self._observer.schedule(
-                self._handler, folder, recursive=False, event_filter=EVENT_FILTER
+                _Handler(self, folder), folder, recursive=False, event_filter=EVENT_FILTER
             )
         except FileNotFoundError:
             return False
@@ -118,6 +130,38 @@ class InotifyBackend:
             # The emitter of a deleted folder has already removed itself.
             with contextlib.suppress(KeyError):
                 self._observer.unschedule(watch)
+
+    def sync(self, folders: Iterable[str], timeout: float) -> bool:
+        """Return once every event that happened in ``folders`` before the call has
+        reached the sink; False if that could not be made sure within ``timeout``.
+
+        Events of one folder's watch travel in order through one emitter thread, so
+        an attribute change of the folder itself, made now, arrives after all of them:
+        the folder's times are set to what they already are (only its ctime moves).
+        """
+        deadline = time.monotonic() + timeout
+        waiting: list[threading.Event] = []
+        for folder in folders:
+            passed = threading.Event()
+            with self._lock:
+                if folder not in self._watches:
+                    continue
+                self._barriers.setdefault(folder, []).append(passed)
+            try:
+                st = os.stat(folder)
+                os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
+            except OSError:
+                with self._lock:
+                    self._barriers.pop(folder, None)
+                return False  # gone, or not ours to touch: no barrier possible
+            waiting.append(passed)
+        return all(passed.wait(max(0.0, deadline - time.monotonic())) for passed in waiting)
+
+    def _barrier_passed(self, folder: str) -> None:
+        with self._lock:
+            passed = self._barriers.pop(folder, [])
+        for event in passed:
+            event.set()
 
     def stop(self, timeout: float) -> list[threading.Thread]:
         emitters = list(self._observer.emitters)

@@ -18,7 +18,7 @@ import os
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from ._watcher import RawEvent
 
@@ -78,6 +78,10 @@ class PollingBackend:
         with self._lock:
             self._folders.clear()
         return [self._thread] if self._thread.is_alive() else []
+
+    def sync(self, folders: Iterable[str], timeout: float) -> bool:
+        # A scan hands its events over before it ends: nothing is ever in flight.
+        return True
 
     def abandon(self) -> None:
         # In a forked child the thread does not exist and there is no descriptor.

@@ -32,7 +32,7 @@ import sysconfig
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
@@ -152,6 +152,10 @@ class Backend(Protocol):
 
     def unschedule(self, folder: str) -> None: ...
 
+    def sync(self, folders: Iterable[str], timeout: float) -> bool:
+        """Return once the events of ``folders`` that happened before the call have
+        reached the sink (False if unsure after ``timeout``)."""
+
     def stop(self, timeout: float) -> list[threading.Thread]:
         """Stop and join; returns the threads still alive after ``timeout``."""
 
@@ -217,7 +221,14 @@ class ChangeBatch:
     """
 
     __slots__ = (
-        "_cut_seq", "_handed_back", "_signatures", "_states", "_watcher", "closed", "paths"
+        "_cut_seq",
+        "_handed_back",
+        "_signatures",
+        "_states",
+        "_unsettled",
+        "_watcher",
+        "closed",
+        "paths",
     )
 
     def __init__(
@@ -227,11 +238,14 @@ class ChangeBatch:
         closed: frozenset[Path],
         cut_seq: int,
         signatures: dict[str, _Signature],
+        unsettled: bool,
     ) -> None:
         self._watcher = watcher
         self._states = states
         self._cut_seq = cut_seq
         self._signatures = signatures
+        # Cut (at the hard cap) while a file was still being written: never valid.
+        self._unsettled = unsettled
         self._handed_back = False
         self.paths: frozenset[Path] = frozenset(Path(p) for p in states)
         self.closed: frozenset[Path] = closed
@@ -246,8 +260,13 @@ class ChangeBatch:
         from what they were at the cut (a write whose events are still on their way
         through the observer's threads). A consumer calls it after reading the
         files: False means what it read may be a write in progress, and a newer
-        batch with these paths is coming.
+        batch with these paths is coming. Also False for a batch cut by the cap
+        (``2 x max_wait``) while one of its files was still being written (inotify):
+        it is delivered, so that the consumer knows, but nothing read from it can be
+        trusted; that file's close brings it back.
         """
+        if self._unsettled:
+            return False
         if not self._watcher._unchanged_since(self._states, self._cut_seq):
             return False
         return all(_signature(path) == sig for path, sig in self._signatures.items())
@@ -886,11 +905,14 @@ class Watcher:
             due = max(due, min(hard, self._hold_until))
         return due
 
-    def _cut(self, signatures: dict[str, _Signature]) -> ChangeBatch:
+    def _cut(self, signatures: dict[str, _Signature], in_flight: list[str]) -> ChangeBatch:
         """Take the gathered burst as a batch; ``signatures`` are its files as they were
-        just before. Under _cond."""
+        just before, ``in_flight`` those that changed with no event yet. Under _cond."""
         states, self._pending = self._pending, {}
         reports_close = self._backend is not None and self._backend.reports_close
+        unsettled = reports_close and (
+            bool(in_flight) or any(p.state == _WRITING and not p.requeued for p in states.values())
+        )
 
         def complete(path: str, p: _Pending) -> bool:
             sig = signatures.get(path)
@@ -904,7 +926,7 @@ class Watcher:
         closed = frozenset(Path(path) for path, p in states.items() if complete(path, p))
         self._burst_start = self._last_event = self._retry_at = self._hold_until = None
         self._batches += 1
-        return ChangeBatch(self, states, closed, self._seq, signatures)
+        return ChangeBatch(self, states, closed, self._seq, signatures, unsettled)
 
     def _in_flight(self, signatures: dict[str, _Signature]) -> list[str]:
         """Files that changed since their last event was handled, with no event for it
@@ -932,6 +954,8 @@ class Watcher:
                     self._cond.wait(None if due is None else due - now)
                 seq = self._seq
                 paths = list(self._pending)
+                burst_start = self._burst_start
+                backend = self._backend
             if reason is not None:
                 try:
                     self._switch_to_polling(reason)
@@ -939,14 +963,21 @@ class Watcher:
                     logger.exception("watcher could not switch to polling")
                 continue
             # Outside the lock: the backend's thread keeps delivering events meanwhile.
+            # First make sure no event that happened before now is still on its way
+            # (a save's truncate queued behind the close of the previous save), then
+            # look at the files.
+            if backend is not None and backend.reports_close and burst_start is not None:
+                hard = burst_start + 2 * self.max_wait
+                timeout = max(self.quiet, hard - time.monotonic())
+                backend.sync({os.path.dirname(p) for p in paths}, timeout)
             signatures = {path: _signature(path) for path in paths}
             with self._cond:
                 if self._stopping:
                     return
                 if self._seq != seq:
                     continue  # new events came in while the files were looked at
+                in_flight = self._in_flight(signatures)
                 if self._burst_start is not None:
-                    in_flight = self._in_flight(signatures)
                     now = time.monotonic()
                     if in_flight and now < self._burst_start + 2 * self.max_wait:
                         reports_close = self._backend is not None and self._backend.reports_close
@@ -959,7 +990,7 @@ class Watcher:
                             pending.state = _WRITING if reports_close else _LISTED
                         self._hold_until = now + self.quiet * _SINGLE_FILE_FRACTION
                         continue
-                batch = self._cut(signatures)
+                batch = self._cut(signatures, in_flight)
             try:
                 self._on_change(batch)
             except Exception:
