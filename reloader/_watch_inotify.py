@@ -164,6 +164,11 @@ class InotifyBackend:
             event.set()
 
     def stop(self, timeout: float) -> list[threading.Thread]:
+        with self._lock:
+            barriers, self._barriers = self._barriers, {}
+        for waiting in barriers.values():  # nobody will pass them now
+            for event in waiting:
+                event.set()
         emitters = list(self._observer.emitters)
         self._observer.stop()  # stops and joins the emitters and the inotify reader
         self._observer.join(timeout)
