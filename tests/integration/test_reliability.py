@@ -164,7 +164,7 @@ def test_eight_clients_for_60_s_through_300_edits_see_only_good_whole_generation
 def test_in_place_saves_under_the_watcher_keep_one_pool_and_never_load_a_half_file(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    row = stress.inplace_saves(saves=40, dsn=pg_dsn, workdir=tmp_path)
+    row = stress.inplace_saves(saves=25, dsn=pg_dsn, workdir=tmp_path)
     assert row.failures == {}, stress.table([row])
     assert row.notes["peak backends"] <= stress.POOL_SIZE
 
@@ -535,10 +535,12 @@ def test_a_gunicorn_worker_killed_with_sigkill_is_replaced_and_serves_the_latest
         def answer() -> tuple[str, int] | None:
             try:
                 status, body, _ = get(port)
-            except OSError:
+            except OSError:  # refused or reset while the worker is replaced
                 return None
-            version, pid = body.decode().split()
-            return (version, int(pid)) if status == 200 else None
+            words = body.decode(errors="replace").split()
+            if status != 200 or len(words) != 2:
+                return None
+            return words[0], int(words[1])
 
         _, first_pid = wait_until(answer, timeout=30, what="gunicorn to serve")
         write(root / "gk_app.py", (root / "gk_app.py").read_text().replace("'v0'", "'v1'"))
