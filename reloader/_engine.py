@@ -421,6 +421,9 @@ class Reloader:
                 **options,
             )
             self._watcher.start()
+        # An edit made before the watcher ran (between load() and now, or in a
+        # parent before fork) has no event coming: compare the files once.
+        self._janitor.submit(self._catch_up)
 
     def unwatch(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -442,8 +445,9 @@ class Reloader:
             self._epoch = _fork_epoch[0]
             self._watcher = None  # its threads did not survive fork()
             if self._watch_options is not None and not self._closed:
-                self.watch(**self._watch_options)
-        self._janitor.submit(self._catch_up)
+                self.watch(**self._watch_options)  # which also catches up
+            else:
+                self._janitor.submit(self._catch_up)
         return True
 
     def _catch_up(self) -> None:
@@ -670,6 +674,19 @@ class Reloader:
             self._digests[name] = None  # unknown: any event for it means a reload
             self._signatures[name] = (-1, -1, -1)
 
+    def _adopt_imported(self, stage: Stage) -> None:
+        """Take into the new generation the reloadable modules that the plan's code
+        loaded past its ``__import__`` (``importlib.import_module``, for one): they
+        become reloadable too. Their importers are not known, since no import
+        statement names them (see docs/hooks.md)."""
+        for name, module in list(sys.modules.items()):
+            if name in stage.table or not self._is_own_top(name.partition(".")[0]):
+                continue
+            file = getattr(module, "__file__", None)
+            if isinstance(module, ModuleType) and file and self.roots.contains(file):
+                stage.table[name] = module
+                stage.adopted[name] = module
+
     def _run_plan(
         self,
         plan: list[str],
@@ -711,6 +728,7 @@ class Reloader:
             try:
                 stage.run(plan)
                 target = self._resolve_target(stage, base_gen)
+                self._adopt_imported(stage)
                 stage.validate()
                 # The watcher compares the files with their state at the cut, so a save
                 # whose events still lag behind the file counts too.
@@ -818,6 +836,12 @@ class Reloader:
                 self._graph.remove(name)
         for path, readers in stage.opened.items():
             self._readers.setdefault(path, set()).update(readers)
+        for name, module in stage.adopted.items():
+            real = os.path.realpath(module.__file__ or "")
+            self._files[name], self._paths[real] = real, name
+            self._digests[name], self._signatures[name] = None, (-1, -1, -1)
+            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
+            self._born[name] = number
         stage.importer.stage = None
         with self._state_lock:
             # Package attributes: fresh children on shared parents; shared children on

@@ -336,6 +336,7 @@ class Stage:
         self.builtins = dict(builtins.__dict__)
         self.builtins["__import__"] = self.importer
         self.fresh: dict[str, ModuleType] = {}
+        self.adopted: dict[str, ModuleType] = {}  # loaded past our __import__
         self.pending: set[str] = set()
         self.cloned: set[str] = set()
         self.clone_failed: set[str] = set()

@@ -27,8 +27,6 @@ import fnmatch
 import importlib
 import logging
 import os
-import site
-import sysconfig
 import threading
 import time
 import weakref
@@ -37,15 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
+from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS
+
 __all__ = ["EXCLUDED_DIRS", "ChangeBatch", "Watcher", "fork_epoch"]
 
 logger = logging.getLogger("hotmod.watcher")
 
-#: Folders never watched, whatever the root (a folder holding ``pyvenv.cfg`` neither).
-EXCLUDED_DIRS = frozenset(
-    {"__pycache__", ".git", ".hg", ".svn", "node_modules", ".tox", ".nox",
-     ".mypy_cache", ".pytest_cache", ".ruff_cache", ".venv", "venv", ".eggs"}
-)
 
 #: Names editors write next to the file they save: never a change of the file itself.
 _EDITOR_PREFIXES = (".#", "#", ".goutputstream-")
@@ -65,21 +60,8 @@ _SINGLE_FILE_FRACTION = 0.2
 _INOTIFY_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 
 
-def _system_dirs() -> tuple[str, ...]:
-    """The standard library and site-packages: never watched, even below a root."""
-    dirs: set[str] = set()
-    paths = sysconfig.get_paths()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        if key in paths:
-            dirs.add(os.path.realpath(paths[key]))
-    dirs.update(os.path.realpath(p) for p in getattr(site, "getsitepackages", list)())
-    user = site.getusersitepackages()
-    if isinstance(user, str):
-        dirs.add(os.path.realpath(user))
-    return tuple(sorted(dirs))
-
-
-_SYSTEM_DIRS = _system_dirs()
+# The engine's list: what is never loaded is never watched either.
+_SYSTEM_DIRS = SYSTEM_DIRS
 
 
 def _inside(path: str, folder: str) -> bool:

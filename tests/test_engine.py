@@ -832,3 +832,37 @@ def test_an_absolute_extra_pattern_outside_the_roots_reloads_its_readers(
     unrelated = tmp_path / "etc" / "other.txt"
     unrelated.write_text("x")
     assert r.reload([unrelated]) == 2
+
+
+def test_modules_loaded_with_importlib_while_loading_become_reloadable(
+    project: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    write("app/__init__.py", "")
+    write("app/plugins/__init__.py", "")
+    write("app/plugins/one.py", "NAME = 'one'\n")
+    write("app/wsgi.py", """
+        import importlib
+        PLUGIN = importlib.import_module("app.plugins.one")
+        def app(environ, start_response):
+            return importlib.import_module("app.plugins.one").NAME
+    """)
+    r = engines()
+    r.load()
+    assert "app.plugins.one" in r.current.modules
+    write("app/plugins/one.py", "NAME = 'uno'\n")
+    assert r.reload([project / "app/plugins/one.py"]) == 2
+    assert r.current.target({}, None) == "uno"
+
+
+def test_starting_the_watcher_catches_up_with_edits_made_before_it(
+    app: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    r = engines()
+    r.load()
+    write("app/db.py", DB_WITH_HOOKS.format(value=42))  # no watcher yet: no event
+    r.watch()
+    try:
+        wait_until(lambda: r.current.number == 2, timeout=10, what="the catch-up reload")
+        assert r.current.target({}, None) == 42
+    finally:
+        r.unwatch()
