@@ -421,9 +421,7 @@ class Reloader:
                 **options,
             )
             self._watcher.start()
-        # An edit made before the watcher ran (between load() and now, or in a
-        # parent before fork) has no event coming: compare the files once.
-        self._janitor.submit(self._catch_up)
+            self._catch_up()
 
     def unwatch(self) -> None:
         watcher, self._watcher = self._watcher, None
@@ -446,15 +444,19 @@ class Reloader:
             self._watcher = None  # its threads did not survive fork()
             if self._watch_options is not None and not self._closed:
                 self.watch(**self._watch_options)  # which also catches up
-            else:
-                self._janitor.submit(self._catch_up)
         return True
 
     def _catch_up(self) -> None:
-        try:
-            self.reload()
-        except ReloadError:
-            pass  # logged and published by _reload
+        """Hand the watcher the files that changed since they were loaded while no
+        watcher ran (before it started, or in the parent before fork): no event will
+        come for them. They then go through the watcher's checks like any save,
+        rather than being read here while an editor may be writing them."""
+        with self._reload_lock:
+            changed, deleted, _ = self._find_changed(None, force=False, probe=True)
+            paths = [self._files[n] for n in sorted(changed | deleted) if n in self._files]
+        if paths and self._watcher is not None:
+            log.info("%d file(s) changed while no watcher ran: reloading them", len(paths))
+            self._watcher.touched(paths)
 
     def _on_batch(self, batch: Any) -> None:
         try:

@@ -836,6 +836,14 @@ class Watcher:
         }[kind]
         self._note(path, state)
 
+    def touched(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Report files that changed while no watcher ran, so that no event will
+        come for them: they are delivered as saved (or gone), through the same
+        quiet window and checks as any save."""
+        for path in paths:
+            real = os.fspath(path)
+            self._note(real, _CLOSED if os.path.exists(real) else _GONE)
+
     def _refresh(self, path: str) -> None:
         """A metadata change (``touch``): not a reload on its own, but the file's new
         signature is expected, not the sign of a write still in flight."""
