@@ -414,6 +414,7 @@ def load_and_reloads(
     from middleware import HotReload
 
     rng = random.Random(seed)
+    SERVER_ERRORS.messages.clear()
     app_name = f"hotmod_stress_{uuid.uuid4().hex[:8]}"
     failures: Counter[str] = Counter()
     kinds: Counter[str] = Counter()
