@@ -13,6 +13,7 @@ import re
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
@@ -65,13 +66,16 @@ class ReloadEvent:
 @dataclass
 class _Replaced:
     """An instance that a generation no longer holds, waiting for every generation
-    that did hold it (numbers ``born`` to ``until - 1``) to retire."""
+    that held it or its clone lineage (numbers ``since`` to ``until - 1``) to retire."""
 
     module: ModuleType
     name: str
-    born: int
+    born: int  # the generation that created it
     until: int
     purge: bool  # nothing was handed over: its __mp_purge__ is due
+    #: The oldest generation whose resources it may hold: its clone lineage starts
+    #: there (a clone shares what its donor opened), so its purge waits for that too.
+    since: int = 0
 
 
 def parse_target(target: str) -> tuple[str, str, bool]:
@@ -237,6 +241,7 @@ class Reloader:
         self._live: dict[int, Generation] = {}
         self._replaced: list[_Replaced] = []
         self._born: dict[str, int] = {}
+        self._lineage: dict[str, int] = {}  # name → start of its clone lineage
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._leaked: list[dict[str, Any]] = []
         self._counts = dict.fromkeys(
@@ -244,7 +249,7 @@ class Reloader:
         )
         self._pending: set[str] = set()
         self._attempted: set[str] = set()  # modules of the latest plan (reload path)
-        self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any]] = []
+        self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any, int]] = []
         # Owned by the reload path (under _reload_lock).
         self._graph = Graph()
         self._files: dict[str, str] = {}  # module name → real path of its file
@@ -559,8 +564,7 @@ class Reloader:
             if not changed_names and not deleted:
                 self._clear_reverted_failure()
                 return self.current.number
-            base = self.current.modules
-            plan = self._graph.plan(changed_names | deleted, base)
+            plan = self._graph.plan(changed_names | deleted, self.current.modules)
             plan = [m for m in plan if m not in deleted]
             for name in changed_names:
                 if name not in plan:
@@ -709,8 +713,17 @@ class Reloader:
         gen = Generation(number, table, on_drained=self._on_drained)
         stage = Stage(self, gen, base, table, sources, self._files, deleted)
         with _staging_lock:
-            return self._stage_and_swap(stage, gen, base, plan, deleted, changed, still_valid,
-                                        first, started)
+            number = self._stage_and_swap(
+                stage, gen, base, plan, deleted, changed, still_valid, first, started
+            )
+        # Only now may the old generation retire: this frame no longer holds its
+        # instances, so its leak check cannot mistake them for leaked.
+        del stage, base, table, gen
+        if base_gen is not None:
+            base_gen._supersede()
+            if base_gen.state == DRAINING:
+                self._schedule_drain_checks(base_gen)
+        return number
 
     def _stage_and_swap(
         self,
@@ -869,13 +882,18 @@ class Reloader:
             for name in list(stage.fresh) + sorted(deleted):
                 old = base.get(name)
                 if old is not None:
+                    born = self._born.get(name, 1)
                     self._replaced.append(_Replaced(
-                        old, name, self._born.get(name, 1), number, purge=name not in stage.cloned
+                        old, name, born, number, purge=name not in stage.cloned,
+                        since=self._lineage.get(name, born),
                     ))
             for name in stage.fresh:
                 self._born[name] = number
+                if name not in stage.cloned:
+                    self._lineage[name] = number
             for name in deleted:
                 self._born.pop(name, None)
+                self._lineage.pop(name, None)
             gen._make_current()
             self._live[number] = gen
             self._current = gen
@@ -894,9 +912,6 @@ class Reloader:
                 number, ", ".join(stage.fresh) or "nothing", importers,
                 f", {len(deleted)} deleted" if deleted else "", duration,
             )
-            previous._supersede()
-            if previous.state == DRAINING:
-                self._schedule_drain_checks(previous)
         else:
             log.info("generation 1: loaded %s (%d modules) in %.1f ms",
                      self.target, len(stage.fresh), duration)
@@ -961,15 +976,16 @@ class Reloader:
                     continue
                 gen._release()
             live = [g.number for g in self._live.values()]
-            free = [r for r in self._replaced if not any(r.born <= n < r.until for n in live)]
-            self._replaced = [r for r in self._replaced if any(r.born <= n < r.until for n in live)]
+            held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
+            free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
+            self._replaced = held
         for gen in gens:
             self._publish(ReloadEvent("retired", gen.number))
         for record in free:
             if record.purge:
                 self._purge(record.module, record.name)
         if leak_check and free:
-            watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module)) for r in free]
+            watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module), 0) for r in free]
             del free
             with self._state_lock:
                 # One collection covers every retirement queued before it runs.
@@ -996,15 +1012,23 @@ class Reloader:
         except Exception:
             with self._state_lock:
                 self._counts["purge_errors"] += 1
-            log.error("__mp_purge__ of %s raised", name, exc_info=True)
+            # The traceback as text: a handler that keeps records (a test's log capture,
+            # an error reporter) must not keep the instance alive through its frames.
+            log.error("__mp_purge__ of %s raised:\n%s", name, traceback.format_exc())
 
     def _leak_check(self) -> None:
         with self._state_lock:
             watch, self._leak_watch = self._leak_watch, []
         gc.collect()
-        for name, born, module_ref, token_ref in watch:
+        again = []
+        for name, born, module_ref, token_ref, checks in watch:
             token = token_ref() if token_ref is not None else None
             if module_ref() is None and token is None:
+                continue
+            if checks == 0:
+                # Something may hold it for a moment yet (a thread leaving a frame):
+                # only an instance alive at a second look is reported.
+                again.append((name, born, module_ref, token_ref, 1))
                 continue
             where = _describe_holders(token) if token is not None else "the module object is referenced"
             record = {"generation": born, "module": name, "referrers": where}
@@ -1015,6 +1039,12 @@ class Reloader:
                 name, born, where,
             )
             self._publish(ReloadEvent("leaked", born, (name,), detail=where))
+        if again:
+            with self._state_lock:
+                schedule = not self._leak_watch
+                self._leak_watch.extend(again)
+            if schedule:
+                self._janitor.submit(self._leak_check, max(self.leak_check_delay, 0.2))
 
     # -- helpers used by the import hook -------------------------------------------
 

@@ -30,6 +30,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -464,10 +465,10 @@ class Stage:
             except Exception:
                 log.error(
                     "__mp_clone__ of %s (generation %d) raised; loading it without cloning,"
-                    " and its old instance will be purged once drained",
+                    " and its old instance will be purged once drained:\n%s",
                     name,
                     self.generation.number - 1,
-                    exc_info=True,
+                    traceback.format_exc(),  # text: a kept record must not keep frames
                 )
                 self.clone_failed.add(name)
                 new = importlib.util.module_from_spec(spec)
