@@ -80,7 +80,32 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="non-Python files whose change reloads (repeatable)",
     )
+    serve.add_argument(
+        "--drain-warning",
+        metavar="SECONDS",
+        type=_seconds,
+        default=60.0,
+        help="warn once a superseded generation has drained this long (default: 60)",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        metavar="SECONDS",
+        type=_seconds,
+        default=None,
+        help="retire a generation still draining after this long and run its purge hooks"
+        " (default: wait for its last request)",
+    )
     return parser
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive number of seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -190,6 +215,8 @@ def _load(args: argparse.Namespace) -> HotReload:
             poll=args.poll,
             exclude=args.exclude,
             extra=args.extra,
+            drain_warning=args.drain_warning,
+            drain_timeout=args.drain_timeout,
         )
     except ReloadError as exc:
         failure = exc.failure

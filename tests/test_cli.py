@@ -309,3 +309,24 @@ def test_the_console_script_is_installed_and_explains_itself(tmp_path: Path) -> 
     assert result.returncode == 0
     for option in ("--watch", "--host", "--port", "--poll", "--production", "--exclude", "--extra"):
         assert option in result.stdout
+
+
+def test_drain_options_reach_the_engine_and_bad_values_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from middleware import cli
+
+    write(tmp_path / "hm_cli_drain.py", "def app(environ, start_response):\n    return []\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    args = cli.build_parser().parse_args(
+        ["serve", "hm_cli_drain:app", "--drain-warning", "5", "--drain-timeout", "2.5"]
+    )
+    hot = cli._load(args)
+    try:
+        assert (hot.reloader.drain_warning, hot.reloader.drain_timeout) == (5.0, 2.5)
+    finally:
+        hot.close()
+    with pytest.raises(SystemExit) as exited:
+        cli.build_parser().parse_args(["serve", "hm_cli_drain:app", "--drain-timeout", "0"])
+    assert exited.value.code == 2
+    assert "positive number of seconds" in capsys.readouterr().err
