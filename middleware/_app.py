@@ -145,8 +145,11 @@ class HotReload:
         # The production path: a global read, two attribute reads, enter, call, wrap.
         if self._fork_epoch != _fork_epoch:
             self._after_fork()
-        if self._extras:
-            return self._call_with_extras(environ, start_response)
+        if self._extras:  # an interval scan and/or the debug features
+            if self._scan_at is not None and time.monotonic() >= self._scan_at:
+                self._scan()
+            if self.debug:
+                return self._call_debug(environ, start_response)
         generation = self._acquire()
         try:
             environ[GENERATION_KEY] = generation.number
@@ -157,21 +160,6 @@ class HotReload:
         if result.__class__ is list:  # wrap_response's first case, inlined: the common body
             generation.exit()
             return result
-        return wrap_response(result, generation, environ)
-
-    def _call_with_extras(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        """The path with an interval scan and/or the debug features."""
-        if self._scan_at is not None and time.monotonic() >= self._scan_at:
-            self._scan()
-        if self.debug:
-            return self._call_debug(environ, start_response)
-        generation = self._acquire()
-        try:
-            environ[GENERATION_KEY] = generation.number
-            result = generation.target(environ, start_response)
-        except BaseException:
-            generation.exit()
-            raise
         return wrap_response(result, generation, environ)
 
     def _call_debug(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:

@@ -49,26 +49,34 @@ def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
+    """The real paths of ``roots``, refusing what is not a folder and any folder
+    inside the standard library or site-packages (never loaded, never watched)."""
+    if isinstance(roots, (str, os.PathLike)):
+        raise ValueError("roots must be a sequence of folders, not one path")
+    resolved: list[str] = []
+    for root in roots:
+        real = os.path.realpath(root)
+        if not os.path.isdir(real):
+            raise ValueError(f"watch root {os.fspath(root)!r} is not a folder")
+        for system in SYSTEM_DIRS:
+            if _inside(real, system):
+                raise ValueError(
+                    f"watch root {os.fspath(root)!r} lies inside {system!r} (the standard"
+                    " library or site-packages): installed code is never reloaded; watch"
+                    " your project's own folder instead"
+                )
+        resolved.append(real)
+    if not resolved:
+        raise ValueError("at least one root is needed to watch or reload from")
+    return tuple(sorted(set(resolved)))
+
+
 class Roots:
     """The watched roots of one engine, with the test that says what may be reloaded."""
 
     def __init__(self, roots: Iterable[str | os.PathLike[str]], *, exclude: Sequence[str] = ()):
-        resolved: list[str] = []
-        for root in roots:
-            real = os.path.realpath(root)
-            if not os.path.isdir(real):
-                raise ValueError(f"watch root {os.fspath(root)!r} is not a folder")
-            for system in SYSTEM_DIRS:
-                if _inside(real, system):
-                    raise ValueError(
-                        f"watch root {os.fspath(root)!r} lies inside {system!r} (the standard"
-                        " library or site-packages): installed code is never reloaded; watch"
-                        " your project's own folder instead"
-                    )
-            resolved.append(real)
-        if not resolved:
-            raise ValueError("at least one watch root is needed")
-        self.paths: tuple[str, ...] = tuple(sorted(set(resolved)))
+        self.paths: tuple[str, ...] = resolve_roots(roots)
         self.exclude: tuple[str, ...] = tuple(exclude)
         self._cache: dict[str, bool] = {}
 

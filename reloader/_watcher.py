@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS
+from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS, resolve_roots
 
 __all__ = ["EXCLUDED_DIRS", "ChangeBatch", "Watcher", "fork_epoch"]
 
@@ -436,22 +436,7 @@ class Watcher:
         max_wait: float = 0.5,
         poll_interval: float = 0.5,
     ) -> None:
-        if isinstance(roots, (str, os.PathLike)):
-            raise ValueError("roots must be a sequence of folders, not one path")
-        resolved: list[str] = []
-        for root in roots:
-            real = os.path.realpath(root)
-            if not os.path.isdir(real):
-                raise ValueError(f"watch root {os.fspath(root)!r} is not a folder")
-            for system in _SYSTEM_DIRS:
-                if _inside(real, system):
-                    raise ValueError(
-                        f"watch root {os.fspath(root)!r} lies inside {system!r} (the standard"
-                        " library or site-packages), which is never watched"
-                    )
-            resolved.append(real)
-        if not resolved:
-            raise ValueError("the watcher needs at least one root")
+        resolved = resolve_roots(roots)
         if not callable(on_change):
             raise ValueError("on_change must be callable")
         if not quiet > 0:
