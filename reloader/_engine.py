@@ -661,9 +661,12 @@ class Reloader:
     def _adopt_strays(self) -> None:
         """Take into the registry the reloadable modules that were imported at request
         time outside any reload (by the normal machinery)."""
-        if not self._strays:
-            return
-        strays, self._strays = self._strays, set()
+        strays: list[str] = []
+        while True:  # set.pop() is atomic: request threads may add while this drains
+            try:
+                strays.append(self._strays.pop())
+            except KeyError:
+                break
         gen = self._current
         if gen is None or gen._modules is None:
             return
