@@ -688,6 +688,8 @@ class Reloader:
         loaded past its ``__import__`` (``importlib.import_module``, for one): they
         become reloadable too. Their importers are not known, since no import
         statement names them (see docs/hooks.md)."""
+        if not stage.grew_past_own():
+            return  # the usual case: no scan of sys.modules, so reloads stay O(plan)
         for name, module in list(sys.modules.items()):
             if name in stage.table or not self._is_own_top(name.partition(".")[0]):
                 continue

@@ -346,6 +346,7 @@ class Stage:
         self.saved: dict[str, ModuleType | None] = {}
         self.executing: list[str] = []
         self.failed_module: str | None = None
+        self.modules_before = 0  # len(sys.modules) when run() started
         self._module_files: dict[str, bool] = {}
 
     # -- bookkeeping used by the import hook ----------------------------------------
@@ -387,6 +388,7 @@ class Stage:
         self.pending = set(plan)
         for name in self.deleted:  # their code must not find them, even via sys.modules
             self.saved.setdefault(name, sys.modules.pop(name, None))
+        self.modules_before = len(sys.modules)
         _active.stage = self
         try:
             for name in plan:
@@ -502,6 +504,11 @@ class Stage:
         if parent is not None and self.owns(parent):
             setattr(parent, child, new)
         return new
+
+    def grew_past_own(self) -> bool:
+        """Whether ``sys.modules`` gained entries that this stage did not put there."""
+        own = sum(1 for name in self.fresh if self.saved.get(name) is None)
+        return len(sys.modules) - self.modules_before > own
 
     def validate(self) -> None:
         """Raise :class:`SourceChanged` if a file changed since it was read."""
