@@ -16,12 +16,9 @@ reload leaks a pool; with ``__mp_purge__`` alone every reload churns one.
 
 from __future__ import annotations
 
-import ast
-import http.client
 import json
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -30,31 +27,35 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import psycopg
-import psycopg_pool  # noqa: F401  (see DEMO_SOURCE)
+import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
-import werkzeug.routing  # noqa: F401  (see DEMO_SOURCE)
+import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
+from demo_support import (
+    TARGET,
+    Reply,
+    call,
+    demo_copy,
+    serving,
+    status_or_none,
+    without_functions,
+)
 from psycopg.conninfo import make_conninfo
-from werkzeug.serving import make_server
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from middleware import HotReload
 
 pytestmark = pytest.mark.postgres
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_SOURCE = REPO / "demo_app"
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
 # imported during a test, and would re-import the demo's dependencies (and
 # hotmod) for each test.
-TARGET = "demo_app.wsgi:app"
 # Mirrors demo_app.db; the tests read the loaded module's values and check these.
 POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 4
@@ -149,76 +150,11 @@ def database(pg_dsn: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Database]
 # -- the demo's copy, the middleware and the server ---------------------------------------
 
 
-def without_functions(source: str, *names: str) -> str:
-    """``source`` with the module-level functions ``names`` taken out."""
-    tree = ast.parse(source)
-    kept = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name in names)]
-    assert len(tree.body) - len(kept) == len(names), f"not all of {names} are defined"
-    tree.body = kept
-    return ast.unparse(tree)
-
-
-def demo_modules() -> dict[str, ModuleType]:
-    return {
-        name: module
-        for name, module in sys.modules.items()
-        if name == "demo_app" or name.startswith("demo_app.")
-    }
-
-
 @pytest.fixture
 def demo_root(project: Path) -> Iterator[Path]:
     """A copy of ``demo_app/`` in a watched tmp root, importable as ``demo_app``."""
-    shutil.copytree(DEMO_SOURCE, project / "demo_app", ignore=shutil.ignore_patterns("__pycache__"))
-    saved = demo_modules()
-    for name in saved:
-        del sys.modules[name]
-    try:
+    with demo_copy(project):
         yield project
-    finally:
-        for name in demo_modules():
-            del sys.modules[name]
-        sys.modules.update(saved)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def generation(self) -> int:
-        return int(self.headers["X-Hotmod-Generation"])
-
-
-def call(port: int, method: str, path: str, payload: Any = None) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        body = None if payload is None else json.dumps(payload)
-        headers = {} if payload is None else {"Content-Type": "application/json"}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
-
-
-@contextmanager
-def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-server")
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 @dataclass
@@ -484,7 +420,7 @@ def test_ctrl_c_on_hotmod_serve_leaves_no_backends_and_an_edit_keeps_the_pool(
         start_new_session=True,
     )
     try:
-        first = wait_until(lambda: _status_or_none(port), timeout=30, what="hotmod serve to answer")
+        first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve to answer")
         assert first["pid"] == process.pid
         baseline = database.backends.count()
         assert baseline == first["connections"] >= POOL_MIN_SIZE
@@ -512,14 +448,6 @@ def test_ctrl_c_on_hotmod_serve_leaves_no_backends_and_an_edit_keeps_the_pool(
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=10)
         log.close()
-
-
-def _status_or_none(port: int) -> dict[str, Any] | None:
-    try:
-        reply = call(port, "GET", "/api/status")
-    except OSError:
-        return None
-    return reply.json() if reply.status == 200 else None
 
 
 @pytest.mark.slow

@@ -9,40 +9,39 @@ subprocess) holds open, from ``/proc/<pid>/fd``.
 
 from __future__ import annotations
 
-import ast
-import http.client
-import json
 import logging
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from email.message import Message
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
 from typing import Any
 
-import psycopg_pool  # noqa: F401  (see DEMO_SOURCE)
+import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
-import werkzeug.routing  # noqa: F401  (see DEMO_SOURCE)
+import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
-from werkzeug.serving import make_server
+from demo_support import (
+    TARGET,
+    Reply,
+    call,
+    demo_copy,
+    serving,
+    status_or_none,
+    without_functions,
+)
 
 from middleware import HotReload
 
-REPO = Path(__file__).resolve().parents[2]
-DEMO_SOURCE = REPO / "demo_app"
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
 # imported during a test, and would re-import the demo's dependencies (and
 # hotmod) for each test.
-TARGET = "demo_app.wsgi:app"
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/fd").is_dir(), reason="counting file handles needs /proc"
@@ -92,73 +91,12 @@ def wait_for_no_new_handles(count: int, before: list[str], pid: int | str = "sel
         raise AssertionError(f"{exc}: now {len(now)}; new since the first request: {added}") from None
 
 
-def without_functions(source: str, *names: str) -> str:
-    """``source`` with the module-level functions ``names`` taken out."""
-    tree = ast.parse(source)
-    kept = [node for node in tree.body if not (isinstance(node, ast.FunctionDef) and node.name in names)]
-    assert len(tree.body) - len(kept) == len(names), f"not all of {names} are defined"
-    tree.body = kept
-    return ast.unparse(tree)
-
-
-def demo_modules() -> dict[str, ModuleType]:
-    return {
-        name: module
-        for name, module in sys.modules.items()
-        if name == "demo_app" or name.startswith("demo_app.")
-    }
-
-
 @pytest.fixture
 def demo_root(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A copy of ``demo_app/`` in a watched tmp root, importable as ``demo_app``, on SQLite."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    shutil.copytree(DEMO_SOURCE, project / "demo_app", ignore=shutil.ignore_patterns("__pycache__"))
-    saved = demo_modules()
-    for name in saved:
-        del sys.modules[name]
-    try:
+    with demo_copy(project):
         yield project
-    finally:
-        for name in demo_modules():
-            del sys.modules[name]
-        sys.modules.update(saved)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(port: int, method: str, path: str, payload: Any = None) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        body = None if payload is None else json.dumps(payload)
-        headers = {} if payload is None else {"Content-Type": "application/json"}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
-
-
-@contextmanager
-def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-server")
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 @dataclass
@@ -326,7 +264,7 @@ def test_hotmod_serve_keeps_its_handle_count_through_50_real_edits_of_a_view(
     views_py = demo_root / "demo_app" / "views.py"
     original = views_py.read_text()
     try:
-        first = wait_until(lambda: _status_or_none(port), timeout=30, what="hotmod serve")
+        first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve")
         baseline, targets = open_handles(process.pid), handle_targets(process.pid)
         var = demo_root / "var"
         database_handles = handles_under(var, process.pid)
@@ -352,11 +290,3 @@ def test_hotmod_serve_keeps_its_handle_count_through_50_real_edits_of_a_view(
 def heading_served(port: int, heading: str) -> bool:
     reply = call(port, "GET", "/")
     return reply.status == 200 and f"<h1>{heading}</h1>".encode() in reply.body
-
-
-def _status_or_none(port: int) -> dict[str, Any] | None:
-    try:
-        reply = call(port, "GET", "/api/status")
-    except OSError:
-        return None
-    return reply.json() if reply.status == 200 else None
