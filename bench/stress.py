@@ -50,6 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import _harness
+
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 POOL_SIZE = 3
 
@@ -70,16 +72,7 @@ class Resources:
 
 
 def pg_backends(dsn: str | None, application_name: str) -> int | None:
-    if dsn is None:
-        return None
-    import psycopg
-
-    with psycopg.connect(dsn, connect_timeout=3, autocommit=True) as conn:
-        row = conn.execute(
-            "select count(*) from pg_stat_activity where application_name = %s",
-            (application_name,),
-        ).fetchone()
-    return int(row[0]) if row else 0
+    return _harness.pg_backends(dsn or "", application_name)
 
 
 def measure(dsn: str | None = None, application_name: str = "") -> Resources:
