@@ -10,7 +10,7 @@ import shutil
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
@@ -18,6 +18,8 @@ from types import ModuleType
 from typing import Any
 
 from werkzeug.serving import make_server
+
+from middleware import HotReload
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SOURCE = REPO / "demo_app"
@@ -104,3 +106,19 @@ def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
         server.server_close()
         thread.join(timeout=10)
         assert not thread.is_alive()
+
+
+def serve_demo(
+    stack: ExitStack, root: Path, port: int, remove_from_db: tuple[str, ...] = ()
+) -> HotReload:
+    """Serve the demo copy in ``root`` behind HotReload (debug mode) on ``port``, with
+    the module-level functions ``remove_from_db`` taken out of its db.py first.
+    No watcher thread (the scan interval is far away): the test drives every reload.
+    Both are stopped when ``stack`` closes."""
+    db_py = root / "demo_app" / "db.py"
+    if remove_from_db:
+        db_py.write_text(without_functions(db_py.read_text(), *remove_from_db))
+    hot = HotReload(TARGET, watch=[root], debug=True, scan_interval=3600.0)
+    stack.callback(hot.close)
+    stack.enter_context(serving(hot, port))
+    return hot

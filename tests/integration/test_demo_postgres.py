@@ -41,9 +41,8 @@ from demo_support import (
     Reply,
     call,
     demo_copy,
-    serving,
+    serve_demo,
     status_or_none,
-    without_functions,
 )
 from psycopg.conninfo import make_conninfo
 from werkzeug.test import EnvironBuilder, run_wsgi_app
@@ -200,14 +199,7 @@ def serve(
     with ExitStack() as stack:
 
         def start(*, remove_from_db: tuple[str, ...] = ()) -> Served:
-            db_py = demo_root / "demo_app" / "db.py"
-            if remove_from_db:
-                db_py.write_text(without_functions(db_py.read_text(), *remove_from_db))
-            # No watcher thread (scan_interval far away): the test drives every reload.
-            hot = HotReload(TARGET, watch=[demo_root], debug=True, scan_interval=3600.0)
-            stack.callback(hot.close)
-            stack.enter_context(serving(hot, port))
-            return Served(demo_root, port, hot)
+            return Served(demo_root, port, serve_demo(stack, demo_root, port, remove_from_db))
 
         yield start
 

@@ -31,12 +31,9 @@ from demo_support import (
     Reply,
     call,
     demo_copy,
-    serving,
+    serve_demo,
     status_or_none,
-    without_functions,
 )
-
-from middleware import HotReload
 
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
@@ -141,14 +138,7 @@ def serve(demo_root: Path, port: int, caplog: pytest.LogCaptureFixture) -> Itera
     with ExitStack() as stack:
 
         def start(*, remove_from_db: tuple[str, ...] = ()) -> Served:
-            db_py = demo_root / "demo_app" / "db.py"
-            if remove_from_db:
-                db_py.write_text(without_functions(db_py.read_text(), *remove_from_db))
-            # No watcher thread (scan_interval far away): the test drives every reload.
-            hot = HotReload(TARGET, watch=[demo_root], debug=True, scan_interval=3600.0)
-            stack.callback(hot.close)
-            stack.enter_context(serving(hot, port))
-            return Served(demo_root, port, hot)
+            return Served(demo_root, port, serve_demo(stack, demo_root, port, remove_from_db))
 
         yield start
 
