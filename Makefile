@@ -14,7 +14,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres]'
 	touch $(STAMP)
 
 test: $(STAMP)
@@ -33,7 +33,10 @@ bench-quick: $(STAMP)
 	$(PY) -m bench --quick
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check reloader middleware demo_app tests bench
+	$(VENV)/bin/ruff check hotmod reloader middleware demo_app tests bench
+	rm -rf build/typecheck && mkdir -p build/typecheck/hotmod
+	ln -s ../../../hotmod/__init__.py ../../../hotmod/py.typed build/typecheck/hotmod/
+	ln -s ../../../reloader ../../../middleware build/typecheck/hotmod/
 	$(VENV)/bin/mypy
 
 clean:

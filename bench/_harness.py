@@ -541,7 +541,7 @@ def hotmod_cli() -> Path | None:
     if not script.exists():
         return None
     try:
-        import middleware.cli  # noqa: F401
+        import hotmod.middleware.cli  # noqa: F401
     except ImportError:
         return None
     return script

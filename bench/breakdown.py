@@ -47,7 +47,7 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
     os.chdir(root)
     from werkzeug.test import Client
 
-    from reloader import Reloader
+    from hotmod.reloader import Reloader
 
     copy = AppCopy(
         root=root,
@@ -148,7 +148,7 @@ def _trim(report: str, root: Path) -> str:
 
 def run(mode: str = "full", *, dsn: str | None = None) -> dict[str, Any]:
     try:
-        from reloader import Reloader  # noqa: F401
+        from hotmod.reloader import Reloader  # noqa: F401
     except ImportError as exc:
         raise Pending(f"the engine (`reloader.Reloader`) is not available yet ({exc})") from exc
     dsn = postgres_dsn() if dsn is None else dsn

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from reloader import Reloader
+from hotmod.reloader import Reloader
 
 
 def _tree(root: Path, name: str, size: int) -> Path:

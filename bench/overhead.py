@@ -48,7 +48,7 @@ def app(environ, start_response):
 
 ENTRY_SOURCE = """
 import os
-from middleware import HotReload
+from hotmod.middleware import HotReload
 import hm_bench_app
 
 bare = hm_bench_app.app
@@ -105,7 +105,7 @@ def in_process(*, calls: int, chunk: int, root: Path) -> dict[str, Any]:
     sys.path.insert(0, str(root))
     import hm_bench_app  # type: ignore[import-not-found]
 
-    from middleware import HotReload
+    from hotmod.middleware import HotReload
 
     bare = hm_bench_app.app
     results: dict[str, Any] = {"calls_per_side": calls, "chunk": chunk}

@@ -148,7 +148,7 @@ def rewrite(path: Path, text: str) -> None:
 def hotmod_worker(root: Path, spec: dict[str, Any], settings: Settings) -> None:
     """Runs in its own process: load, watch, report ready, idle, then edit on request."""
     sys.path.insert(0, str(root))
-    from reloader import Reloader, ReloadEvent
+    from hotmod.reloader import Reloader, ReloadEvent
 
     events: queue.Queue[ReloadEvent] = queue.Queue()
     t0 = time.perf_counter()
@@ -347,7 +347,7 @@ def measure_size(scratch: Path, size: int, settings: Settings) -> dict[str, Any]
 def run(mode: str = "full") -> dict[str, Any]:
     settings = SETTINGS[mode]
     try:
-        from reloader import Reloader  # noqa: F401
+        from hotmod.reloader import Reloader  # noqa: F401
     except ImportError as exc:
         raise Pending(f"the engine (`reloader.Reloader`) is not available yet ({exc})") from exc
     rows = []

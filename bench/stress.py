@@ -404,7 +404,7 @@ def load_and_reloads(
     seed: int = 7,
 ) -> Row:
     """The ``load`` case (see the module docstring)."""
-    from middleware import HotReload
+    from hotmod.middleware import HotReload
 
     rng = random.Random(seed)
     SERVER_ERRORS.messages.clear()
@@ -552,7 +552,7 @@ def inplace_saves(
     editor: str = "process",
 ) -> Row:
     """The ``inplace`` case (see the module docstring)."""
-    from middleware import HotReload
+    from hotmod.middleware import HotReload
 
     rng = random.Random(seed)
     app_name = f"hotmod_inplace_{uuid.uuid4().hex[:8]}"
@@ -654,7 +654,7 @@ def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None
     """The ``stream`` case (see the module docstring)."""
     import http.client
 
-    from middleware import HotReload
+    from hotmod.middleware import HotReload
 
     failures: Counter[str] = Counter()
     with project(workdir, "hmstrm") as (root, package):

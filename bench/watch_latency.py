@@ -34,7 +34,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from reloader import Reloader, ReloadEvent
+from hotmod.reloader import Reloader, ReloadEvent
 
 BACKENDS = ("inotify", "polling")
 

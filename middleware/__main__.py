@@ -1,4 +1,4 @@
-"""``python -m middleware serve TARGET``: the same as the ``hotmod`` console script."""
+"""``python -m hotmod.middleware``: the same as the ``hotmod`` console script."""
 
 from __future__ import annotations
 

@@ -11,8 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from reloader import Reloader, ReloadError
-
+from ..reloader import Reloader, ReloadError
 from ._errorpage import render_error_page
 from ._response import wrap_response
 from ._status import STATUS_PATH, build_status, status_body

@@ -22,8 +22,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
-
+from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
 from ._app import HotReload
 
 #: Seconds that in-flight requests get to finish at shutdown before purge hooks run.

@@ -33,4 +33,4 @@ def __getattr__(name: str) -> Any:
         from . import _watcher
 
         return getattr(_watcher, name)
-    raise AttributeError(f"module 'reloader' has no attribute {name!r}")
+    raise AttributeError(f"module 'hotmod.reloader' has no attribute {name!r}")

@@ -10,14 +10,19 @@ from __future__ import annotations
 import fnmatch
 import os
 import site
+import sys
 import sysconfig
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
+# ``hotmod`` is always imported before its subpackage ``hotmod.reloader``; its folder
+# is the repository's ``hotmod/`` in an editable install and the parent of this
+# folder in a wheel.
+_TOP = Path(sys.modules[__name__.split(".")[0]].__file__ or _HERE).resolve().parent
 #: hotmod's own packages are never reloadable, even inside a watched root.
-OWN_PACKAGES = (str(_HERE), str(_HERE.parent / "middleware"))
+OWN_PACKAGES = tuple(sorted({str(_HERE), str(_HERE.parent / "middleware"), str(_TOP)}))
 
 #: Folders never watched nor loaded from, whatever the root.
 EXCLUDED_DIRS = frozenset(

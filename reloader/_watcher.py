@@ -8,8 +8,8 @@ gathers them until the tree has been quiet for a moment. Then it hands the burst
 one batch, to ``on_change`` on its single dispatch thread.
 
 Two backends sit behind one small interface (:class:`Backend`): inotify through
-watchdog (:mod:`reloader._watch_inotify`) and a stat-polling loop
-(:mod:`reloader._watch_polling`) for the places inotify does not reach.
+watchdog (:mod:`hotmod.reloader._watch_inotify`) and a stat-polling loop
+(:mod:`hotmod.reloader._watch_polling`) for the places inotify does not reach.
 
 Why a batch carries :meth:`ChangeBatch.still_valid` and :meth:`ChangeBatch.retry`:
 an editor's save is a burst (truncate, write, close; or write a temporary file and
@@ -147,8 +147,8 @@ class Backend(Protocol):
 
 #: Backends by name, imported on first use (so polling never imports watchdog).
 _BACKENDS = {
-    "inotify": "reloader._watch_inotify:InotifyBackend",
-    "polling": "reloader._watch_polling:PollingBackend",
+    "inotify": "hotmod.reloader._watch_inotify:InotifyBackend",
+    "polling": "hotmod.reloader._watch_polling:PollingBackend",
 }
 
 

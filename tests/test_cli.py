@@ -50,7 +50,7 @@ class Served:
     def __init__(self, args: list[str], cwd: Path) -> None:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "middleware", *args],
+            [sys.executable, "-m", "hotmod", *args],
             cwd=cwd,
             env=env,
             stdout=subprocess.PIPE,
@@ -251,7 +251,7 @@ def test_binding_every_interface_in_debug_mode_prints_a_warning(
 
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "middleware", *args],
+        [sys.executable, "-m", "hotmod", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -314,7 +314,7 @@ def test_the_console_script_is_installed_and_explains_itself(tmp_path: Path) -> 
 def test_drain_options_reach_the_engine_and_bad_values_are_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from middleware import cli
+    from hotmod.middleware import cli
 
     write(tmp_path / "hm_cli_drain.py", "def app(environ, start_response):\n    return []\n")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from reloader import HotmodError, Reloader, ReloadError, TargetError
+from hotmod.reloader import HotmodError, Reloader, ReloadError, TargetError
 
 Write = Callable[[str, str], Path]
 

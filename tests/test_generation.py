@@ -7,7 +7,7 @@ import threading
 import time
 from collections import deque
 
-from reloader import Generation
+from hotmod.reloader import Generation
 
 
 def test_a_generation_counts_requests_and_retires_when_the_last_one_leaves() -> None:

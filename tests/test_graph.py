@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 import textwrap
 
-from reloader._graph import Graph, resolve_refs, static_imports
+from hotmod.reloader._graph import Graph, resolve_refs, static_imports
 
 SOURCE = textwrap.dedent("""
     import os

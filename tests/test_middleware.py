@@ -24,9 +24,9 @@ from conftest import wait_until
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import Client
 
-from middleware import GENERATION_HEADER, STATUS_PATH, HotReload
-from middleware._response import ClosingIterable, SizedClosingIterable, wrap_response
-from reloader import ReloadError, TargetError
+from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
+from hotmod.middleware._response import ClosingIterable, SizedClosingIterable, wrap_response
+from hotmod.reloader import ReloadError, TargetError
 
 STATUS_KEYS = {
     "generation",
@@ -643,8 +643,8 @@ def test_reverting_a_broken_edit_to_the_loaded_code_takes_the_debug_page_away(
 
 
 def test_the_error_page_says_so_when_the_source_cannot_be_read(tmp_path: Path) -> None:
-    from middleware._errorpage import render_error_page
-    from reloader import LoadFailure
+    from hotmod.middleware._errorpage import render_error_page
+    from hotmod.reloader import LoadFailure
 
     failure = LoadFailure(
         module="gone",

@@ -57,7 +57,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from reloader import Generation, Reloader, ReloadError
+from hotmod.reloader import Generation, Reloader, ReloadError
 
 REGISTRY = "hm_model_registry"
 REGISTRY_SOURCE = '''\
@@ -645,7 +645,7 @@ def test_the_model_catches_a_seeded_bug_that_purges_instances_it_cloned_into(
     """Seeded bug: the engine forgets that ``__mp_clone__`` handed the old instance's
     state over, and purges the old instance anyway. The model must notice (this is the
     proof that it can fail; docs/reliability.md shows the sequence it shrinks to)."""
-    from reloader import _engine
+    from hotmod.reloader import _engine
 
     original = _engine._Replaced
 

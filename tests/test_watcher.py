@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from reloader._watcher import MAX_RETRIES, ChangeBatch, Watcher, fork_epoch
+from hotmod.reloader._watcher import MAX_RETRIES, ChangeBatch, Watcher, fork_epoch
 
 BACKENDS = ["inotify", "polling"]
 

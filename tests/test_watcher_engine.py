@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from conftest import wait_until
 
-from reloader import Reloader, ReloadEvent
+from hotmod.reloader import Reloader, ReloadEvent
 
 BACKENDS = ["inotify", "polling"]
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from werkzeug.serving import make_server
 
-from middleware import HotReload
+from hotmod.middleware import HotReload
 
 REPO = Path(__file__).resolve().parents[2]
 DEMO_SOURCE = REPO / "demo_app"

@@ -47,7 +47,7 @@ from demo_support import (
 from psycopg.conninfo import make_conninfo
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from middleware import HotReload
+from hotmod.middleware import HotReload
 
 pytestmark = pytest.mark.postgres
 

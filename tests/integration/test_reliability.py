@@ -26,8 +26,8 @@ import pytest
 from conftest import free_port, wait_until
 
 from bench import stress
-from middleware import GENERATION_HEADER, STATUS_PATH, HotReload
-from reloader import Reloader, ReloadError
+from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
+from hotmod.reloader import Reloader, ReloadError
 
 BIN = Path(sys.executable).parent
 
@@ -521,7 +521,7 @@ def test_a_gunicorn_worker_killed_with_sigkill_is_replaced_and_serves_the_latest
             return [f"{VERSION} {os.getpid()}".encode()]
         """)
     write(entry / "gk_entry.py", f"""
-        from middleware import HotReload
+        from hotmod.middleware import HotReload
         application = HotReload("gk_app:app", watch={str(root)!r})
         """)
     port = free_port()

@@ -61,7 +61,7 @@ ENTRY = """
 import json
 import os
 
-from middleware import HotReload
+from hotmod.middleware import HotReload
 
 hot = HotReload("hm_srv_app:app", watch=[{root!r}], debug=True)
 seen = {{}}
