@@ -19,7 +19,7 @@ from typing import Any
 #: The one source of the version: pyproject.toml reads it from here.
 __version__ = "0.2.0"
 
-from .middleware import GENERATION_HEADER, GENERATION_KEY, STATUS_PATH, HotReload
+from .middleware import GENERATION_HEADER, GENERATION_KEY, STATUS_PATH, HotReload, log_reloads
 from .reloader import (
     Generation,
     HotmodError,
@@ -47,6 +47,7 @@ __all__ = [
     "TargetError",
     "Watcher",
     "__version__",
+    "log_reloads",
 ]
 
 

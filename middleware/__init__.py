@@ -7,7 +7,7 @@ began. See ``docs/middleware.md`` and ``docs/cli.md``.
 
 from __future__ import annotations
 
-from ._app import GENERATION_HEADER, GENERATION_KEY, HotReload
+from ._app import GENERATION_HEADER, GENERATION_KEY, HotReload, log_reloads
 from ._status import STATUS_PATH
 
-__all__ = ["GENERATION_HEADER", "GENERATION_KEY", "STATUS_PATH", "HotReload"]
+__all__ = ["GENERATION_HEADER", "GENERATION_KEY", "STATUS_PATH", "HotReload", "log_reloads"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import threading
 import time
@@ -48,7 +49,7 @@ class HotReload:
 
     ``target`` is ``"pkg.module:attr"`` or ``"pkg.module:factory()"``. The target is
     loaded here, so a bad target or code that fails to import raises at once
-    (:class:`reloader.TargetError`, :class:`reloader.ReloadError`), never on the first
+    (:class:`hotmod.TargetError`, :class:`hotmod.ReloadError`), never on the first
     request.
 
     Each request is pinned to the generation that was current when it began: it runs
@@ -72,6 +73,8 @@ class HotReload:
     :param drain_timeout: seconds a superseded generation may keep requests in flight
         before the engine retires it anyway and runs its purge hooks (default: never).
     :param drain_warning: seconds after which a generation still draining is logged.
+    :param log: make the ``hotmod`` logger's lines visible on stderr (one INFO line
+        per reload) unless logging is already configured: see :func:`log_reloads`.
     """
 
     def __init__(
@@ -86,6 +89,7 @@ class HotReload:
         scan_interval: float | None = None,
         drain_timeout: float | None = None,
         drain_warning: float = 60.0,
+        log: bool = False,
     ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
@@ -101,6 +105,8 @@ class HotReload:
         else:
             roots = [os.fspath(root) for root in watch]
 
+        if log:
+            log_reloads()
         self.target = target
         self.debug = bool(debug)
         self._scan_interval = scan_interval
@@ -308,3 +314,20 @@ class HotReload:
         else:
             state = "watching" if self._scan_interval is None else "scanning"
         return f"<HotReload {self.target!r} generation={self.generation} {state}>"
+
+
+def log_reloads(level: int = logging.INFO) -> None:
+    """Make hotmod's log lines visible: one INFO line per reload, failures at ERROR,
+    leaks and slow drains at WARNING. ``HotReload(..., log=True)`` calls it.
+
+    It sets the ``hotmod`` logger's level and, unless logging is configured already
+    (a handler on the root logger or on ``hotmod``), adds one stderr handler. Calling
+    it twice adds nothing more."""
+    logger = logging.getLogger("hotmod")
+    if logger.level == logging.NOTSET or logger.level > level:
+        logger.setLevel(level)
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
+    logger.addHandler(handler)

@@ -20,8 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
+from .. import __version__
 from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
 from ._app import HotReload
 
@@ -37,11 +38,20 @@ class CommandError(Exception):
     """Bad input: reported as one line, exit status 1."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a bad argument is one line (the value and what is accepted), not
+    a usage block: the same shape as every other error of the command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"hotmod: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hotmod",
         description="Serve a WSGI application and reload its changed modules in place.",
     )
+    parser.add_argument("--version", action="version", version=f"hotmod {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     serve = commands.add_parser(
         "serve",
@@ -58,7 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a watched root (repeatable); default: the folder of the target's top-level package",
     )
     serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
-    serve.add_argument("--port", type=int, default=8000, help="port to bind (default: 8000)")
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="port to bind, 1-65535, or 0 for any free port (default: 8000)",
+    )
     serve.add_argument("--poll", action="store_true", help="poll files instead of using inotify")
     serve.add_argument(
         "--production",
@@ -94,7 +109,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="retire a generation still draining after this long and run its purge hooks"
         " (default: wait for its last request)",
     )
+    talk = serve.add_mutually_exclusive_group()
+    talk.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="print only the serving line, failures, warnings and errors",
+    )
+    talk.add_argument(
+        "--verbose", "-v", action="store_true", help="also print the engine's own log (hooks, drains)"
+    )
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text, 10)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a port number (1-65535, or 0 for any free port)"
+        ) from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port number (1-65535, or 0 for any free port)")
+    return value
 
 
 def _seconds(text: str) -> float:
@@ -146,9 +183,8 @@ def describe_event(event: ReloadEvent) -> str | None:
         failure = event.failure
         if failure is None:
             return f"hotmod: reload failed: {event.detail}"
-        where = f"{failure.file}:{failure.line}" if failure.line else str(failure.file)
         return (
-            f"hotmod: reload failed: {where}: {failure.type}: {failure.message} "
+            f"hotmod: reload failed: {failure.where}: {failure.type}: {failure.message} "
             f"(still serving generation {event.generation})"
         )
     return None
@@ -163,20 +199,31 @@ class _NotPrinted(logging.Filter):
         return not any(isinstance(arg, LoadFailure) for arg in args)
 
 
-def _log_to_stderr() -> Callable[[], None]:
+def _log_to_stderr(level: int = logging.WARNING) -> Callable[[], None]:
     """Warnings and errors of the engine (leaks, slow drains, hooks that raised, with
-    their tracebacks) go to stderr; reloads and failures are printed from events."""
+    their tracebacks) go to stderr; reloads and failures are printed from events.
+    ``--verbose`` lowers the level to the engine's INFO and DEBUG lines."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setLevel(logging.WARNING)
+    handler.setLevel(level)
     handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
     handler.addFilter(_NotPrinted())
     logger = logging.getLogger("hotmod")
     logger.addHandler(handler)
-    return lambda: logger.removeHandler(handler)
+    previous = logger.level
+    if level < logging.WARNING:
+        logger.setLevel(level)
+
+    def stop() -> None:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+    return stop
 
 
-def _printer(stream: TextIO) -> Callable[[ReloadEvent], None]:
+def _printer(stream: TextIO, *, quiet: bool = False) -> Callable[[ReloadEvent], None]:
     def on_event(event: ReloadEvent) -> None:
+        if quiet and event.kind != "failed":
+            return
         line = describe_event(event)
         if line is not None:
             print(line, file=stream, flush=True)
@@ -219,8 +266,9 @@ def _load(args: argparse.Namespace) -> HotReload:
         )
     except ReloadError as exc:
         failure = exc.failure
-        where = f"{failure.file}:{failure.line}" if failure.line else str(failure.file)
-        raise CommandError(f"cannot load {args.target}: {where}: {failure.type}: {failure.message}") from None
+        raise CommandError(
+            f"cannot load {args.target}: {failure.where}: {failure.type}: {failure.message}"
+        ) from None
     except (HotmodError, ValueError) as exc:
         raise CommandError(str(exc)) from None
 
@@ -233,7 +281,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from werkzeug.serving import make_server
 
-    stop_logging = _log_to_stderr()
+    stop_logging = _log_to_stderr(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         return _serve(args, make_server)
     finally:
@@ -254,7 +302,7 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         raise
     finally:
         sock.close()  # the server holds its own duplicate of the descriptor
-    unsubscribe = app.reloader.subscribe(_printer(sys.stdout))
+    unsubscribe = app.reloader.subscribe(_printer(sys.stdout, quiet=args.quiet))
 
     stop = threading.Event()
 
@@ -272,7 +320,8 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     )
     roots = ", ".join(getattr(app.reloader.roots, "paths", ())) or "?"
     backend = getattr(app.reloader.watcher, "backend", None)
-    print(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""), flush=True)
+    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    say(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""))
     if not args.production and not is_loopback(args.host):
         print(
             f"hotmod: warning: debug mode on {args.host}: the error page shows source code and "
@@ -288,7 +337,7 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         while thread.is_alive() and not stop.wait(0.2):
             pass
     finally:
-        print("hotmod: shutting down", flush=True)
+        say("hotmod: shutting down")
         server.shutdown()
         server.server_close()
         _wait_for_requests(app, SHUTDOWN_DRAIN)
@@ -299,7 +348,7 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     if not stop.is_set():
         print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
         return EXIT_ERROR
-    print("hotmod: stopped", flush=True)
+    say("hotmod: stopped")
     return EXIT_OK
 
 

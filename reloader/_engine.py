@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 import gc
 import heapq
 import inspect
@@ -25,7 +24,7 @@ from typing import Any
 from ._generation import CURRENT, DRAINING, RETIRED, Generation
 from ._graph import Graph, resolve_refs
 from ._loader import TOKEN, InstanceToken, Source, Stage
-from ._roots import Roots
+from ._roots import ExtraGlobs, Roots
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
 log = logging.getLogger("hotmod")
@@ -99,7 +98,7 @@ def default_root(module: str) -> Path:
     if spec is None:
         raise TargetError(
             f"cannot find module {top!r} (searched sys.path: {', '.join(sys.path[:4])}, ...);"
-            " run from the folder that holds it, or pass its folder to watch"
+            " run from the folder that holds it, or add that folder to PYTHONPATH"
         )
     if spec.submodule_search_locations:
         return Path(next(iter(spec.submodule_search_locations)))
@@ -227,7 +226,8 @@ class Reloader:
             roots = [default_root(self._module_name)]
         self.roots = Roots(roots, exclude=exclude)
         self.exclude = tuple(exclude)
-        self.extra = tuple(extra)
+        self._extra = ExtraGlobs(extra, self.roots.paths)
+        self.extra = self._extra.patterns
         self.drain_warning = drain_warning
         self.drain_timeout = drain_timeout
         self.leak_check_delay = leak_check_delay
@@ -608,14 +608,17 @@ class Reloader:
                 name = self._paths.get(real)
                 if name is not None:
                     names.add(name)
-                elif any(fnmatch.fnmatch(os.path.basename(real), p) or fnmatch.fnmatch(real, p)
-                         for p in self.extra) or real in self._readers:
+                else:
                     # Code is only ever loaded from the roots; a config file outside
                     # them counts when an absolute extra pattern names it.
-                    if self.roots.contains(real) or any(
-                        os.path.isabs(p) and ".." not in p and fnmatch.fnmatch(real, p)
-                        for p in self.extra
-                    ):
+                    root = self.roots.root_of(real)
+                    if root is not None:
+                        wanted = self.roots.contains(real) and (
+                            real in self._readers or self._extra.match(real, root)
+                        )
+                    else:
+                        wanted = self._extra.match(real, None)
+                    if wanted:
                         names.update(self._readers.get(real) or {self._module_name})
                         force = True  # the module's own source did not change
         empty = {os.path.realpath(p) for p in empty_ok}
@@ -798,6 +801,7 @@ class Reloader:
         if self._call:
             if not callable(obj):
                 raise TargetError(f"{self._module_name}:{self._attr} is not callable")
+            _check_factory(obj, self._module_name, self._attr)
             obj = stage.call(obj)
         if not callable(obj):
             raise TargetError(
@@ -1088,6 +1092,23 @@ class Reloader:
                 fn(event)
             except Exception:
                 log.exception("hotmod event subscriber %r raised", fn)
+
+
+def _check_factory(fn: Callable[..., Any], module: str, attr: str) -> None:
+    """Refuse ``module:attr()`` where ``attr`` cannot be called with no arguments: it is
+    most likely the application itself (``app(environ, start_response)``)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (a builtin): just call it
+        return
+    try:
+        signature.bind()
+    except TypeError:
+        raise TargetError(
+            f"target '{module}:{attr}()' calls {attr}{signature} with no arguments, which it"
+            f" does not accept: it is not an app factory; to serve {attr} itself, drop the"
+            f" '()': '{module}:{attr}'"
+        ) from None
 
 
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 import site
 import sys
 import sysconfig
@@ -123,3 +124,125 @@ class Roots:
 @lru_cache(maxsize=4096)
 def _is_virtualenv(folder: str) -> bool:
     return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A compiled glob with path semantics: ``*`` and ``?`` stay within one folder,
+    ``**/`` spans any number of folders (none included), ``[...]`` is a class."""
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]*/)*")
+            i += 3
+            continue
+        if pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+            continue
+        c = pattern[i]
+        if c == "*":
+            out.append("[^/]*")
+        elif c == "?":
+            out.append("[^/]")
+        elif c == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            negate = body.startswith("!")
+            body = re.escape(body[1:] if negate else body).replace(r"\-", "-")
+            out.append(f"[{'^' if negate else ''}{body}]")
+            i = end
+        else:
+            out.append(re.escape(c))
+        i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def _static_prefix(parts: list[str]) -> tuple[list[str], bool]:
+    """The folders of a split glob before its first wildcard, and whether what follows
+    them can span sub-folders."""
+    for i, part in enumerate(parts):
+        if any(c in part for c in "*?["):
+            return parts[:i], len(parts) - i > 1 or "**" in part
+    return parts[:-1], False
+
+
+class ExtraGlobs:
+    """The ``extra`` patterns: non-Python files (templates, config) whose change
+    reloads the modules that read them.
+
+    - a pattern without a slash matches a file name at any depth under a root
+      (``*.html``);
+    - a relative pattern with a slash matches the path relative to a root
+      (``templates/*.html``, ``**/*.jinja``);
+    - an absolute pattern matches the real absolute path, inside a root or not
+      (config outside the roots); its folders are resolved like the files are.
+
+    A pattern that can never match (empty, with a ``..`` part, or whose fixed
+    folders exist under no root) raises :class:`ValueError` naming it.
+    """
+
+    def __init__(self, patterns: Iterable[str], roots: Sequence[str]) -> None:
+        if isinstance(patterns, str):
+            raise ValueError("extra takes a list of glob patterns, not a single string")
+        self.patterns: tuple[str, ...] = tuple(patterns)
+        self._by_name: list[re.Pattern[str]] = []
+        self._relative: list[re.Pattern[str]] = []
+        self._absolute: list[re.Pattern[str]] = []
+        #: folders outside every root that an absolute pattern points into: folder →
+        #: whether its sub-folders are wanted too.
+        self.outside_bases: dict[str, bool] = {}
+        for pattern in self.patterns:
+            self._add(pattern, roots)
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __repr__(self) -> str:
+        return f"<ExtraGlobs {list(self.patterns)!r}>"
+
+    def _add(self, pattern: str, roots: Sequence[str]) -> None:
+        if not pattern.strip():
+            raise ValueError(f"extra pattern {pattern!r} is empty; give a glob such as 'templates/*.html'")
+        posix = pattern.replace(os.sep, "/")
+        parts = posix.split("/")
+        if ".." in parts:
+            raise ValueError(
+                f"extra pattern {pattern!r} has a '..' part: patterns name files below a"
+                " watched root, or an absolute path"
+            )
+        if os.path.isabs(pattern):
+            fixed, deep = _static_prefix(parts)
+            base = os.path.realpath("/".join(fixed) or "/")
+            if not os.path.isdir(base):
+                raise ValueError(f"extra pattern {pattern!r} can never match: there is no folder {base!r}")
+            rest = "/".join(parts[len(fixed) :])
+            self._absolute.append(glob_regex(base.rstrip("/") + "/" + rest))
+            if not any(_inside(base, root) for root in roots):
+                self.outside_bases[base] = self.outside_bases.get(base, False) or deep
+            return
+        if len(parts) == 1:
+            self._by_name.append(glob_regex(posix))
+            return
+        fixed, _ = _static_prefix(parts)
+        if fixed and not any(os.path.isdir(os.path.join(root, *fixed)) for root in roots):
+            folder = "/".join(fixed)
+            raise ValueError(
+                f"extra pattern {pattern!r} can never match: no watched root"
+                f" ({', '.join(roots)}) has a folder {folder!r}; a relative pattern starts"
+                f" at a root (for example {'/'.join(parts[-2:])!r}), an absolute one"
+                " names the full path"
+            )
+        self._relative.append(glob_regex(posix))
+
+    def match(self, real: str, root: str | None) -> bool:
+        """Whether the file at real path ``real`` (inside ``root``, or outside every
+        root for ``None``) is an extra file."""
+        if root is not None:
+            name = os.path.basename(real)
+            if any(rx.match(name) for rx in self._by_name):
+                return True
+            if self._relative:
+                rel = os.path.relpath(real, root).replace(os.sep, "/")
+                if any(rx.match(rel) for rx in self._relative):
+                    return True
+        return any(rx.match(real) for rx in self._absolute)

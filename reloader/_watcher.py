@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS, resolve_roots
+from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS, ExtraGlobs, resolve_roots
 
 __all__ = ["EXCLUDED_DIRS", "ChangeBatch", "Watcher", "fork_epoch"]
 
@@ -278,15 +278,10 @@ class _Tree:
     ) -> None:
         self.roots = roots
         self.exclude = tuple(exclude)
-        self.extra_relative = tuple(p for p in extra if not os.path.isabs(p))
-        self.extra_absolute = tuple(os.path.normpath(p) for p in extra if os.path.isabs(p))
+        self.extra = ExtraGlobs(extra, roots)
         # Folders outside the roots that an absolute extra glob points into:
         # base -> whether its sub-folders are watched too.
-        self.extra_bases: dict[str, bool] = {}
-        for pattern in self.extra_absolute:
-            base, deep = _static_base(pattern)
-            if base and not any(_inside(base, r) for r in roots):
-                self.extra_bases[base] = self.extra_bases.get(base, False) or deep
+        self.extra_bases = self.extra.outside_bases
 
     def bases(self) -> list[str]:
         return list(self.roots) + [b for b in self.extra_bases if os.path.isdir(b)]
@@ -324,18 +319,14 @@ class _Tree:
         root = self._root_of(path)
         if root is not None:
             is_source = name.endswith(".py")
-            if not self.exclude and (is_source or not self.extra_relative):
+            if not self.exclude and (is_source or not self.extra):
                 return is_source  # the common case, without computing a relative path
             rel = _relative(path, root)
             if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.exclude):
                 return False
             if is_source:
                 return True
-            if any(
-                fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.extra_relative
-            ):
-                return True
-        return any(fnmatch.fnmatch(path, p) for p in self.extra_absolute)
+        return self.extra.match(path, root)
 
     def walk(self, top: str) -> Iterator[tuple[str, list[str]]]:
         """Each wanted folder at or below ``top`` with its wanted files, pruning as it goes."""
@@ -366,17 +357,6 @@ class _Tree:
 def _relative(path: str, root: str) -> str:
     """``path`` relative to ``root`` (which holds it), with forward slashes."""
     return path[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
-
-
-def _static_base(pattern: str) -> tuple[str, bool]:
-    """The folder part of an absolute glob before its first wildcard, and whether the
-    wildcard part spans sub-folders."""
-    parts = pattern.split(os.sep)
-    for i, part in enumerate(parts):
-        if any(c in part for c in "*?["):
-            base = os.sep.join(parts[:i]) or os.sep
-            return os.path.realpath(base), len(parts) - i > 1 or "**" in pattern
-    return os.path.realpath(os.path.dirname(pattern)), False
 
 
 def _is_virtualenv(folder: str) -> bool:

@@ -41,9 +41,16 @@ class LoadFailure:
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
+    @property
+    def where(self) -> str:
+        """``file:line``, the file alone, or ``module NAME`` when no frame of the
+        error lies in the watched roots."""
+        if self.file and self.line:
+            return f"{self.file}:{self.line}"
+        return self.file or f"module {self.module}"
+
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.file else self.module
-        return f"{where}: {self.type}: {self.message} (while loading {self.module})"
+        return f"{self.where}: {self.type}: {self.message} (while loading {self.module})"
 
     @classmethod
     def from_exception(

@@ -11,11 +11,14 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
+
+if TYPE_CHECKING:
+    from support import Served
 
 T = TypeVar("T")
 
@@ -82,3 +85,21 @@ def project(tmp_path: Path, clean_modules: None) -> Path:
     root.mkdir()
     sys.path.insert(0, str(root))
     return root
+
+
+@pytest.fixture
+def served() -> Iterator[Callable[..., Served]]:
+    """Starts ``hotmod`` subprocesses (``served(args, cwd, command=...)``); kills what is
+    still running when the test ends."""
+    from support import Served
+
+    started: list[Served] = []
+
+    def start(args: list[str], cwd: Path, *, command: Sequence[str] | None = None) -> Served:
+        server = Served(args, cwd) if command is None else Served(args, cwd, command=command)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.kill()

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
 import sys
-import textwrap
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import free_port, wait_until
+from support import Served, get, write
 
 BIN = Path(sys.executable).parent
-
-
-def write(path: Path, text: str) -> None:
-    """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(textwrap.dedent(text))
-    st = path.stat()
-    if st.st_mtime_ns <= before:
-        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
 
 
 def app_source(version: str, marker: Path) -> str:
@@ -42,85 +31,6 @@ def app_source(version: str, marker: Path) -> str:
             with open({str(marker)!r}, "a") as f:
                 f.write(VERSION + ",")
         """
-
-
-class Served:
-    """A ``hotmod`` subprocess in its own process group, with its output collected."""
-
-    def __init__(self, args: list[str], cwd: Path) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "hotmod", *args],
-            cwd=cwd,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
-        self.stdout: list[str] = []
-        self.stderr: list[str] = []
-        self._readers = [
-            threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
-            threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True),
-        ]
-        for reader in self._readers:
-            reader.start()
-
-    @staticmethod
-    def _read(stream: object, lines: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            lines.append(line)
-
-    def out(self) -> str:
-        return "".join(self.stdout)
-
-    def err(self) -> str:
-        return "".join(self.stderr)
-
-    def wait_output(self, predicate: Callable[[str], bool], what: str) -> None:
-        def check() -> bool:
-            if self.process.poll() is not None and not predicate(self.out()):
-                raise AssertionError(
-                    f"hotmod exited ({self.process.returncode}) before {what}:\n{self.out()}\n{self.err()}"
-                )
-            return predicate(self.out())
-
-        wait_until(check, timeout=20, what=what)
-
-    def stop(self, sig: int, timeout: float = 10) -> int:
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code
-
-    def kill(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
-
-
-@pytest.fixture
-def served() -> Iterator[Callable[[list[str], Path], Served]]:
-    started: list[Served] = []
-
-    def start(args: list[str], cwd: Path) -> Served:
-        server = Served(args, cwd)
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.kill()
-
-
-def get(port: int, path: str = "/") -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
 
 
 def test_serve_reloads_edits_in_place_prints_each_reload_and_failure_and_stops_cleanly(
@@ -269,6 +179,10 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         ("attribute not callable", "NOT_CALLABLE"),
         ("missing watch folder", "no_such_folder"),
         ("port in use", "in use"),
+        ("a non-factory called as one", "is not an app factory"),
+        ("a host that does not resolve", "cannot resolve host 'no-such-host.invalid'"),
+        ("an extra glob that never matches", "'templates/*.html' can never match"),
+        ("an extra glob with '..'", "'../*.html' has a '..' part"),
     ],
 )
 def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
@@ -286,6 +200,10 @@ def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
         "attribute not callable": ["hm_cli_ok:NOT_CALLABLE"],
         "missing watch folder": ["hm_cli_ok:app", "--watch", "no_such_folder"],
         "port in use": ["hm_cli_ok:app"],
+        "a non-factory called as one": ["hm_cli_ok:app()"],
+        "a host that does not resolve": ["hm_cli_ok:app", "--host", "no-such-host.invalid"],
+        "an extra glob that never matches": ["hm_cli_ok:app", "--extra", "templates/*.html"],
+        "an extra glob with '..'": ["hm_cli_ok:app", "--extra", "../*.html"],
     }[case]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", port))
@@ -297,6 +215,72 @@ def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("hotmod: error:")
     assert expected in lines[0]
+    assert "None" not in lines[0]
+
+
+def test_a_missing_module_says_how_to_make_it_importable(tmp_path: Path) -> None:
+    result = run_cli(["serve", "hm_nowhere:app"], tmp_path)
+    assert result.returncode == 1
+    assert "PYTHONPATH" in result.stderr
+    assert "pass its folder to watch" not in result.stderr  # --watch does not touch sys.path
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--port", "99999"], "argument --port: 99999 is not a port number (1-65535, or 0"),
+        (["--port", "-1"], "argument --port: -1 is not a port number"),
+        (["--port", "http"], "argument --port: 'http' is not a port number"),
+        (["--drain-timeout", "0"], "argument --drain-timeout: '0' must be a positive number"),
+        (["--quiet", "--verbose"], "not allowed with argument"),
+    ],
+)
+def test_bad_option_values_are_one_line_naming_the_value_and_what_is_accepted(
+    tmp_path: Path, args: list[str], expected: str
+) -> None:
+    result = run_cli(["serve", "hm_cli_ok:app", *args], tmp_path)
+    assert result.returncode == 2, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("hotmod: error: ")
+    assert expected in lines[0]
+    assert result.stdout == ""
+
+
+def test_version_comes_from_the_package_through_the_script_and_python_m_hotmod(tmp_path: Path) -> None:
+    import hotmod
+
+    by_script = subprocess.run(
+        [str(BIN / "hotmod"), "--version"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
+    by_module = run_cli(["--version"], tmp_path)
+    assert by_script.returncode == by_module.returncode == 0
+    assert by_script.stdout.strip() == by_module.stdout.strip() == f"hotmod {hotmod.__version__}"
+
+
+def test_quiet_prints_failures_but_not_reloads_and_verbose_adds_the_engine_log(
+    tmp_path: Path, served: Callable[..., Served]
+) -> None:
+    marker = tmp_path / "m.txt"
+    write(tmp_path / "hm_cli_quiet.py", app_source("q1", marker))
+    write(tmp_path / "hm_cli_loud.py", app_source("l1", marker))
+    quiet_port, loud_port = free_port(), free_port()
+    quiet = served(["serve", "hm_cli_quiet:app", "--port", str(quiet_port), "--quiet"], tmp_path)
+    loud = served(["serve", "hm_cli_loud:app", "--port", str(loud_port), "--verbose"], tmp_path)
+    for server in (quiet, loud):
+        server.wait_output(lambda out: "serving" in out, "the serving line")
+    assert "watching" not in quiet.out()
+    assert "generation 1: loaded hm_cli_loud:app" in loud.err()  # the engine's INFO line
+
+    write(tmp_path / "hm_cli_quiet.py", app_source("q2", marker))
+    write(tmp_path / "hm_cli_loud.py", app_source("l2", marker))
+    wait_until(lambda: get(quiet_port)[1].startswith("q2"), what="the quiet server's reload")
+    loud.wait_output(lambda out: "generation 2: reloaded" in out, "the loud server's reload line")
+    write(tmp_path / "hm_cli_quiet.py", "def app(:\n")
+    quiet.wait_output(lambda out: "reload failed" in out, "the quiet server's failure line")
+    assert "reloaded" not in quiet.out()
+    assert quiet.stop(signal.SIGTERM) == 0
+    assert quiet.out().splitlines()[-1].startswith("hotmod: reload failed")  # no "stopped" line
 
 
 def test_the_console_script_is_installed_and_explains_itself(tmp_path: Path) -> None:
@@ -330,3 +314,33 @@ def test_drain_options_reach_the_engine_and_bad_values_are_refused(
         cli.build_parser().parse_args(["serve", "hm_cli_drain:app", "--drain-timeout", "0"])
     assert exited.value.code == 2
     assert "positive number of seconds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("form", ["templates/*.html", "**/*.html", "absolute inside the root"])
+def test_each_extra_glob_form_reloads_on_a_template_edit(
+    tmp_path: Path, port: int, served: Callable[..., Served], form: str
+) -> None:
+    (tmp_path / "templates").mkdir()
+    write(tmp_path / "templates" / "page.html", "<p>one</p>")
+    write(
+        tmp_path / "hm_cli_tpl.py",
+        """
+        import os
+        CACHE = {}  # filled at the first request, as template engines do: no reader at import
+
+        def app(environ, start_response):
+            if "page" not in CACHE:
+                with open(os.path.join(os.path.dirname(__file__), "templates", "page.html")) as f:
+                    CACHE["page"] = f.read()
+            start_response("200 OK", [("Content-Type", "text/html")])
+            return [CACHE["page"].encode()]
+        """,
+    )
+    pattern = f"{tmp_path}/templates/*.html" if form.startswith("absolute") else form
+    server = served(["serve", "hm_cli_tpl:app", "--port", str(port), "--extra", pattern], tmp_path)
+    server.wait_output(lambda out: "serving" in out, "the serving line")
+    assert get(port) == (200, "<p>one</p>")
+    write(tmp_path / "templates" / "page.html", "<p>two</p>")
+    wait_until(lambda: get(port)[1] == "<p>two</p>", what=f"the template edit under --extra {form}")
+    assert "hm_cli_tpl" in server.out().splitlines()[-1]  # the reload line names the reader
+    assert server.stop(signal.SIGTERM) == 0
