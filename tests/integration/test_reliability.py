@@ -642,7 +642,10 @@ def test_nothing_outside_the_roots_is_reloaded_through_symlinks_or_dot_dot_globs
         app = lambda environ, start_response: [linked.LOADS, inner.X]
         """)
     sys.path.insert(0, str(root))
-    reloader = Reloader("sl_app.wsgi:app", roots=[root], extra=["../outside/*.cfg", "../*/*.cfg"])
+    for pattern in ("../outside/*.cfg", "../*/*.cfg"):  # refused at start, not silently dropped
+        with pytest.raises(ValueError, match="has a '..' part"):
+            Reloader("sl_app.wsgi:app", roots=[root], extra=[pattern])
+    reloader = Reloader("sl_app.wsgi:app", roots=[root], extra=["*.cfg"])
     try:
         reloader.load()
         files = [str(p) for p in reloader.files()]
