@@ -14,6 +14,7 @@ from typing import Any
 
 from ..reloader import Reloader, ReloadError
 from ._errorpage import render_error_page
+from ._frameworks import attach as attach_frameworks
 from ._response import wrap_response
 from ._status import STATUS_PATH, build_status, status_body
 
@@ -130,6 +131,8 @@ class HotReload:
         )
         try:
             self._reloader.load()
+            # Before the watcher starts: support may add roots and template folders.
+            self.frameworks = attach_frameworks(self._reloader)
             if scan_interval is None:
                 # poll=None lets the engine honour HOTMOD_POLL=1.
                 self._reloader.watch(poll=True if poll else None)

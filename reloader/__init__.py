@@ -10,11 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from ._engine import Reloader, ReloadEvent
+from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
 __all__ = [
+    "RESTART_FLAG",
     "ChangeBatch",
+    "Extension",
     "Generation",
     "HotmodError",
     "LoadFailure",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import gc
 import heapq
 import inspect
@@ -21,8 +22,9 @@ from pathlib import Path
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
+from ._extension import Extension, restart_flag
 from ._generation import CURRENT, DRAINING, RETIRED, Generation
-from ._graph import Graph, resolve_refs
+from ._graph import Graph, resolve_refs, static_imports
 from ._loader import TOKEN, InstanceToken, Source, Stage
 from ._roots import ExtraGlobs, Roots
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
@@ -46,7 +48,9 @@ class ReloadEvent:
     """What happened, published to subscribers (see :meth:`Reloader.subscribe`)."""
 
     #: "reloaded" | "failed" | "recovered" (a failed edit undone) | "retired" | "leaked"
-    #: | "drain_warning" | "drain_timeout"
+    #: | "drain_warning" | "drain_timeout" | "restart_needed" (a restart-only module
+    #: changed: nothing was swapped) | "refreshed" (non-Python files an extension
+    #: made current itself: no module ran)
     kind: str
     generation: int
     modules: tuple[str, ...] = ()
@@ -55,10 +59,12 @@ class ReloadEvent:
     failure: LoadFailure | None = None
     time: float = field(default_factory=time.time)
     detail: str = ""
+    files: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["modules"] = list(self.modules)
+        out["files"] = list(self.files)
         return out
 
 
@@ -260,6 +266,15 @@ class Reloader:
         self._readers: dict[str, set[str]] = {}  # extra file → modules that opened it
         self._children: dict[str, set[str]] = {}  # package → its loaded submodules
         self._empty_seen: dict[str, tuple[int, int, int]] = {}
+        self._extensions: list[Extension] = []
+        # Importer → modules it loaded by name (importlib, a framework's include):
+        # no statement names them, so they are kept across the importer's re-runs.
+        self._by_name: dict[str, set[str]] = {}
+        self._loaded_at = time.time()  # wall time the latest plan began to run
+        # Content hashes of restart-only edits already reported: not reported again.
+        self._restart_digests: dict[str, str] = {}
+        # Written by the reload path under _state_lock; None until a restart is needed.
+        self._restart: dict[str, Any] | None = None
         # Written from any thread (atomic set/dict operations), read by the reload path.
         self._tops: dict[str, bool] = {}
         self._strays: set[str] = set()
@@ -373,9 +388,47 @@ class Reloader:
         with self._reload_lock:
             return self._graph.snapshot(self.current.modules)
 
+    def imports(self) -> set[str]:
+        """Every module name the current generation's modules import, reloadable or
+        not (their import statements, and what they imported while executing)."""
+        with self._reload_lock:
+            return {dep for name in self.current.modules for dep in self._graph.deps(name)}
+
     def files(self) -> dict[Path, str]:
         with self._reload_lock:
             return {Path(p): name for p, name in self._paths.items()}
+
+    def extend(self, extension: Extension) -> None:
+        """Add an extension (see :class:`reloader.Extension`): its roots are watched and
+        the modules already loaded from them join the current generation; its extra
+        globs are watched; its hooks run on every later plan. Call it after
+        :meth:`load`, before :meth:`watch` (a running watcher is restarted)."""
+        with self._reload_lock:
+            self._check_open()
+            if self._current is None:
+                raise HotmodError(f"{self!r} has no generation yet: call load() before extend()")
+            self._extensions.append(extension)
+            new_roots = [r for r in map(os.path.realpath, extension.roots()) if not self.roots.root_of(r)]
+            if new_roots:
+                self.roots = Roots([*self.roots.paths, *new_roots], exclude=self.exclude)
+                self._tops.clear()  # a top-level name may lie in a new root
+                self._adopt_loaded(self.roots.paths)
+            self.extra = (*self.extra, *(p for p in extension.extra() if p not in self.extra))
+            if self._watcher is not None and (new_roots or extension.extra()):
+                options = self._watch_options or {}
+                self.unwatch()
+                self.watch(**options)
+
+    @property
+    def extensions(self) -> tuple[Extension, ...]:
+        return tuple(self._extensions)
+
+    @property
+    def restart_needed(self) -> dict[str, Any] | None:
+        """``{"reason", "modules", "files", "time"}`` once a restart-only module changed
+        (the edit is not served until the process restarts), else None."""
+        with self._state_lock:
+            return dict(self._restart) if self._restart is not None else None
 
     def stats(self) -> dict[str, Any]:
         with self._state_lock:
@@ -399,6 +452,7 @@ class Reloader:
                 "history": list(self._history),
                 "leaked": list(self._leaked),
                 "last_error": self.last_error.as_dict() if self.last_error else None,
+                "restart_needed": dict(self._restart) if self._restart is not None else None,
                 **self._counts,
             }
 
@@ -560,17 +614,103 @@ class Reloader:
                 with self._state_lock:
                     self._pending.update(self._files.get(n, n) for n in changed[0] | changed[1])
                 return self.current.number
+            if paths is not None and self._extensions:
+                paths = self._refresh(paths)
+                if not paths:
+                    return self.current.number
             changed_names, deleted, sources = self._find_changed(paths, force, empty_ok)
             if not changed_names and not deleted:
                 self._clear_reverted_failure()
                 return self.current.number
-            plan = self._graph.plan(changed_names | deleted, self.current.modules)
+            plan = self._plan(changed_names | deleted)
             plan = [m for m in plan if m not in deleted]
             for name in changed_names:
                 if name not in plan:
                     plan.append(name)  # a stray adopted in this reload
+            reasons = self._restart_reasons(plan)
+            if reasons:
+                self._report_restart(reasons, changed_names | deleted, sources)
+                return self.current.number
             self._attempted = changed_names | deleted
             return self._run_plan(plan, sources, deleted, changed=changed_names, still_valid=still_valid)
+
+    def _plan(self, changed: set[str]) -> list[str]:
+        """The graph's plan, grown by what extensions add (with their importers)."""
+        modules = self.current.modules
+        plan = self._graph.plan(changed, modules)
+        wanted = set(changed)
+        for extension in self._extensions:
+            more = {m for m in extension.expand_plan(plan, dict(modules)) if m in modules}
+            if more - set(plan):
+                wanted |= more
+                plan = self._graph.plan(wanted, modules)
+        return plan
+
+    def _restart_reasons(self, plan: Sequence[str]) -> dict[str, str]:
+        """Module → why loading it afresh needs a restart, for the restart-only
+        modules of ``plan`` (its own ``__hotmod_restart__`` flag, or an extension)."""
+        modules = self.current.modules
+        reasons: dict[str, str] = {}
+        for name in plan:
+            module = modules.get(name)
+            reason = restart_flag(module) if module is not None else None
+            for extension in self._extensions:
+                if reason is not None:
+                    break
+                reason = extension.restart_reason(name, self._files.get(name, ""))
+            if reason is not None:
+                reasons[name] = reason
+        return reasons
+
+    def _report_restart(self, reasons: dict[str, str], changed: set[str], sources: dict[str, Source]) -> None:
+        """Nothing is swapped: the last generation keeps serving, and everyone is told
+        that this edit needs a restart, and why."""
+        for name in changed:
+            source = sources.get(name)
+            if source is not None:
+                self._restart_digests[name] = source.digest
+        files = tuple(sorted(self._files.get(n, n) for n in changed))
+        detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
+        number = self.current.number
+        with self._state_lock:
+            before = self._restart
+            self._restart = {
+                "reason": detail if before is None else f"{before['reason']}; {detail}",
+                "modules": sorted({*(before or {}).get("modules", ()), *reasons}),
+                "files": sorted({*(before or {}).get("files", ()), *files}),
+                "time": time.time(),
+            }
+        log.warning(
+            "restart needed: %s changed, and %s; generation %d keeps serving the code"
+            " loaded before this edit",
+            ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
+        )
+        self._publish(ReloadEvent(
+            "restart_needed", number, tuple(sorted(reasons)), detail=detail, files=files,
+        ))
+
+    def _refresh(self, paths: Sequence[str]) -> list[str]:
+        """Hand changed non-Python files to the extensions; return what is left."""
+        others = [p for p in paths if p.endswith(".py")]
+        rest = [p for p in paths if not p.endswith(".py")]
+        handled: list[str] = []
+        for extension in self._extensions:
+            if not rest:
+                break
+            try:
+                done = set(extension.refresh(list(rest)))
+            except Exception:
+                log.error("extension %s failed to refresh %s:\n%s", extension.name,
+                          ", ".join(rest), traceback.format_exc())
+                continue
+            handled += [p for p in rest if p in done]
+            rest = [p for p in rest if p not in done]
+        if handled:
+            number = self.current.number
+            log.info("generation %d: refreshed %s", number, ", ".join(handled))
+            self._publish(ReloadEvent("refreshed", number, files=tuple(handled),
+                                      detail=", ".join(handled)))
+        return others + rest
 
     def _clear_reverted_failure(self) -> None:
         """A failed edit undone (the files are back to what the current generation
@@ -643,7 +783,7 @@ class Reloader:
             except FileNotFoundError:
                 deleted.add(name)
                 continue
-            if not force and source.digest == self._digests.get(name):
+            if not force and source.digest in (self._digests.get(name), self._restart_digests.get(name)):
                 self._signatures[name] = source.signature
                 self._read_at[name] = time.time()
                 continue
@@ -686,6 +826,58 @@ class Reloader:
             self._digests[name] = None  # unknown: any event for it means a reload
             self._signatures[name] = (-1, -1, -1)
 
+    def _adopt_loaded(self, roots: Sequence[str]) -> None:
+        """Take into the current generation the modules already in ``sys.modules``
+        whose files lie in ``roots`` (roots added after the load): a framework loaded
+        them by name, so the target depends on them unless an import statement of
+        another reloadable module says who does."""
+        gen = self._current
+        if gen is None or gen._modules is None:
+            return
+        found = {}
+        for name, module in list(sys.modules.items()):
+            file = getattr(module, "__file__", None)
+            if (isinstance(module, ModuleType) and file and name not in gen._modules
+                    and self.roots.contains(file) and file.endswith(".py")):
+                found[name] = module
+        for name, module in sorted(found.items()):
+            gen._modules[name] = module
+            self._register_adopted(name, module, gen.number, self._loaded_at)
+        imported = {d for name in found for d in self._graph.deps(name)}
+        self._note_by_name(self._module_name, [n for n in found if n not in imported])
+
+    def _note_by_name(self, importer: str, names: Iterable[str]) -> None:
+        """Record that ``importer`` loaded ``names`` by name: edges kept across its re-runs."""
+        names = {n for n in names if n != importer}
+        if not names:
+            return
+        self._by_name.setdefault(importer, set()).update(names)
+        self._graph.set_deps(importer, self._graph.deps(importer) | names)
+
+    def _register_adopted(self, name: str, module: ModuleType, number: int, since: float) -> None:
+        """Registry entry of a module loaded past the engine: its file, the edges of its
+        import statements, and what it was loaded from. The content counts as what was
+        loaded only when the file has not been modified since ``since`` (when its load
+        may have begun); otherwise it is unknown, and any look at it reloads it."""
+        real = os.path.realpath(module.__file__ or "")
+        self._files[name], self._paths[real] = real, name
+        self._children.setdefault(name.rpartition(".")[0], set()).add(name)
+        self._born[name] = number
+        self._digests[name], self._signatures[name] = None, (-1, -1, -1)
+        try:
+            source = Source.read(real)
+        except (OSError, SourceChanged):
+            return
+        if source.signature[1] / 1e9 < since:
+            self._digests[name], self._signatures[name] = source.digest, source.signature
+            self._read_at[name] = source.read_at
+        try:
+            tree = ast.parse(source.data, filename=real)
+        except (SyntaxError, ValueError):
+            return
+        refs = static_imports(tree, name, hasattr(module, "__path__"))
+        self._graph.set_deps(name, resolve_refs(refs, _is_loaded_module) | self._by_name.get(name, set()))
+
     def _adopt_imported(self, stage: Stage) -> None:
         """Take into the new generation the reloadable modules that the plan's code
         loaded past its ``__import__`` (``importlib.import_module``, for one): they
@@ -712,6 +904,7 @@ class Reloader:
         first: bool = False,
     ) -> int:
         started = time.perf_counter()
+        self._loaded_at = time.time()
         base_gen = self._current
         base: dict[str, ModuleType] = dict(base_gen._modules or {}) if base_gen else {}
         table = dict(base)
@@ -749,6 +942,8 @@ class Reloader:
         base_gen = self._current
         try:
             try:
+                for extension in self._extensions:
+                    extension.before_plan(plan)
                 stage.run(plan)
                 target = self._resolve_target(stage, base_gen)
                 self._adopt_imported(stage)
@@ -758,10 +953,10 @@ class Reloader:
                 if still_valid is not None and not still_valid():
                     raise SourceChanged("files changed while the plan was loading")
             except SourceChanged:
-                self._discard(stage)
+                self._discard(stage, plan)
                 raise
             except (Exception, SystemExit) as exc:
-                self._discard(stage)
+                self._discard(stage, plan)
                 if first and isinstance(exc, TargetError):
                     raise
                 failure = LoadFailure.from_exception(
@@ -771,10 +966,16 @@ class Reloader:
                 raise ReloadError(failure) from None
         except BaseException:
             if stage.importer.stage is not None:  # KeyboardInterrupt and the like
-                self._discard(stage)
+                self._discard(stage, plan)
             raise
         gen.target = target
         self._swap(stage, gen, base, deleted, changed, started)
+        for extension in self._extensions:
+            try:
+                extension.after_swap(gen, plan)
+            except Exception:
+                log.error("extension %s failed after generation %d was swapped in:\n%s",
+                          extension.name, number, traceback.format_exc())
         return number
 
     def _resolve_target(self, stage: Stage, base_gen: Generation | None) -> Any:
@@ -809,10 +1010,16 @@ class Reloader:
             )
         return obj
 
-    def _discard(self, stage: Stage) -> None:
+    def _discard(self, stage: Stage, plan: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that
         were not cloned purged at once (a plan's half-opened resources would leak)."""
         stage.rollback()
+        for extension in self._extensions:
+            try:
+                extension.after_discard(plan)
+            except Exception:
+                log.error("extension %s failed to undo a discarded plan:\n%s",
+                          extension.name, traceback.format_exc())
         for name, module in reversed(list(stage.fresh.items())):
             if name not in stage.cloned:
                 self._purge(module, name)
@@ -849,7 +1056,10 @@ class Reloader:
             self._files[name], self._paths[real] = real, name
             self._digests[name], self._signatures[name] = source.digest, source.signature
             self._read_at[name] = source.read_at
-            self._graph.set_deps(name, resolve_refs(stage.refs.get(name, ()), stage.is_module))
+            self._graph.set_deps(
+                name,
+                resolve_refs(stage.refs.get(name, ()), stage.is_module) | self._by_name.get(name, set()),
+            )
         for name in deleted:
             self._children.get(name.rpartition(".")[0], set()).discard(name)
             if name in self._files:
@@ -1109,6 +1319,10 @@ def _check_factory(fn: Callable[..., Any], module: str, attr: str) -> None:
             f" does not accept: it is not an app factory; to serve {attr} itself, drop the"
             f" '()': '{module}:{attr}'"
         ) from None
+
+
+def _is_loaded_module(name: str) -> bool:
+    return isinstance(sys.modules.get(name), ModuleType)
 
 
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -103,3 +104,37 @@ def served() -> Iterator[Callable[..., Served]]:
     yield start
     for server in started:
         server.kill()
+
+
+Write = Callable[[str, str], Path]
+
+
+@pytest.fixture
+def write(project: Path) -> Write:
+    """Write a dedented file below the project root, creating its folders."""
+
+    def write(rel: str, text: str) -> Path:
+        path = project / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def engines(project: Path) -> Iterator[Callable[..., object]]:
+    """Make engines (``Reloader``) on the project; each is closed after the test."""
+    from hotmod.reloader import Reloader
+
+    made: list[Reloader] = []
+
+    def make(target: str = "app.wsgi:app", **options: object) -> Reloader:
+        options.setdefault("leak_check_delay", 0.0)
+        r = Reloader(target, **options)  # type: ignore[arg-type]
+        made.append(r)
+        return r
+
+    yield make
+    for r in made:
+        r.close()

@@ -1,0 +1,84 @@
+"""Extension points: how support for a framework (or anything else) takes part in
+reloading without the engine knowing what a framework is.
+
+An :class:`Extension` is given to :meth:`Reloader.extend`. Every method has a
+do-nothing default, so a subclass overrides only what it needs. The engine calls
+them on its reload path (one reload at a time, under its reload lock); an
+extension's method that raises is logged with its traceback and counts as a failed
+plan when it ran before the swap, and is only logged when it ran after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._generation import Generation
+
+#: The module-level flag of the hook contract (docs/hooks.md): a module that sets it
+#: to a true value (``True``, or a string saying why) is *restart-only*: a plan that
+#: would load it afresh is not swapped in-process; a ``restart_needed`` event is
+#: published instead, and the last generation keeps serving.
+RESTART_FLAG = "__hotmod_restart__"
+
+
+class Extension:
+    """Base class of the engine's extension points. All methods are optional."""
+
+    #: A short name for log lines and the status document ("django", "bottle").
+    name = "extension"
+
+    def roots(self) -> Sequence[str]:
+        """Folders to watch and reload from, besides the engine's own roots. Modules
+        already loaded from them are taken into the current generation."""
+        return ()
+
+    def extra(self) -> Sequence[str]:
+        """Glob patterns of non-Python files to watch (templates, say)."""
+        return ()
+
+    def restart_reason(self, module: str, path: str) -> str | None:
+        """Why loading ``module`` (from ``path``) afresh needs a process restart, or
+        None when it may be swapped in-process. Asked for every module of a plan,
+        importers included, before anything of the plan runs."""
+        return None
+
+    def expand_plan(self, plan: Sequence[str], current: dict[str, ModuleType]) -> Iterable[str]:
+        """Modules to load afresh too (with their importers), given the planned ones
+        and the current generation's instances: for one, the module that creates a
+        shared object the plan's code registers itself on."""
+        return ()
+
+    def before_plan(self, plan: Sequence[str]) -> None:
+        """Called right before the plan's modules execute, on the reloading thread."""
+
+    def after_swap(self, generation: Generation, plan: Sequence[str]) -> None:
+        """Called right after ``generation`` became current (reset registries and
+        caches that still name the old instances)."""
+
+    def after_discard(self, plan: Sequence[str]) -> None:
+        """Called after a plan was thrown away (its code failed): undo
+        :meth:`before_plan`."""
+
+    def refresh(self, paths: Sequence[str]) -> Sequence[str]:
+        """Non-Python files changed: return those this extension made current itself
+        (a template cache cleared, say), without running any module code. The others
+        go through the engine's ``extra`` rule (their readers are reloaded)."""
+        return ()
+
+    def describe(self) -> dict[str, Any]:
+        """What the status document shows for this extension."""
+        return {"name": self.name}
+
+
+def restart_flag(module: ModuleType) -> str | None:
+    """The reason a module's own ``__hotmod_restart__`` flag gives, or None."""
+    value = vars(module).get(RESTART_FLAG)
+    if not value:
+        return None
+    return value if isinstance(value, str) else "the module declares __hotmod_restart__"
+
+
+__all__ = ["RESTART_FLAG", "Extension", "restart_flag"]

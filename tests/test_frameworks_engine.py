@@ -1,0 +1,196 @@
+"""The engine's extension points and the restart-only contract (docs/hooks.md,
+docs/frameworks.md), with real files in a temporary watched root."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from conftest import Write
+
+from hotmod.reloader import Extension, Generation, Reloader, ReloadError, ReloadEvent
+
+Engines = Callable[..., Reloader]
+
+
+@pytest.fixture
+def app(write: Write, project: Path) -> Path:
+    write("app/__init__.py", "")
+    write("app/models.py", "__hotmod_restart__ = 'models are registered once'\nFIELDS = ('a',)\n")
+    write("app/helpers.py", "SUFFIX = '!'\n")
+    write("app/views.py", "from app.helpers import SUFFIX\ndef view():\n    return 'v1' + SUFFIX\n")
+    write("app/wsgi.py", """
+        from app import models, views
+        def app(environ, start_response):
+            return views.view(), models.FIELDS
+    """)
+    return project / "app"
+
+
+def events_of(r: Reloader) -> list[ReloadEvent]:
+    seen: list[ReloadEvent] = []
+    r.subscribe(seen.append)
+    return seen
+
+
+def test_a_module_flagged_restart_only_is_not_swapped_and_a_restart_is_reported(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines()
+    r.load()
+    seen = events_of(r)
+    write("app/models.py", "__hotmod_restart__ = 'models are registered once'\nFIELDS = ('a', 'b')\n")
+    assert r.reload([app / "models.py"]) == 1
+    assert r.current.target({}, None) == ("v1!", ("a",))  # the last generation serves
+    [event] = seen
+    assert event.kind == "restart_needed"
+    assert event.modules == ("app.models",)
+    assert event.files == (str((app / "models.py").resolve()),)
+    assert "models are registered once" in event.detail
+    restart = r.stats()["restart_needed"]
+    assert restart is not None and restart["modules"] == ["app.models"]
+    assert r.restart_needed == restart
+
+
+def test_a_restart_only_edit_is_reported_once_and_later_edits_still_swap(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    write("app/models.py", "__hotmod_restart__ = True\nFIELDS = ('a',)\n")
+    r = engines()
+    r.load()
+    seen = events_of(r)
+    write("app/models.py", "__hotmod_restart__ = True\nFIELDS = ('a', 'b')\n")
+    r.reload()
+    r.reload()  # a scan with no new edit: nothing new to say
+    assert [e.kind for e in seen] == ["restart_needed"]
+    assert seen[0].detail == "app.models: the module declares __hotmod_restart__"
+    write("app/views.py", "from app.helpers import SUFFIX\ndef view():\n    return 'v2' + SUFFIX\n")
+    assert r.reload() == 2
+    assert r.current.target({}, None) == ("v2!", ("a",))
+    assert r.restart_needed is not None  # the models edit still waits for a restart
+
+
+def test_an_edit_whose_plan_reaches_a_restart_only_importer_needs_a_restart(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    write("app/models.py", "__hotmod_restart__ = True\nfrom app.helpers import SUFFIX\n")
+    r = engines()
+    r.load()
+    seen = events_of(r)
+    write("app/helpers.py", "SUFFIX = '?'\n")
+    assert r.reload() == 1
+    assert seen[0].kind == "restart_needed"
+    assert seen[0].modules == ("app.models",)
+    assert seen[0].files == (str((app / "helpers.py").resolve()),)
+
+
+class Recorder(Extension):
+    """An extension that says models are restart-only and records its calls."""
+
+    name = "recorder"
+
+    def __init__(self, also: str = "") -> None:
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+        self.also = also
+
+    def restart_reason(self, module: str, path: str) -> str | None:
+        return "said so by the extension" if module.endswith(".models") else None
+
+    def expand_plan(self, plan: Sequence[str], current: dict[str, ModuleType]) -> list[str]:
+        return [self.also] if self.also and self.also in current else []
+
+    def before_plan(self, plan: Sequence[str]) -> None:
+        self.calls.append(("before", tuple(plan)))
+
+    def after_swap(self, generation: Generation, plan: Sequence[str]) -> None:
+        self.calls.append(("swapped", (str(generation.number),)))
+
+    def after_discard(self, plan: Sequence[str]) -> None:
+        self.calls.append(("discarded", tuple(plan)))
+
+    def refresh(self, paths: Sequence[str]) -> list[str]:
+        mine = [p for p in paths if p.endswith(".tpl")]
+        self.calls.append(("refresh", tuple(Path(p).name for p in mine)))
+        return mine
+
+
+def test_an_extension_marks_modules_restart_only_by_name(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    write("app/models.py", "FIELDS = ('a',)\n")  # no flag of its own
+    r = engines()
+    r.load()
+    r.extend(Recorder())
+    seen = events_of(r)
+    write("app/models.py", "FIELDS = ('a', 'b')\n")
+    assert r.reload() == 1
+    assert seen[0].kind == "restart_needed"
+    assert seen[0].detail == "app.models: said so by the extension"
+
+
+def test_extension_hooks_run_around_a_plan_and_undo_a_failed_one(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines()
+    r.load()
+    recorder = Recorder(also="app.helpers")
+    r.extend(recorder)
+    write("app/views.py", "from app.helpers import SUFFIX\ndef view():\n    return 'v2' + SUFFIX\n")
+    assert r.reload() == 2
+    # expand_plan added app.helpers, whose importers come along in order.
+    assert recorder.calls == [("before", ("app.helpers", "app.views", "app.wsgi")), ("swapped", ("2",))]
+    recorder.calls.clear()
+    write("app/views.py", "def view(:\n")
+    with pytest.raises(ReloadError):
+        r.reload()
+    assert [c[0] for c in recorder.calls] == ["before", "discarded"]
+    assert r.current.number == 2
+
+
+def test_files_an_extension_refreshes_itself_run_no_module_code(
+    app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines(extra=("*.tpl",))
+    r.load()
+    recorder = Recorder()
+    r.extend(recorder)
+    seen = events_of(r)
+    page = write("app/page.tpl", "hello")
+    assert r.reload([page]) == 1
+    assert ("refresh", ("page.tpl",)) in recorder.calls
+    assert [e.kind for e in seen] == ["refreshed"]
+    assert seen[0].files == (str(page),)
+
+
+def test_extending_with_a_root_adopts_the_modules_already_loaded_from_it_unchanged(
+    tmp_path: Path, write: Write, project: Path, engines: Engines
+) -> None:
+    # A Django-like layout: the target's package is one folder of the project; an
+    # app beside it is loaded by name while the target builds.
+    write("proj_site/__init__.py", "")
+    write("proj_site/wsgi.py", """
+        import importlib
+        importlib.import_module("shop.views")
+        def app(environ, start_response):
+            import sys
+            return sys.modules["shop.views"].VALUE
+    """)
+    write("shop/__init__.py", "")
+    write("shop/views.py", "VALUE = 1\n")
+    r = engines("proj_site.wsgi:app")
+    r.load()
+    assert "shop.views" not in r.current.modules  # outside the default root (site/)
+
+    class ProjectRoot(Extension):
+        def roots(self) -> list[str]:
+            return [str(project)]
+
+    r.extend(ProjectRoot())
+    assert {"shop", "shop.views"} <= set(r.current.modules)
+    assert r.reload() == 1  # adopted as loaded: no edit, no reload
+    write("shop/views.py", "VALUE = 2\n")
+    assert r.reload() == 2
+    assert r.current.target({}, None) == 2
+    assert "shop.views" in r.graph()["proj_site.wsgi"]
