@@ -25,7 +25,8 @@ from typing import Any
 from ._extension import Extension, restart_flag
 from ._generation import CURRENT, DRAINING, RETIRED, Generation
 from ._graph import Graph, resolve_refs, static_imports
-from ._loader import TOKEN, InstanceToken, Source, Stage
+from ._loader import TOKEN, InstanceToken, Source, Stage, find_spec_quietly, quiet
+from ._loader import active_stage as _active_stage
 from ._roots import ExtraGlobs, Roots
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
@@ -96,11 +97,7 @@ def parse_target(target: str) -> tuple[str, str, bool]:
 def default_root(module: str) -> Path:
     """The top-level package's own folder, or the folder of a single-module target."""
     top = module.partition(".")[0]
-    spec = None
-    for finder in sys.meta_path:
-        find = getattr(finder, "find_spec", None)
-        if find is not None and (spec := find(top, None, None)) is not None:
-            break
+    spec = find_spec_quietly(top, retry=False)
     if spec is None:
         raise TargetError(
             f"cannot find module {top!r} (searched sys.path: {', '.join(sys.path[:4])}, ...);"
@@ -277,7 +274,8 @@ class Reloader:
         self._restart: dict[str, Any] | None = None
         # Written from any thread (atomic set/dict operations), read by the reload path.
         self._tops: dict[str, bool] = {}
-        self._strays: set[str] = set()
+        # (name, importer or None, time.time()) of modules loaded at request time.
+        self._strays: set[tuple[str, str | None, float]] = set()
 
         self.last_error: LoadFailure | None = None
         self._subscribers: list[Callable[[ReloadEvent], None]] = []
@@ -290,6 +288,7 @@ class Reloader:
         self._purged: weakref.WeakSet[ModuleType] = weakref.WeakSet()
         self._purge_lock = threading.Lock()  # one purge at a time, each instance once
         _engines.add(self)
+        _observe_imports()
 
     def __repr__(self) -> str:
         gen = self._current
@@ -803,8 +802,10 @@ class Reloader:
 
     def _adopt_strays(self) -> None:
         """Take into the registry the reloadable modules that were imported at request
-        time outside any reload (by the normal machinery)."""
-        strays: list[str] = []
+        time outside any reload (by the normal machinery, by whatever means): each is
+        a dependency of the module whose code imported it, or of the target when no
+        reloadable code was running (a framework importing a URLconf by name)."""
+        strays: list[tuple[str, str | None, float]] = []
         while True:  # set.pop() is atomic: request threads may add while this drains
             try:
                 strays.append(self._strays.pop())
@@ -813,18 +814,15 @@ class Reloader:
         gen = self._current
         if gen is None or gen._modules is None:
             return
-        for name in strays:
+        for name, importer, at in sorted(strays, key=lambda s: s[2]):
             module = sys.modules.get(name)
             file = getattr(module, "__file__", None)
-            if module is None or name in gen._modules or not file or not self.roots.contains(file):
+            if module is None or not file or not self.roots.contains(file):
                 continue
-            real = os.path.realpath(file)
-            gen._modules[name] = module  # shared from here on, as if loaded with it
-            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
-            self._born[name] = gen.number
-            self._files[name], self._paths[real] = real, name
-            self._digests[name] = None  # unknown: any event for it means a reload
-            self._signatures[name] = (-1, -1, -1)
+            if name not in gen._modules:
+                gen._modules[name] = module  # shared from here on, as if loaded with it
+                self._register_adopted(name, module, gen.number, at)
+            self._note_by_name(importer or self._module_name, [name])
 
     def _adopt_loaded(self, roots: Sequence[str]) -> None:
         """Take into the current generation the modules already in ``sys.modules``
@@ -1071,11 +1069,9 @@ class Reloader:
         for path, readers in stage.opened.items():
             self._readers.setdefault(path, set()).update(readers)
         for name, module in stage.adopted.items():
-            real = os.path.realpath(module.__file__ or "")
-            self._files[name], self._paths[real] = real, name
-            self._digests[name], self._signatures[name] = None, (-1, -1, -1)
-            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
-            self._born[name] = number
+            self._register_adopted(name, module, number, self._loaded_at)
+        for importer, names in stage.by_name.items():
+            self._note_by_name(importer, names)
         stage.importer.stage = None
         with self._state_lock:
             # Package attributes: fresh children on shared parents; shared children on
@@ -1125,18 +1121,31 @@ class Reloader:
                 "time": time.time(), "generation": number, "modules": list(stage.fresh),
                 "importers": importers, "duration_ms": round(duration, 3),
             })
-        if previous is not None:
+        unreached = (
+            [] if previous is None else
+            sorted(n for n in changed if not self._graph.reaches(n, self._module_name, table))
+        )
+        kind, detail = "reloaded", f"{len(deleted)} deleted" if deleted else ""
+        if previous is None:
+            log.info("generation 1: loaded %s (%d modules) in %.1f ms",
+                     self.target, len(stage.fresh), duration)
+        elif unreached:
+            kind = "unreached"
+            detail = (
+                f"the served target {self._module_name} does not import {', '.join(unreached)},"
+                " directly or through its imports, by statement or by name: it runs their"
+                " new code only if it looks them up itself"
+            )
+            log.warning("generation %d: loaded %s in %.1f ms, but %s",
+                        number, ", ".join(stage.fresh), duration, detail)
+        else:
             log.info(
                 "generation %d: reloaded %s (%d importers%s) in %.1f ms",
                 number, ", ".join(stage.fresh) or "nothing", importers,
                 f", {len(deleted)} deleted" if deleted else "", duration,
             )
-        else:
-            log.info("generation 1: loaded %s (%d modules) in %.1f ms",
-                     self.target, len(stage.fresh), duration)
         self._publish(ReloadEvent(
-            "reloaded", number, tuple(stage.fresh), importers, duration,
-            detail=f"{len(deleted)} deleted" if deleted else "",
+            kind, number, tuple(stage.fresh), importers, duration, detail=detail,
         ))
 
     # -- retirement ----------------------------------------------------------------
@@ -1282,19 +1291,27 @@ class Reloader:
             if file:
                 return self.roots.contains(file)
             return any(self.roots.root_of(os.path.realpath(p)) for p in getattr(module, "__path__", ()))
-        for finder in sys.meta_path:
-            find = getattr(finder, "find_spec", None)
-            spec = find(top, None, None) if find is not None else None
-            if spec is None:
-                continue
-            if spec.origin and spec.has_location:
-                return self.roots.contains(spec.origin)
-            return any(self.roots.root_of(os.path.realpath(p))
-                       for p in spec.submodule_search_locations or ())
-        return None  # not found now: do not cache, it may be created later
+        spec = find_spec_quietly(top, retry=False)
+        if spec is None:
+            return None  # not found now: do not cache, it may be created later
+        if spec.origin and spec.has_location:
+            return self.roots.contains(spec.origin)
+        return any(self.roots.root_of(os.path.realpath(p))
+                   for p in spec.submodule_search_locations or ())
 
-    def _note_stray(self, name: str) -> None:
-        self._strays.add(name)
+    def _note_stray(self, name: str, importer: str | None = None, at: float | None = None) -> None:
+        self._strays.add((name, importer, time.time() if at is None else at))
+
+    def _loading_by_name(self, name: str, importer: str | None) -> None:
+        """The import system is about to load ``name`` (one of ours) past the engine's
+        ``__import__``: ``importlib.import_module``, a framework's scanner or include.
+        ``importer`` is the module whose code is running, if any."""
+        stage = _active_stage()
+        if stage is not None and stage.engine is self:
+            if importer is not None:
+                stage.by_name.setdefault(importer, set()).add(name)
+            return
+        self._note_stray(name, importer)
 
     def _publish(self, event: ReloadEvent) -> None:
         for fn in self._subscribers:
@@ -1401,6 +1418,53 @@ def _name_holder(holder: Any, obj: Any) -> str:
     if isinstance(holder, (FunctionType, FrameType, list, tuple)) or type(holder).__name__ == "cell":
         return ""
     return f"a {type(holder).__module__}.{type(holder).__qualname__} object"
+
+
+class _ImportObserver:
+    """First on ``sys.meta_path``: it finds nothing, but sees every module that the
+    import system really loads, however it was asked (``import``,
+    ``importlib.import_module``, ``__import__``, a framework's scanner). For a module
+    of an engine's roots it tells that engine, naming the reloadable module whose code
+    is running (the innermost such frame), so that the module joins the graph as
+    that module's dependency, or the target's when only framework code runs."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+        if quiet():
+            return
+        top = name.partition(".")[0]
+        for engine in list(_engines):
+            if engine._closed or not engine._is_own_top(top):
+                continue
+            engine._loading_by_name(name, _running_module(engine.roots, name))
+
+    def __repr__(self) -> str:
+        return "<hotmod import observer>"
+
+
+def _running_module(roots: Roots, loading: str) -> str | None:
+    """The module whose code is importing ``loading``: the innermost frame inside the
+    roots (importlib's and hotmod's own frames are outside them)."""
+    frame: FrameType | None = sys._getframe(2)
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if not file.startswith("<") and roots.contains(file):
+            name = frame.f_globals.get("__name__")
+            if isinstance(name, str) and name != loading:
+                return name
+        frame = frame.f_back
+    return None
+
+
+_OBSERVER = _ImportObserver()
+
+
+def _observe_imports() -> None:
+    """Put the observer first on ``sys.meta_path`` (again, if a finder was inserted
+    before it: one that claims a module would hide that import from it)."""
+    if sys.meta_path[:1] != [_OBSERVER]:
+        if _OBSERVER in sys.meta_path:
+            sys.meta_path.remove(_OBSERVER)
+        sys.meta_path.insert(0, _OBSERVER)
 
 
 def _before_fork() -> None:

@@ -125,6 +125,21 @@ class Graph:
                     todo.append(importer)
         return [m for scc in self._components(sorted(members), members) for m in scc]
 
+    def reaches(self, module: str, target: str, present: Mapping[str, object]) -> bool:
+        """Whether ``target`` imports ``module``, directly or transitively, through
+        present modules (the reverse walk :meth:`plan` makes: O(importers))."""
+        todo = [module]
+        seen = {module}
+        while todo:
+            name = todo.pop()
+            if name == target:
+                return True
+            for importer in self._importers.get(name, ()):
+                if importer in present and importer not in seen:
+                    seen.add(importer)
+                    todo.append(importer)
+        return False
+
     def order(self, present: Mapping[str, object]) -> list[str]:
         """All present modules in dependency order."""
         names = sorted(present)

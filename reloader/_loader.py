@@ -338,6 +338,7 @@ class Stage:
         self.builtins["__import__"] = self.importer
         self.fresh: dict[str, ModuleType] = {}
         self.adopted: dict[str, ModuleType] = {}  # loaded past our __import__
+        self.by_name: dict[str, set[str]] = {}  # importer → modules it loaded by name
         self.pending: set[str] = set()
         self.cloned: set[str] = set()
         self.clone_failed: set[str] = set()
@@ -431,17 +432,7 @@ class Stage:
         return self._execute(name, spec, parent, child)
 
     def _find_spec(self, name: str, path: Any) -> ModuleSpec | None:
-        for attempt in range(2):
-            for finder in sys.meta_path:
-                find = getattr(finder, "find_spec", None)
-                if find is None:
-                    continue
-                spec = find(name, path, None)
-                if spec is not None:
-                    return spec  # type: ignore[no-any-return]
-            if attempt == 0:
-                importlib.invalidate_caches()  # a module created a moment ago
-        return None
+        return find_spec_quietly(name, path)
 
     def _reloadable(self, spec: ModuleSpec) -> bool:
         origin = spec.origin
@@ -540,6 +531,35 @@ class Stage:
             or os.path.isfile(os.path.join(p, child, "__init__.py"))
             for p in paths
         )
+
+
+def active_stage() -> Stage | None:
+    """The stage running on this thread, if any."""
+    return getattr(_active, "stage", None)
+
+
+def quiet() -> bool:
+    """Whether this thread is looking a module up for hotmod itself (not loading it)."""
+    return bool(getattr(_active, "quiet", False))
+
+
+def find_spec_quietly(name: str, path: Any = None, *, retry: bool = True) -> ModuleSpec | None:
+    """Ask ``sys.meta_path`` for ``name``'s spec without it counting as an import."""
+    was, _active.quiet = quiet(), True
+    try:
+        for attempt in range(2 if retry else 1):
+            for finder in sys.meta_path:
+                find = getattr(finder, "find_spec", None)
+                if find is None:
+                    continue
+                spec = find(name, path, None)
+                if spec is not None:
+                    return spec  # type: ignore[no-any-return]
+            if attempt == 0:
+                importlib.invalidate_caches()  # a module created a moment ago
+        return None
+    finally:
+        _active.quiet = was
 
 
 def _spec_for_file(name: str, path: str) -> ModuleSpec | None:

@@ -30,8 +30,9 @@ def app(write: Write, project: Path) -> Path:
 
 
 def events_of(r: Reloader) -> list[ReloadEvent]:
+    """The events ``r`` publishes from now on, retirements left out."""
     seen: list[ReloadEvent] = []
-    r.subscribe(seen.append)
+    r.subscribe(lambda event: event.kind != "retired" and seen.append(event))
     return seen
 
 
@@ -194,3 +195,142 @@ def test_extending_with_a_root_adopts_the_modules_already_loaded_from_it_unchang
     assert r.reload() == 2
     assert r.current.target({}, None) == 2
     assert "shop.views" in r.graph()["proj_site.wsgi"]
+
+
+# -- item 1: modules loaded by name belong to the graph ------------------------------
+
+FRAMEWORK = """
+import importlib
+
+class App:
+    '''A framework's application: it imports its URLconf by name on the first
+    request, and keeps it, as Django's resolver does.'''
+
+    def __init__(self, urlconf):
+        self.urlconf = urlconf
+        self.module = None
+
+    def __call__(self, environ, start_response):
+        if self.module is None:
+            self.module = importlib.import_module(self.urlconf)
+        return self.module.ROUTES
+"""
+
+
+@pytest.fixture
+def by_name_app(write: Write, project: Path) -> Path:
+    write("framework.py", FRAMEWORK)  # outside the watched root: installed code
+    write("app/__init__.py", "")
+    write("app/wsgi.py", "import framework\napp = framework.App('app.urls')\n")
+    # The URLconf includes another by name while it executes, as include("x.urls").
+    write("app/urls.py", "import importlib\nROUTES = ['home', *importlib.import_module('app.polls').ROUTES]\n")
+    write("app/polls.py", "ROUTES = ['polls']\n")
+    return project / "app"
+
+
+def test_a_module_a_framework_imports_by_name_at_request_time_rebuilds_the_target(
+    by_name_app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines()
+    r.load()
+    assert r.current.target({}, None) == ["home", "polls"]  # the first request imports app.urls
+    write("app/urls.py", "import importlib\nROUTES = ['start', *importlib.import_module('app.polls').ROUTES]\n")
+    seen = events_of(r)
+    assert r.reload() == 2
+    assert seen[-1].kind == "reloaded"
+    assert set(seen[-1].modules) == {"app.urls", "app.wsgi"}
+    assert r.current.target({}, None) == ["start", "polls"]
+    assert r.graph()["app.wsgi"] == ["app.urls"]
+
+
+def test_a_module_included_by_name_rebuilds_its_includer_and_the_target(
+    by_name_app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines()
+    r.load()
+    r.current.target({}, None)
+    write("app/polls.py", "ROUTES = ['polls', 'polls/results']\n")
+    seen = events_of(r)
+    assert r.reload() == 2
+    assert seen[-1].modules == ("app.polls", "app.urls", "app.wsgi")  # in dependency order
+    assert r.current.target({}, None) == ["home", "polls", "polls/results"]
+    assert r.graph()["app.urls"] == ["app.polls"]
+    # Later edits still know the edge, though the include found app.polls loaded.
+    write("app/polls.py", "ROUTES = []\n")
+    assert r.reload() == 3
+    assert r.current.target({}, None) == ["home"]
+
+
+def test_a_module_imported_with_importlib_while_loading_is_a_dependency_of_its_importer(
+    write: Write, project: Path, engines: Engines
+) -> None:
+    write("app/__init__.py", "")
+    write("app/plugins.py", "NAME = 'one'\n")
+    write("app/wsgi.py", """
+        import importlib
+        NAME = importlib.import_module("app.plugins").NAME
+        def app(environ, start_response):
+            return NAME
+    """)
+    r = engines()
+    r.load()
+    assert r.graph()["app.wsgi"] == ["app.plugins"]
+    write("app/plugins.py", "NAME = 'uno'\n")
+    assert r.reload() == 2
+    assert r.current.target({}, None) == "uno"
+
+
+def test_a_reload_that_does_not_reach_the_served_target_is_reported_as_such(
+    write: Write, project: Path, engines: Engines
+) -> None:
+    write("app/__init__.py", "")
+    write("app/helpers.py", "X = 1\n")
+    write("app/wsgi.py", "from app.helpers import X\ndef app(environ, start_response):\n    return X\n")
+    r = engines()
+    r.load()
+    write("app/wsgi.py", "def app(environ, start_response):\n    return 0\n")  # drops the import
+    assert r.reload() == 2
+    seen = events_of(r)
+    write("app/helpers.py", "X = 2\n")
+    assert r.reload() == 3
+    [event] = seen
+    assert event.kind == "unreached"
+    assert "does not import app.helpers" in event.detail
+
+
+def test_a_helper_imported_only_inside_functions_reaches_the_target_without_rebuilding_it(
+    write: Write, project: Path, engines: Engines
+) -> None:
+    write("app/__init__.py", "")
+    write("app/helpers.py", "X = 1\n")
+    write("app/wsgi.py", "def app(environ, start_response):\n    from app.helpers import X\n    return X\n")
+    r = engines()
+    r.load()
+    assert r.current.target({}, None) == 1
+    seen = events_of(r)
+    write("app/helpers.py", "X = 2\n")
+    assert r.reload() == 2
+    assert [e.kind for e in seen] == ["reloaded"]
+    assert r.current.target({}, None) == 2
+
+
+# -- item 2: no reload without an edit ------------------------------------------------
+
+def test_starting_the_watcher_reloads_nothing_that_was_loaded_by_name_and_not_edited(
+    by_name_app: Path, write: Write, engines: Engines
+) -> None:
+    r = engines()
+    r.load()
+    r.current.target({}, None)  # app.urls and app.polls loaded by name at request time
+    assert r.reload() == 1  # the same comparison as the watcher's catch-up
+    seen = events_of(r)
+    r.watch()
+    try:
+        write("app/polls.py", "ROUTES = ['polls', 'more']\n")
+        from conftest import wait_until
+
+        wait_until(lambda: r.current.number == 2, timeout=10, what="the edit's reload")
+        assert [e.kind for e in seen] == ["reloaded"]
+        assert seen[0].modules == ("app.polls", "app.urls", "app.wsgi")
+    finally:
+        r.unwatch()
