@@ -217,13 +217,16 @@ class App:
 """
 
 
+URLS = "import importlib\nROUTES = ['{first}', *importlib.import_module('app.polls').ROUTES]\n"
+
+
 @pytest.fixture
 def by_name_app(write: Write, project: Path) -> Path:
     write("framework.py", FRAMEWORK)  # outside the watched root: installed code
     write("app/__init__.py", "")
     write("app/wsgi.py", "import framework\napp = framework.App('app.urls')\n")
     # The URLconf includes another by name while it executes, as include("x.urls").
-    write("app/urls.py", "import importlib\nROUTES = ['home', *importlib.import_module('app.polls').ROUTES]\n")
+    write("app/urls.py", URLS.format(first="home"))
     write("app/polls.py", "ROUTES = ['polls']\n")
     return project / "app"
 
@@ -234,7 +237,7 @@ def test_a_module_a_framework_imports_by_name_at_request_time_rebuilds_the_targe
     r = engines()
     r.load()
     assert r.current.target({}, None) == ["home", "polls"]  # the first request imports app.urls
-    write("app/urls.py", "import importlib\nROUTES = ['start', *importlib.import_module('app.polls').ROUTES]\n")
+    write("app/urls.py", URLS.format(first="start"))
     seen = events_of(r)
     assert r.reload() == 2
     assert seen[-1].kind == "reloaded"
