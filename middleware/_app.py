@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..reloader import Reloader, ReloadError
-from ._errorpage import render_error_page
+from ._errorpage import render_error_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
 from ._response import wrap_response
 from ._status import STATUS_PATH, build_status, status_body
@@ -76,6 +76,10 @@ class HotReload:
     :param drain_warning: seconds after which a generation still draining is logged.
     :param log: make the ``hotmod`` logger's lines visible on stderr (one INFO line
         per reload) unless logging is already configured: see :func:`log_reloads`.
+    :param restarts: the server restarts this process itself when a restart-only
+        module changes (``hotmod serve`` does, keeping its socket). Without it, debug
+        mode answers with a "restart needed" page (503) until the process restarts;
+        production mode keeps serving the last generation. Both log it once.
     """
 
     def __init__(
@@ -91,6 +95,7 @@ class HotReload:
         drain_timeout: float | None = None,
         drain_warning: float = 60.0,
         log: bool = False,
+        restarts: bool = False,
     ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
@@ -110,6 +115,7 @@ class HotReload:
             log_reloads()
         self.target = target
         self.debug = bool(debug)
+        self.restarts = bool(restarts)
         self._scan_interval = scan_interval
         # Fields below are written by the thread named in each comment; requests only read.
         self._closed = False  # owner: close()
@@ -186,6 +192,8 @@ class HotReload:
                 ],
             )
             return [body]
+        if not self.restarts and self._reloader.restart_needed is not None:
+            return self._serve_restart_page(start_response)
         generation = self._acquire()
         header = (GENERATION_HEADER, str(generation.number))
 
@@ -200,6 +208,21 @@ class HotReload:
             generation.exit()
             raise
         return wrap_response(result, generation, environ)
+
+    def _serve_restart_page(self, start_response: StartResponse) -> list[bytes]:
+        restart = self._reloader.restart_needed or {}
+        number = self._reloader.current.number
+        body = render_restart_page(restart, generation=number)
+        start_response(
+            "503 Service Unavailable",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                ("Cache-Control", "no-store"),
+                (GENERATION_HEADER, str(number)),
+            ],
+        )
+        return [body]
 
     def _serve_status(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
@@ -296,7 +319,10 @@ class HotReload:
     def status(self) -> dict[str, Any]:
         """The document served at ``/__hotmod__``."""
         return build_status(
-            self._reloader.stats(), frozen=self._reloader.frozen, graph=self._reloader.graph()
+            self._reloader.stats(),
+            frozen=self._reloader.frozen,
+            graph=self._reloader.graph(),
+            frameworks=[support.name for support in self.frameworks],
         )
 
     def close(self) -> None:

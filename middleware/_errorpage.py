@@ -89,3 +89,29 @@ def render_error_page(failure: Any, *, generation: int) -> bytes:
 </html>
 """
     return page.encode("utf-8")
+
+
+def render_restart_page(restart: Any, *, generation: int) -> bytes:
+    """The debug page served while a restart-only edit waits for a process restart
+    that this server cannot make (``HotReload`` inside gunicorn or waitress)."""
+    esc = html.escape
+    reason = str(restart.get("reason", "") or "")
+    files = "".join(f"<li class=\"where\">{esc(str(f))}</li>" for f in restart.get("files", ()))
+    page = f"""<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Restart needed · hotmod</title>
+<style>{_STYLE}</style>
+</head>
+<body>
+<h1>Restart needed</h1>
+<p>These files changed, and their change cannot be loaded into the running process:</p>
+<ul>{files}</ul>
+<p>Why: {esc(reason)}</p>
+<p class="note">Generation {generation} is still loaded, with the code from before this
+edit. Restart the server to serve it (<code>hotmod serve</code> restarts itself).</p>
+</body>
+</html>
+"""
+    return page.encode("utf-8")

@@ -18,6 +18,8 @@ STATUS_KEYS = (
     "history",
     "last_error",
     "leaked",
+    "restart_needed",
+    "frameworks",
     "graph",
 )
 _DRAINING_KEYS = ("generation", "in_flight", "since")
@@ -29,7 +31,11 @@ def _project(rows: Iterable[Mapping[str, Any]], keys: tuple[str, ...]) -> list[d
 
 
 def build_status(
-    stats: Mapping[str, Any], *, frozen: bool, graph: Mapping[str, Iterable[str]]
+    stats: Mapping[str, Any],
+    *,
+    frozen: bool,
+    graph: Mapping[str, Iterable[str]],
+    frameworks: Iterable[str] = (),
 ) -> dict[str, Any]:
     """Shape the engine's ``stats()`` and ``graph()`` into the documented status keys."""
     return {
@@ -40,6 +46,8 @@ def build_status(
         "history": _project(stats.get("history", ()), _HISTORY_KEYS),
         "last_error": stats.get("last_error"),
         "leaked": stats.get("leaked"),
+        "restart_needed": stats.get("restart_needed"),
+        "frameworks": list(frameworks),
         "graph": {name: sorted(imports) for name, imports in sorted(graph.items())},
     }
 

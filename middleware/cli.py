@@ -28,6 +28,11 @@ from ._app import HotReload
 
 #: Seconds that in-flight requests get to finish at shutdown before purge hooks run.
 SHUTDOWN_DRAIN = 3.0
+#: Seconds that in-flight requests get to finish before a restart re-executes us.
+RESTART_DRAIN = 3.0
+#: Environment variable through which a restarted ``hotmod serve`` receives the
+#: listening socket of the process it replaces (as werkzeug's WERKZEUG_SERVER_FD).
+SERVER_FD = "HOTMOD_SERVER_FD"
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -177,6 +182,18 @@ def describe_event(event: ReloadEvent) -> str | None:
             f"hotmod: generation {event.generation}: reloaded {len(event.modules)} "
             f"module(s){importers} in {event.duration_ms:.1f} ms: {modules}"
         )
+    if event.kind == "unreached":
+        return (
+            f"hotmod: generation {event.generation}: loaded {', '.join(event.modules)}, "
+            f"but {event.detail}"
+        )
+    if event.kind == "refreshed":
+        return f"hotmod: generation {event.generation}: refreshed {event.detail}"
+    if event.kind == "restart_needed":
+        return (
+            f"hotmod: restart needed: {', '.join(event.files)} changed ({event.detail}); "
+            f"generation {event.generation} keeps serving until the restart"
+        )
     if event.kind == "recovered":
         return f"hotmod: the failed edit was undone; generation {event.generation} serves as before"
     if event.kind == "failed":
@@ -195,6 +212,8 @@ class _NotPrinted(logging.Filter):
     line (and at start-up the command's error line says it)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "hotmod_event", None):
+            return False  # an event's own line says it
         args = record.args if isinstance(record.args, tuple) else ()
         return not any(isinstance(arg, LoadFailure) for arg in args)
 
@@ -249,6 +268,91 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _inherited_socket() -> socket.socket | None:
+    """The listening socket handed over by the process this one replaced, if any."""
+    value = os.environ.pop(SERVER_FD, None)
+    if value is None:
+        return None
+    try:
+        sock = socket.socket(fileno=int(value))
+        listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+    except (ValueError, OSError) as exc:
+        raise CommandError(f"{SERVER_FD}={value!r} is not a listening socket: {exc}") from None
+    if not listening:
+        sock.close()
+        raise CommandError(f"{SERVER_FD}={value!r} is not a listening socket")
+    return sock
+
+
+class _Requests:
+    """Counts the server's request threads, from accept to the end of the response,
+    so a restart can wait for them (werkzeug's request threads are daemons)."""
+
+    def __init__(self, server: Any) -> None:
+        self._cond = threading.Condition()
+        self._active = 0
+        spawn, run = server.process_request, server.process_request_thread
+
+        def process_request(request: Any, client_address: Any) -> None:
+            # Counted on the accepting thread, before the request thread exists.
+            with self._cond:
+                self._active += 1
+            try:
+                spawn(request, client_address)
+            except BaseException:
+                self._done()
+                raise
+
+        def process_request_thread(request: Any, client_address: Any) -> None:
+            try:
+                run(request, client_address)
+            finally:
+                self._done()
+
+        server.process_request = process_request
+        server.process_request_thread = process_request_thread
+
+    def _done(self) -> None:
+        with self._cond:
+            self._active -= 1
+            self._cond.notify_all()
+
+    def wait(self, timeout: float) -> int:
+        """Wait up to ``timeout`` seconds for every request to end; return how many run on."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._active > 0 and (left := deadline - time.monotonic()) > 0:
+                self._cond.wait(left)
+            return self._active
+
+
+def restart_argv() -> list[str]:
+    """The command line that started this process, to run it again."""
+    return [sys.executable, *sys.orig_argv[1:]]
+
+
+def _restart(server: Any, app: HotReload, requests: _Requests, restart: dict[str, Any]) -> None:
+    """Re-execute this command with the listening socket kept open: connections that
+    arrive meanwhile wait in its backlog and are served by the new process."""
+    print(
+        f"hotmod: restarting: {restart.get('reason', '')} (the socket stays open)", flush=True
+    )
+    # werkzeug closes its socket when serve_forever ends: keep a duplicate open.
+    fd = os.dup(server.socket.fileno())
+    server.shutdown()
+    left = requests.wait(RESTART_DRAIN)
+    if left:
+        print(f"hotmod: warning: {left} request(s) still running after {RESTART_DRAIN:.0f} s:"
+              " restarting anyway", file=sys.stderr, flush=True)
+    app.close()  # purge hooks: connections closed, not dropped
+    os.set_inheritable(fd, True)
+    os.environ[SERVER_FD] = str(fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = restart_argv()
+    os.execv(argv[0], argv)
+
+
 def _load(args: argparse.Namespace) -> HotReload:
     for folder in args.watch:
         if not Path(folder).is_dir():
@@ -263,6 +367,7 @@ def _load(args: argparse.Namespace) -> HotReload:
             extra=args.extra,
             drain_warning=args.drain_warning,
             drain_timeout=args.drain_timeout,
+            restarts=True,
         )
     except ReloadError as exc:
         failure = exc.failure
@@ -289,9 +394,15 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
-    app = _load(args)
+    inherited = _inherited_socket()
     try:
-        sock = _listen(args.host, args.port)
+        app = _load(args)
+    except BaseException:
+        if inherited is not None:
+            inherited.close()
+        raise
+    try:
+        sock = inherited if inherited is not None else _listen(args.host, args.port)
     except CommandError:
         app.close()
         raise
@@ -302,9 +413,18 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         raise
     finally:
         sock.close()  # the server holds its own duplicate of the descriptor
+    requests = _Requests(server)
     unsubscribe = app.reloader.subscribe(_printer(sys.stdout, quiet=args.quiet))
 
     stop = threading.Event()
+    restart: list[dict[str, Any]] = []
+
+    def on_event(event: ReloadEvent) -> None:
+        if event.kind == "restart_needed" and not restart:
+            restart.append(app.reloader.restart_needed or {"reason": event.detail})
+            stop.set()
+
+    unsubscribe_restart = app.reloader.subscribe(on_event)
 
     def request_stop(signum: int, frame: FrameType | None) -> None:
         stop.set()
@@ -336,6 +456,12 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     try:
         while thread.is_alive() and not stop.wait(0.2):
             pass
+        if restart:
+            unsubscribe_restart()
+            unsubscribe()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            _restart(server, app, requests, restart[0])  # does not return
     finally:
         say("hotmod: shutting down")
         server.shutdown()

@@ -409,7 +409,11 @@ class Reloader:
             self._extensions.append(extension)
             new_roots = [r for r in map(os.path.realpath, extension.roots()) if not self.roots.root_of(r)]
             if new_roots:
-                self.roots = Roots([*self.roots.paths, *new_roots], exclude=self.exclude)
+                # A new root may hold an old one (the project around a package): one
+                # watch per tree.
+                kept = [r for r in self.roots.paths
+                        if not any(r.startswith(n.rstrip(os.sep) + os.sep) for n in new_roots)]
+                self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
                 self._tops.clear()  # a top-level name may lie in a new root
                 self._adopt_loaded(self.roots.paths)
             self.extra = (*self.extra, *(p for p in extension.extra() if p not in self.extra))
@@ -426,8 +430,8 @@ class Reloader:
     def restart_needed(self) -> dict[str, Any] | None:
         """``{"reason", "modules", "files", "time"}`` once a restart-only module changed
         (the edit is not served until the process restarts), else None."""
-        with self._state_lock:
-            return dict(self._restart) if self._restart is not None else None
+        restart = self._restart  # replaced whole, never changed in place: no lock
+        return dict(restart) if restart is not None else None
 
     def stats(self) -> dict[str, Any]:
         with self._state_lock:
@@ -690,8 +694,9 @@ class Reloader:
 
     def _refresh(self, paths: Sequence[str]) -> list[str]:
         """Hand changed non-Python files to the extensions; return what is left."""
-        others = [p for p in paths if p.endswith(".py")]
-        rest = [p for p in paths if not p.endswith(".py")]
+        named = [os.fspath(p) for p in paths]
+        others = [p for p in named if p.endswith(".py")]
+        rest = [p for p in named if not p.endswith(".py")]
         handled: list[str] = []
         for extension in self._extensions:
             if not rest:
@@ -1137,7 +1142,8 @@ class Reloader:
                 " new code only if it looks them up itself"
             )
             log.warning("generation %d: loaded %s in %.1f ms, but %s",
-                        number, ", ".join(stage.fresh), duration, detail)
+                        number, ", ".join(stage.fresh), duration, detail,
+                        extra={"hotmod_event": "unreached"})
         else:
             log.info(
                 "generation %d: reloaded %s (%d importers%s) in %.1f ms",

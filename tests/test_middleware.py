@@ -36,6 +36,8 @@ STATUS_KEYS = {
     "history",
     "last_error",
     "leaked",
+    "restart_needed",
+    "frameworks",
     "graph",
 }
 
