@@ -295,10 +295,10 @@ class _Tree:
     def folder_wanted(self, folder: str) -> bool:
         """Whether ``folder`` gets a watch: inside a base, not excluded, not system."""
         root = self._root_of(folder)
-        if root is None:
-            base = next((b for b in self.extra_bases if _inside(folder, b)), None)
-            if base is None or (folder != base and not self.extra_bases[base]):
-                return False
+        if root is None and not any(
+            folder == base or (deep and _inside(folder, base)) for base, deep in self.extra_bases.items()
+        ):
+            return False  # (one base may lie inside another: any that takes it will do)
         name = os.path.basename(folder)
         if folder != root and (name in EXCLUDED_DIRS or _is_virtualenv(folder)):
             return False

@@ -1,0 +1,148 @@
+"""Django behind ``hotmod serve`` with no flags, in the layout Django's own
+scaffolding makes (``django-admin startproject mysite``, ``manage.py startapp
+polls``), over real HTTP. One server for the module; the edits run in sequence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from framework_support import Hammer, Served, edit, until_body
+
+pytest.importorskip("django")
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "django_polls"
+
+
+def make_project(folder: Path) -> Path:
+    """startproject + startapp, then the fixture's views, URLconf, model, admin and
+    template; ``polls`` installed and included by name."""
+    run = {"cwd": folder, "check": True, "capture_output": True, "timeout": 60}
+    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite"], **run)  # type: ignore[call-overload]
+    project = folder / "mysite"
+    subprocess.run([sys.executable, "manage.py", "startapp", "polls"], **{**run, "cwd": project})  # type: ignore[call-overload]
+    shutil.copytree(FIXTURE / "polls", project / "polls", dirs_exist_ok=True)
+    edit(project / "mysite" / "settings.py", "INSTALLED_APPS = [", "INSTALLED_APPS = [\n    'polls',")
+    urls = project / "mysite" / "urls.py"
+    edit(urls, "from django.urls import path", "from django.urls import include, path")
+    admin_route = "path('admin/', admin.site.urls),"
+    edit(urls, admin_route, f"{admin_route}\n    path('polls/', include('polls.urls')),")
+    return project
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_project(tmp_path_factory.mktemp("django"))
+
+
+@pytest.fixture(scope="module")
+def served(project: Path) -> Iterator[Served]:
+    server = Served("mysite.wsgi:application", project)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def status(served: Served) -> dict[str, object]:
+    code, body = served.get("/__hotmod__")
+    assert code == 200
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def pid_of(body: str) -> int:
+    return int(body.rsplit("pid=", 1)[1])
+
+
+def test_nothing_reloads_in_the_first_seconds_after_start(served: Served) -> None:
+    assert served.get("/polls/hello/")[0] == 200  # Django imports the URLconfs by name now
+    assert served.get("/polls/")[0] == 200
+    deadline = time.monotonic() + 2.0  # longer than the watcher's catch-up and debounce
+    while time.monotonic() < deadline:
+        assert status(served)["generation"] == 1
+        time.sleep(0.1)
+    assert not [line for line in served.hotmod_lines() if "reload" in line]
+    assert status(served)["frameworks"] == ["django"]
+
+
+def test_a_view_edit_shows_on_the_next_request_in_the_same_process(served: Served, project: Path) -> None:
+    before = pid_of(served.get("/polls/hello/")[1])
+    edit(project / "polls" / "views.py", "hello v1", "hello v2")
+    body = until_body(served, "/polls/hello/", "hello v2")
+    assert pid_of(body) == before
+    assert "polls.views" in served.wait_for(r"generation \d+: reloaded")
+
+
+def test_a_routing_edit_adds_the_new_route_and_the_renamed_one_answers_404(
+    served: Served, project: Path
+) -> None:
+    edit(project / "polls" / "urls.py", 'path("hello/"', 'path("hi/"')
+    until_body(served, "/polls/hi/", "hello v2")
+    assert served.get("/polls/hello/")[0] == 404
+
+
+def test_a_template_edit_shows_without_running_python_code(served: Served, project: Path) -> None:
+    assert "index v1" in served.get("/polls/")[1]  # rendered, so the loader caches it
+    mark = served.mark()
+    edit(project / "polls" / "templates" / "polls" / "index.html", "index v1", "index v2")
+    until_body(served, "/polls/", "index v2")
+    assert "refreshed" in served.wait_for(r"refreshed .*index\.html", after=mark)
+
+
+def test_a_syntax_error_shows_the_error_page_and_its_fix_serves_again(
+    served: Served, project: Path
+) -> None:
+    views = project / "polls" / "views.py"
+    edit(views, "def hello(request):", "def hello(request:")
+    served.wait_for(r"reload failed: .*views\.py:\d+: SyntaxError")
+    code, body = served.get("/polls/hi/")
+    assert code == 500 and "SyntaxError" in body
+    edit(views, "def hello(request:", "def hello(request):")
+    until_body(served, "/polls/hi/", "hello v2")
+
+
+def test_a_model_edit_restarts_with_the_socket_kept_and_no_request_fails(
+    served: Served, project: Path
+) -> None:
+    mark = served.mark()
+    with Hammer(served, "/polls/hi/") as hammer:
+        field = "max_length=200)"
+        edit(project / "polls" / "models.py", field, f"{field}\n    votes = models.IntegerField(default=0)")
+        served.wait_for(r"restart needed: .*models\.py", after=mark)
+        served.wait_for(r"^hotmod: serving ", after=mark, timeout=60)
+        until_body(served, "/polls/", "3 fields")  # the new model, in a new process image
+        ok_before = hammer.ok
+        until_body(served, "/polls/hi/", "hello")
+    assert hammer.failures == []
+    assert hammer.ok > ok_before > 0
+    # The next view edit still shows, in-process again.
+    edit(project / "polls" / "views.py", "hello v2", "hello v3")
+    until_body(served, "/polls/hi/", "hello v3")
+
+
+def test_no_model_or_admin_registration_is_ever_made_twice(served: Served) -> None:
+    code, body = served.get("/polls/registry/")
+    assert (code, body) == (200, "auth.Group,auth.User,polls.Question")
+    output = "\n".join(served.lines)
+    assert "already registered" not in output
+    assert "leak" not in output
+
+
+@pytest.mark.slow
+def test_twenty_edits_leak_nothing_and_keep_descriptors_flat(served: Served, project: Path) -> None:
+    views = project / "polls" / "views.py"
+    served.get("/polls/hi/")
+    descriptors = served.descriptors()
+    text = views.read_text()
+    for n in range(20):
+        views.write_text(text.replace('f"hello v', f'f"edit {n} hello v'))
+        until_body(served, "/polls/hi/", f"edit {n} hello")
+    assert status(served)["leaked"] == []
+    assert served.descriptors() <= descriptors + 2
+    assert "leak" not in "\n".join(served.lines)
