@@ -241,7 +241,7 @@ def _log_to_stderr(level: int = logging.WARNING) -> Callable[[], None]:
 
 def _printer(stream: TextIO, *, quiet: bool = False) -> Callable[[ReloadEvent], None]:
     def on_event(event: ReloadEvent) -> None:
-        if quiet and event.kind != "failed":
+        if quiet and event.kind not in ("failed", "restart_needed", "unreached"):
             return
         line = describe_event(event)
         if line is not None:

@@ -416,7 +416,10 @@ class Reloader:
                 self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
                 self._tops.clear()  # a top-level name may lie in a new root
                 self._adopt_loaded(self.roots.paths)
-            self.extra = (*self.extra, *(p for p in extension.extra() if p not in self.extra))
+            self._extra = ExtraGlobs(
+                (*self.extra, *(p for p in extension.extra() if p not in self.extra)), self.roots.paths
+            )
+            self.extra = self._extra.patterns
             if self._watcher is not None and (new_roots or extension.extra()):
                 options = self._watch_options or {}
                 self.unwatch()

@@ -71,7 +71,7 @@ class DjangoSupport(FrameworkSupport):
         return [*self.reloader.roots.paths, *self.roots()]
 
     def extra(self) -> Sequence[str]:
-        return [os.path.join(d, "*") for d in self.template_dirs()]
+        return [os.path.join(d, "**", "*") for d in self.template_dirs()]
 
     def restart_reason(self, module: str, path: str) -> str | None:
         if self.settings_module and (
