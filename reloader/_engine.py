@@ -1031,13 +1031,14 @@ class Reloader:
                 self._purge(module, name)
 
     def _fail(self, failure: LoadFailure, number: int, started: float) -> None:
-        self.last_error = failure
         with self._state_lock:
             self._counts["failures"] += 1
         if number == 1:
             log.error("loading %s failed: %s", self.target, failure)
         else:
             log.error("reload failed, generation %d stays current: %s", number - 1, failure)
+        # Set after the log line, so whoever sees the error can find its record too.
+        self.last_error = failure
         self._publish(ReloadEvent(
             "failed", number - 1, duration_ms=(time.perf_counter() - started) * 1000,
             failure=failure, detail=str(failure),
