@@ -246,15 +246,19 @@ class Reloader:
         self._born: dict[str, int] = {}
         self._lineage: dict[str, int] = {}  # name → start of its clone lineage
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
-        self._leaked: list[dict[str, Any]] = []
+        # The latest leaks only (the status serves them whole); "leaks" counts them all.
+        self._leaked: deque[dict[str, Any]] = deque(maxlen=history)
         self._counts = dict.fromkeys(
-            ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors"), 0
+            ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors", "leaks"), 0
         )
         self._pending: set[str] = set()
         self._attempted: set[str] = set()  # modules of the latest plan (reload path)
         self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any, int]] = []
         # Owned by the reload path (under _reload_lock).
         self._graph = Graph()
+        # A copy of the graph's edges, published with each generation under _state_lock,
+        # so that graph() never waits on a reload (a plan may run slow module code).
+        self._published_deps: dict[str, frozenset[str]] = {}
         self._files: dict[str, str] = {}  # module name → real path of its file
         self._paths: dict[str, str] = {}  # real path → module name
         self._digests: dict[str, str | None] = {}  # module name → content hash loaded
@@ -383,9 +387,12 @@ class Reloader:
         return self._reload(sorted(pending), force=False)
 
     def graph(self) -> dict[str, list[str]]:
-        """Each reloadable module of the current generation → the modules it imports."""
-        with self._reload_lock:
-            return self._graph.snapshot(self.current.modules)
+        """Each reloadable module of the current generation → the modules it imports.
+
+        Never waits on a reload: it reads what was published with the current generation."""
+        with self._state_lock:
+            deps, present = self._published_deps, self.current.modules
+        return {m: sorted(d for d in ds if d in present) for m, ds in sorted(deps.items())}
 
     def imports(self) -> set[str]:
         """Every module name the current generation's modules import, reloadable or
@@ -507,6 +514,12 @@ class Reloader:
                 return False
             self._epoch = _fork_epoch[0]
             self._watcher = None  # its threads did not survive fork()
+            # The child dropped the requests it inherited (see _after_fork_child): a
+            # generation that was draining may be drained now.
+            with self._state_lock:
+                draining = [g for g in self._live.values() if g.state == DRAINING]
+            for gen in draining:
+                gen._maybe_retire()
             if self._watch_options is not None and not self._closed:
                 self.watch(**self._watch_options)  # which also catches up
         return True
@@ -786,6 +799,9 @@ class Reloader:
                     racy = self._read_at.get(name, 0.0) - st.st_mtime_ns / 1e9 < _RACY_SECONDS
                     if same and not racy:
                         continue
+                if not self.roots.contains(path):
+                    self._left_roots(name, path)
+                    continue
                 source = Source.read(path)
             except FileNotFoundError:
                 deleted.add(name)
@@ -807,6 +823,18 @@ class Reloader:
             changed.add(name)
             sources[name] = source
         return changed, deleted, sources
+
+    def _left_roots(self, name: str, path: str) -> None:
+        """``path`` now leads outside the roots (it became a symlink, or a folder on the
+        way did): its code is never loaded, and the current instance stays. Its new
+        signature is noted so that a scan does not report it again and again."""
+        st = os.stat(path)
+        self._signatures[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        self._read_at[name] = time.time()
+        log.warning(
+            "%s now leads to %s, outside the watched roots: it is not loaded;"
+            " %s keeps the instance it has", path, os.path.realpath(path), name,
+        )
 
     def _adopt_strays(self) -> None:
         """Take into the registry the reloadable modules that were imported at request
@@ -1075,6 +1103,15 @@ class Reloader:
             self._signatures.pop(name, (0, 0, 0))
             if name in self._graph._deps:
                 self._graph.remove(name)
+        # Each re-executed module's readings replace its previous ones, so that a module
+        # opening a new file name on every load (a temporary file) grows nothing.
+        gone = set(stage.fresh) | deleted
+        for path in list(self._readers):
+            readers = self._readers[path] - gone
+            if readers:
+                self._readers[path] = readers
+            else:
+                del self._readers[path]
         for path, readers in stage.opened.items():
             self._readers.setdefault(path, set()).update(readers)
         for name, module in stage.adopted.items():
@@ -1121,6 +1158,7 @@ class Reloader:
             gen._make_current()
             self._live[number] = gen
             self._current = gen
+            self._published_deps = dict(self._graph._deps)
             self.last_error = None
             self._counts["reloads"] += 0 if previous is None else 1
             self._counts["clone_errors"] += len(stage.clone_failed)
@@ -1272,6 +1310,7 @@ class Reloader:
             record = {"generation": born, "module": name, "referrers": where}
             with self._state_lock:
                 self._leaked.append(record)
+                self._counts["leaks"] += 1
             log.warning(
                 "leak: instance of %s from generation %d is still alive after retirement: %s",
                 name, born, where,
@@ -1496,7 +1535,7 @@ def _after_fork_child() -> None:
         engine._purge_lock = threading.Lock()
         engine._janitor.after_fork()
         for gen in list(engine._live.values()):
-            gen._lock = threading.Lock()
+            gen._after_fork_in_child()
 
 
 os.register_at_fork(

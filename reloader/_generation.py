@@ -99,7 +99,12 @@ class Generation:
     def exit(self) -> None:
         """Count one request out; the last one out of a draining generation retires it."""
         tokens = self._tokens
-        tokens.pop()
+        try:
+            tokens.pop()
+        except IndexError:
+            # Only a request that entered before fork() and ends in the child gets
+            # here: the child dropped the tokens it inherited (_after_fork_in_child).
+            return
         if not tokens and self.state is DRAINING:
             self._maybe_retire()
 
@@ -139,6 +144,14 @@ class Generation:
                 return False
             self.state = RETIRED
             return True
+
+    def _after_fork_in_child(self) -> None:
+        """In a forked child: the requests in flight belong to the parent's threads,
+        which the child does not have, so their tokens would never leave and this
+        generation would never drain here. The child starts from none (a lock
+        another thread held at fork time is replaced too)."""
+        self._lock = threading.Lock()
+        self._tokens = deque()
 
     def _release(self) -> None:
         """Drop the strong references to instances and target once retired."""

@@ -3,11 +3,16 @@
 A file is reloadable when its real path (symlinks resolved) lies inside a watched
 root, outside the standard library, site-packages, any virtualenv and hotmod's own
 packages, and matches no exclude glob.
+
+A root is a promise that everyone who can write there may run code in the server,
+so the file system's root and the home folder (or a folder above it) are refused as
+roots, and a root holding more files than :data:`LARGE_ROOT` is reported.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import logging
 import os
 import re
 import site
@@ -16,6 +21,8 @@ import sysconfig
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
+
+log = logging.getLogger("hotmod.roots")
 
 _HERE = Path(__file__).resolve().parent
 # ``hotmod`` is always imported before its subpackage ``hotmod.reloader``; its folder
@@ -50,6 +57,12 @@ def _system_dirs() -> tuple[str, ...]:
 
 SYSTEM_DIRS = _system_dirs()
 
+#: A root holding more files than this (excluded folders aside) is logged as a warning:
+#: every ``.py`` file in it is reloadable, and the watcher watches every folder in it.
+LARGE_ROOT = 20_000
+#: Entries kept by :meth:`Roots.contains`, beyond which the cache starts afresh.
+CACHE_LIMIT = 4096
+
 
 def _inside(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
@@ -65,6 +78,7 @@ def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
         real = os.path.realpath(root)
         if not os.path.isdir(real):
             raise ValueError(f"watch root {os.fspath(root)!r} is not a folder")
+        _refuse_too_wide(os.fspath(root), real)
         for system in SYSTEM_DIRS:
             if _inside(real, system):
                 raise ValueError(
@@ -78,13 +92,60 @@ def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
     return tuple(sorted(set(resolved)))
 
 
+def _refuse_too_wide(given: str, real: str) -> None:
+    home = os.path.expanduser("~")  # "~" itself when no home is known
+    home = os.path.realpath(home) if os.path.isabs(home) else ""
+    if real == os.sep:
+        what = "the root of the file system"
+    elif home and _inside(home, real):
+        what = "your home folder" if real == home else f"a folder above your home folder {home!r}"
+    else:
+        return
+    raise ValueError(
+        f"watch root {given!r} is {what}: every file below it would be watched and could be"
+        " loaded as code; watch your project's own folder (a single-module target: move it"
+        " into a folder of its own)"
+    )
+
+
+def count_files(root: str, limit: int) -> int:
+    """Files below ``root`` outside excluded folders and virtualenvs, counted up to
+    ``limit + 1`` at most (so a huge tree costs no more than a large one)."""
+    count = 0
+    stack = [root]
+    while stack and count <= limit:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if count > limit:
+                        break
+                    if entry.is_dir(follow_symlinks=False):
+                        if entry.name not in EXCLUDED_DIRS and not _is_virtualenv(entry.path):
+                            stack.append(entry.path)
+                    else:
+                        count += 1
+        except OSError:
+            continue  # unreadable or gone: nothing there to load either
+    return min(count, limit + 1)
+
+
 class Roots:
     """The watched roots of one engine, with the test that says what may be reloaded."""
 
     def __init__(self, roots: Iterable[str | os.PathLike[str]], *, exclude: Sequence[str] = ()):
         self.paths: tuple[str, ...] = resolve_roots(roots)
         self.exclude: tuple[str, ...] = tuple(exclude)
+        # Real path → verdict. Keyed by the real path, never the path asked about: a
+        # file that becomes a symlink to elsewhere must be judged by where it leads now.
         self._cache: dict[str, bool] = {}
+        for root in self.paths:
+            if count_files(root, LARGE_ROOT) > LARGE_ROOT:
+                log.warning(
+                    "watch root %s holds more than %d files: every .py file in it is"
+                    " reloadable and every folder is watched; watch a smaller folder",
+                    root, LARGE_ROOT,
+                )
 
     def __repr__(self) -> str:
         return f"<Roots {list(self.paths)!r}>"
@@ -96,11 +157,14 @@ class Roots:
         return None
 
     def contains(self, path: str | os.PathLike[str]) -> bool:
-        """Whether the file at ``path`` may be reloaded (its real path is checked)."""
-        key = os.fspath(path)
-        hit = self._cache.get(key)
+        """Whether the file at ``path`` may be reloaded: its real path is resolved on
+        every call and checked."""
+        real = os.path.realpath(path)
+        hit = self._cache.get(real)
         if hit is None:
-            hit = self._cache[key] = self._check(os.path.realpath(key))
+            if len(self._cache) >= CACHE_LIMIT:
+                self._cache = {}  # a fresh dict: a concurrent reader keeps the old one
+            hit = self._cache[real] = self._check(real)
         return hit
 
     def _check(self, real: str) -> bool:

@@ -58,7 +58,7 @@ class LoadFailure:
     ) -> LoadFailure:
         file: str | None = None
         line: int | None = None
-        if isinstance(exc, SyntaxError) and exc.filename:
+        if isinstance(exc, SyntaxError) and exc.filename and in_roots(exc.filename):
             file, line = exc.filename, exc.lineno
         else:
             # The innermost frame in the user's own code says where the edit went wrong.
@@ -73,7 +73,7 @@ class LoadFailure:
             line=line,
             type=type(exc).__name__,
             message=message,
-            traceback=_format(exc),
+            traceback=_format(exc, in_roots),
         )
 
 
@@ -81,12 +81,36 @@ class _Contains(Protocol):
     def __call__(self, path: str, /) -> bool: ...
 
 
-def _format(exc: BaseException) -> str:
-    """The traceback without hotmod's own frames: they say nothing about the edit."""
-    te = _traceback.TracebackException.from_exception(exc)
-    frames = [f for f in te.stack if not (f.filename or "").startswith(_OWN_DIR)]
-    te.stack = _traceback.StackSummary.from_list(frames)
+def _format(exc: BaseException, in_roots: _Contains) -> str:
+    """The traceback without hotmod's own frames: they say nothing about the edit.
+
+    Only files inside the watched roots have their lines shown: the traceback reaches
+    the debug pages, which must not show the text of other files (any frame's file,
+    line number and function stay)."""
+    te = _traceback.TracebackException.from_exception(exc, lookup_lines=False)
+    _strip(te, in_roots, set())
     return "".join(te.format())
+
+
+def _strip(te: _traceback.TracebackException, in_roots: _Contains, seen: set[int]) -> None:
+    if id(te) in seen:
+        return
+    seen.add(id(te))
+    frames = []
+    for f in te.stack:
+        if (f.filename or "").startswith(_OWN_DIR):
+            continue
+        if not in_roots(f.filename):
+            f = _traceback.FrameSummary(f.filename, f.lineno, f.name, lookup_line=False, line="")
+        frames.append(f)
+    te.stack = _traceback.StackSummary.from_list(frames)
+    if te.exc_type is not None and issubclass(te.exc_type, SyntaxError):
+        if not (te.filename and in_roots(te.filename)):
+            # The offending line, printed under "File ..., line N"; None prints nothing.
+            te.text = None  # type: ignore[assignment]
+    for linked in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
+        if linked is not None:
+            _strip(linked, in_roots, seen)
 
 
 class ReloadError(HotmodError):
