@@ -12,9 +12,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..reloader import Reloader, ReloadError
-from ._errorpage import render_error_page, render_restart_page
+from ..reloader import LoadFailure, Reloader, ReloadError
+from ._errorpage import PAGE_POLICY, render_error_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
+from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
 from ._response import wrap_response
 from ._status import STATUS_PATH, build_status, status_body
 
@@ -63,8 +64,13 @@ class HotReload:
         top-level package (the engine refuses stdlib and site-packages roots).
     :param debug: serve an error page (500) while the latest edit failed to load,
         answer ``GET /__hotmod__`` with a JSON status, and add the
-        ``X-Hotmod-Generation`` header. Off by default: then a failed edit never
-        changes what users see, and is only logged.
+        ``X-Hotmod-Generation`` header, all to requests whose ``Host`` is
+        ``localhost``, ``127.0.0.1``, ``[::1]`` (any port) or in ``allow_hosts`` only;
+        other hosts get a 400 for the first two and no header. Off by default: then a
+        failed edit never changes what users see, and is only logged.
+    :param allow_hosts: more host names that may see the debug pages: ``"shop.test"``,
+        ``".shop.test"`` (with its subdomains), an address, or ``"*"`` (any host: a
+        page on any site that resolves its name to this server could read them).
     :param poll: use the polling watcher instead of inotify.
     :param exclude: glob patterns of files that are never reloaded.
     :param extra: glob patterns of non-Python files whose change reloads.
@@ -88,6 +94,7 @@ class HotReload:
         *,
         watch: Iterable[str | os.PathLike[str]] | str | os.PathLike[str] | None = None,
         debug: bool = False,
+        allow_hosts: Iterable[str] = (),
         poll: bool = False,
         exclude: Iterable[str] = (),
         extra: Iterable[str] = (),
@@ -103,6 +110,8 @@ class HotReload:
             raise ValueError(f"scan_interval must be a positive number of seconds, got {scan_interval!r}")
         if isinstance(exclude, str) or isinstance(extra, str):
             raise ValueError("exclude and extra take a list of glob patterns, not a single string")
+        if isinstance(allow_hosts, str):
+            raise ValueError("allow_hosts takes a list of host names, not a single string")
         roots: list[str] | None
         if watch is None:
             roots = None
@@ -116,12 +125,17 @@ class HotReload:
         self.target = target
         self.debug = bool(debug)
         self.restarts = bool(restarts)
+        # Which hosts may see the debug pages (debug mode only); its verdict cache is
+        # written by any request thread (one dict assignment, see HostCheck.judge).
+        self._hosts = HostCheck(allow_hosts)
         self._scan_interval = scan_interval
         # Fields below are written by the thread named in each comment; requests only read.
         self._closed = False  # owner: close()
         self._fork_epoch = _fork_epoch  # owner: _after_fork(), under _fork_lock
         self._fork_lock = threading.Lock()
         self._scan_lock = threading.Lock()
+        # The error page of the latest failure, rendered once; owner: _serve_error_page().
+        self._page: tuple[LoadFailure, bytes] | None = None
         # Next monotonic time a request may scan; None when a watcher thread runs.
         self._scan_at: float | None = None  # owner: _scan(), under _scan_lock
         # File signatures when the last scan's reload failed; owner: _scan().
@@ -163,7 +177,17 @@ class HotReload:
             if self._scan_at is not None and time.monotonic() >= self._scan_at:
                 self._scan()
             if self.debug:
-                return self._call_debug(environ, start_response)
+                # The Host check runs here only, where a debug feature is to be served
+                # (one dict lookup for a host seen before).
+                host = environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")  # host_of()
+                allowed = self._hosts.seen.get(host)
+                if allowed is None:
+                    allowed = self._hosts.judge(host)
+                if allowed:
+                    return self._call_debug(environ, start_response)
+                if self._serves_debug_page(environ):
+                    return self._refuse_host(environ, start_response)
+                # Any other path: the application answers, without the debug header.
         generation = self._acquire()
         try:
             environ[GENERATION_KEY] = generation.number
@@ -176,22 +200,22 @@ class HotReload:
             return result
         return wrap_response(result, generation, environ)
 
+    def _serves_debug_page(self, environ: Environ) -> bool:
+        """Whether an allowed host would get a debug page for this request rather than
+        the application's answer: the status, the error page, the restart page."""
+        reloader = self._reloader
+        return (
+            environ.get("PATH_INFO") == STATUS_PATH
+            or reloader.last_error is not None
+            or (not self.restarts and reloader.restart_needed is not None)
+        )
+
     def _call_debug(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") == STATUS_PATH:
             return self._serve_status(environ, start_response)
         failure = self._reloader.last_error
         if failure is not None:
-            body = render_error_page(failure, generation=self._reloader.current.number)
-            start_response(
-                "500 Internal Server Error",
-                [
-                    ("Content-Type", "text/html; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("Cache-Control", "no-store"),
-                    (GENERATION_HEADER, str(self._reloader.current.number)),
-                ],
-            )
-            return [body]
+            return self._serve_error_page(failure, start_response)
         if not self.restarts and self._reloader.restart_needed is not None:
             return self._serve_restart_page(start_response)
         generation = self._acquire()
@@ -218,7 +242,28 @@ class HotReload:
             [
                 ("Content-Type", "text/html; charset=utf-8"),
                 ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
+                *PROTECTIVE_HEADERS,
+                ("Content-Security-Policy", PAGE_POLICY),
+                (GENERATION_HEADER, str(number)),
+            ],
+        )
+        return [body]
+
+    def _serve_error_page(self, failure: LoadFailure, start_response: StartResponse) -> list[bytes]:
+        number = self._reloader.current.number
+        page = self._page
+        if page is None or page[0] is not failure:
+            # Rendered once per failure: the source file is read once, not per request.
+            body = render_error_page(failure, generation=number, readable=self._reloader.roots.contains)
+            page = self._page = (failure, body)
+        body = page[1]
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *PROTECTIVE_HEADERS,
+                ("Content-Security-Policy", PAGE_POLICY),
                 (GENERATION_HEADER, str(number)),
             ],
         )
@@ -228,7 +273,8 @@ class HotReload:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
             start_response(
                 "405 Method Not Allowed",
-                [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0")],
+                [("Allow", "GET, HEAD"), ("Content-Type", "text/plain"), ("Content-Length", "0"),
+                 *PROTECTIVE_HEADERS],
             )
             return []
         body = status_body(self.status())
@@ -237,8 +283,22 @@ class HotReload:
             [
                 ("Content-Type", "application/json"),
                 ("Content-Length", str(len(body))),
-                ("Cache-Control", "no-store"),
+                *PROTECTIVE_HEADERS,
+                ("Content-Security-Policy", NOTHING_POLICY),
                 (GENERATION_HEADER, str(self._reloader.current.number)),
+            ],
+        )
+        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
+
+    def _refuse_host(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        body = self._hosts.refusal(environ)
+        start_response(
+            "400 Bad Request",
+            [
+                ("Content-Type", "text/plain; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *PROTECTIVE_HEADERS,
+                ("Content-Security-Policy", NOTHING_POLICY),
             ],
         )
         return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]

@@ -2,15 +2,23 @@
 
 Everything that comes from the failure or from the source file is HTML-escaped:
 an exception message or a source line may contain markup, and this page must never
-run it. The source is read when the page is rendered (only on this error path,
-never per ordinary request), so it shows the file as it is on disk now.
+run it; its Content-Security-Policy (:data:`PAGE_POLICY`) allows no script at all and
+only the page's own style. The source is read when the page is rendered (once per
+failure, never per ordinary request), and only from a file inside the watched roots:
+a failure may name any file (a ``SyntaxError`` raised for a file that module code ran
+with ``runpy``, say), and the page must not become a way to read it.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 import tokenize
+from collections.abc import Callable
 from typing import Any
+
+from ._guard import NOTHING_POLICY
 
 #: Lines of source shown before and after the failing line.
 CONTEXT_LINES = 5
@@ -26,6 +34,11 @@ pre { background: #f6f6f6; padding: 1em; overflow-x: auto; }
 .source tr.error { background: #ffd7d7; font-weight: bold; }
 .note { color: #555; }
 """
+_STYLE_HASH = base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+#: The error page's Content-Security-Policy: nothing but its own inline style.
+PAGE_POLICY = NOTHING_POLICY.replace(
+    "default-src 'none';", f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}';"
+)
 
 
 def source_context(
@@ -49,8 +62,13 @@ def source_context(
     return [(number, lines[number - 1]) for number in range(first, last + 1)]
 
 
-def render_error_page(failure: Any, *, generation: int) -> bytes:
-    """Render ``failure`` (a :class:`reloader.LoadFailure`) as a UTF-8 HTML page."""
+def render_error_page(
+    failure: Any, *, generation: int, readable: Callable[[str], bool]
+) -> bytes:
+    """Render ``failure`` (a :class:`reloader.LoadFailure`) as a UTF-8 HTML page.
+
+    ``readable(path)`` says whether the page may show lines of that file: the engine's
+    test of the watched roots (``Roots.contains``)."""
     esc = html.escape
     module = str(getattr(failure, "module", "") or "?")
     file = getattr(failure, "file", None)
@@ -61,14 +79,16 @@ def render_error_page(failure: Any, *, generation: int) -> bytes:
 
     where = f"{file}:{line}" if file and line else str(file or "unknown file")
     rows = []
-    for number, text in source_context(file, line):
+    shown = file if file and readable(file) else None
+    for number, text in source_context(shown, line):
         css = ' class="error"' if number == line else ""
         rows.append(f'<tr{css}><td class="no">{number}</td><td>{esc(text)}</td></tr>')
-    source = (
-        f'<table class="source">{"".join(rows)}</table>'
-        if rows
-        else '<p class="note">(source not available)</p>'
-    )
+    if rows:
+        source = f'<table class="source">{"".join(rows)}</table>'
+    elif file and shown is None:
+        source = '<p class="note">(the file lies outside the watched roots: its source is not shown)</p>'
+    else:
+        source = '<p class="note">(source not available)</p>'
     page = f"""<!doctype html>
 <html lang="en">
 <head>

@@ -4,6 +4,13 @@ PEP 3333 says a request ends when the server calls ``close()`` on the iterable t
 application returned, not when the application function returns: a streamed body
 runs the generation's code while the server iterates it. So the generation is
 released by ``close()``, exactly once, after the application's own ``close()``.
+
+"Exactly once" holds when two threads close the same response at the same moment
+(a server's I/O thread and its worker, say): the generation waits in a one-item
+list, and ``list.pop()`` hands it to one caller only. A check of a field followed
+by clearing it would let both through, and the second ``exit()`` would take away
+another request's token: that generation could retire, and run its purge hooks,
+under a request still running.
 """
 
 from __future__ import annotations
@@ -18,26 +25,33 @@ class Releasable(Protocol):
     def exit(self) -> None: ...
 
 
+def _take(held: list[Releasable]) -> Releasable | None:
+    """The generation still held, for the first caller only (``list.pop`` is atomic)."""
+    try:
+        return held.pop()
+    except IndexError:
+        return None
+
+
 class ClosingIterable:
     """Iterates the application's response unchanged; ``close()`` releases the generation.
 
     Nothing is buffered: iteration is handed straight to the application's iterable.
     """
 
-    __slots__ = ("_generation", "_iterable")
+    __slots__ = ("_held", "_iterable")
 
     def __init__(self, iterable: Iterable[bytes], generation: Releasable) -> None:
         self._iterable = iterable
-        self._generation: Releasable | None = generation
+        self._held = [generation]  # emptied by the one close() that releases it
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._iterable)
 
     def close(self) -> None:
-        generation = self._generation
+        generation = _take(self._held)
         if generation is None:
             return
-        self._generation = None
         try:
             close = getattr(self._iterable, "close", None)
             if close is not None:
@@ -59,17 +73,16 @@ class SizedClosingIterable(ClosingIterable):
 class _CloseThenRelease:
     """Replaces ``close`` on a server's own file wrapper object (see :func:`wrap_response`)."""
 
-    __slots__ = ("_close", "_generation")
+    __slots__ = ("_close", "_held")
 
     def __init__(self, close: Callable[[], Any] | None, generation: Releasable) -> None:
         self._close = close
-        self._generation: Releasable | None = generation
+        self._held = [generation]  # emptied by the one call that releases it
 
     def __call__(self) -> None:
-        generation = self._generation
+        generation = _take(self._held)
         if generation is None:
             return
-        self._generation = None
         try:
             if self._close is not None:
                 self._close()

@@ -12,6 +12,7 @@ import argparse
 import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -25,6 +26,7 @@ from typing import Any, NoReturn, TextIO
 from .. import __version__
 from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
 from ._app import HotReload
+from ._guard import HostCheck
 
 #: Seconds that in-flight requests get to finish at shutdown before purge hooks run.
 SHUTDOWN_DRAIN = 3.0
@@ -78,6 +80,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=_port,
         default=8000,
         help="port to bind, 1-65535, or 0 for any free port (default: 8000)",
+    )
+    serve.add_argument(
+        "--allow-host",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a host name that may see the debug pages besides localhost, 127.0.0.1 and [::1]"
+        " (repeatable; .NAME with its subdomains)",
     )
     serve.add_argument("--poll", action="store_true", help="poll files instead of using inotify")
     serve.add_argument(
@@ -156,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             return serve(args)
     except CommandError as exc:
-        print(f"hotmod: error: {exc}", file=sys.stderr, flush=True)
+        print(f"hotmod: error: {inert(str(exc))}", file=sys.stderr, flush=True)
         return EXIT_ERROR
     except KeyboardInterrupt:  # Ctrl-C while the application was still loading
         print("hotmod: interrupted", file=sys.stderr, flush=True)
@@ -173,8 +183,33 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# Control characters (C0, DEL, C1) and the bidirectional overrides: a newline would
+# start a fake line, an escape sequence would recolour or rewrite the terminal.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def inert(text: str, *, keep_newlines: bool = False) -> str:
+    """``text`` with every control character written as an escape (``\\n``,
+    ``\\x1b``): what module code put in a message prints as itself. With
+    ``keep_newlines`` a newline stays, and the next line is indented, so that no
+    line of a traceback can pass for a line of hotmod's own."""
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if keep_newlines and char == "\n":
+            return "\n    "
+        return char.encode("unicode_escape").decode("ascii")
+
+    return _CONTROL.sub(escape, text)
+
+
 def describe_event(event: ReloadEvent) -> str | None:
-    """The line ``hotmod serve`` prints for an engine event (None: nothing to print)."""
+    """The line ``hotmod serve`` prints for an engine event (None: nothing to print),
+    always one line: what comes from module code is made :func:`inert`."""
+    line = _describe(event)
+    return None if line is None else inert(line)
+
+
+def _describe(event: ReloadEvent) -> str | None:
     if event.kind == "reloaded":
         modules = ", ".join(event.modules)
         importers = f" ({event.importers} as importers)" if event.importers else ""
@@ -207,6 +242,11 @@ def describe_event(event: ReloadEvent) -> str | None:
     return None
 
 
+class _InertFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return inert(super().format(record), keep_newlines=True)
+
+
 class _NotPrinted(logging.Filter):
     """Drop the engine's record of a failed plan: the ``failed`` event prints it as one
     line (and at start-up the command's error line says it)."""
@@ -224,7 +264,7 @@ def _log_to_stderr(level: int = logging.WARNING) -> Callable[[], None]:
     ``--verbose`` lowers the level to the engine's INFO and DEBUG lines."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(level)
-    handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
+    handler.setFormatter(_InertFormatter("hotmod: %(levelname)s: %(message)s"))
     handler.addFilter(_NotPrinted())
     logger = logging.getLogger("hotmod")
     logger.addHandler(handler)
@@ -362,6 +402,7 @@ def _load(args: argparse.Namespace) -> HotReload:
             args.target,
             watch=args.watch or None,
             debug=not args.production,
+            allow_hosts=args.allow_host,
             poll=args.poll,
             exclude=args.exclude,
             extra=args.extra,
@@ -442,10 +483,13 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     backend = getattr(app.reloader.watcher, "backend", None)
     say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
     say(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""))
-    if not args.production and not is_loopback(args.host):
+    hosts = HostCheck(args.allow_host)
+    if not args.production and (not is_loopback(args.host) or "*" in hosts.allowed):
         print(
-            f"hotmod: warning: debug mode on {args.host}: the error page shows source code and "
-            "tracebacks to anyone who can reach this port; use --production or --host 127.0.0.1",
+            f"hotmod: warning: debug mode on {args.host}: the error page (source code, tracebacks)"
+            f" and /__hotmod__ answer requests for {hosts.describe()}; other hosts get a 400."
+            " A client that sends such a Host itself is not stopped: use --production on a"
+            " network you do not trust",
             file=sys.stderr,
             flush=True,
         )
