@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import signal
 import socket
 import subprocess
@@ -149,13 +150,20 @@ def test_poll_extra_and_exclude_options_reach_the_engine(
     assert server.stop(signal.SIGTERM) == 0
 
 
-def test_binding_every_interface_in_debug_mode_prints_a_warning(
+def test_binding_every_interface_in_debug_mode_names_the_hosts_that_see_the_debug_pages(
     tmp_path: Path, port: int, served: Callable[[list[str], Path], Served]
 ) -> None:
     write(tmp_path / "hm_cli_any.py", app_source("any", tmp_path / "m.txt"))
-    server = served(["serve", "hm_cli_any:app", "--host", "0.0.0.0", "--port", str(port)], tmp_path)
+    args = ["serve", "hm_cli_any:app", "--host", "0.0.0.0", "--port", str(port), "--allow-host", "shop.test"]
+    server = served(args, tmp_path)
     server.wait_output(lambda out: "serving" in out, "the serving line")
     wait_until(lambda: "source code" in server.err(), what="the warning")
+    assert "answer requests for localhost, 127.0.0.1, [::1], shop.test;" in server.err()
+    for host, expected in (("shop.test:80", 200), ("other.test", 400), (f"127.0.0.1:{port}", 200)):
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        connection.request("GET", "/__hotmod__", headers={"Host": host})
+        assert connection.getresponse().status == expected, host
+        connection.close()
     assert server.stop(signal.SIGTERM) == 0
 
 
@@ -178,6 +186,7 @@ def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
         ("missing attribute", "nothing_here"),
         ("attribute not callable", "NOT_CALLABLE"),
         ("missing watch folder", "no_such_folder"),
+        ("the file system as a root", "'/' is the root of the file system"),
         ("port in use", "in use"),
         ("a non-factory called as one", "is not an app factory"),
         ("a host that does not resolve", "cannot resolve host 'no-such-host.invalid'"),
@@ -199,6 +208,7 @@ def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
         "missing attribute": ["hm_cli_ok:nothing_here"],
         "attribute not callable": ["hm_cli_ok:NOT_CALLABLE"],
         "missing watch folder": ["hm_cli_ok:app", "--watch", "no_such_folder"],
+        "the file system as a root": ["hm_cli_ok:app", "--watch", "/"],
         "port in use": ["hm_cli_ok:app"],
         "a non-factory called as one": ["hm_cli_ok:app()"],
         "a host that does not resolve": ["hm_cli_ok:app", "--host", "no-such-host.invalid"],
@@ -291,7 +301,8 @@ def test_the_console_script_is_installed_and_explains_itself(tmp_path: Path) -> 
         [str(script), "serve", "--help"], capture_output=True, text=True, timeout=60, cwd=tmp_path
     )
     assert result.returncode == 0
-    for option in ("--watch", "--host", "--port", "--poll", "--production", "--exclude", "--extra"):
+    options = ("--watch", "--host", "--port", "--poll", "--production", "--exclude", "--extra")
+    for option in (*options, "--allow-host"):
         assert option in result.stdout
 
 
