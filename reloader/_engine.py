@@ -859,6 +859,8 @@ class Reloader:
                 gen._modules[name] = module  # shared from here on, as if loaded with it
                 self._register_adopted(name, module, gen.number, at)
             self._note_by_name(importer or self._module_name, [name])
+        if strays:
+            self._publish_graph()
 
     def _adopt_loaded(self, roots: Sequence[str]) -> None:
         """Take into the current generation the modules already in ``sys.modules``
@@ -879,6 +881,13 @@ class Reloader:
             self._register_adopted(name, module, gen.number, self._loaded_at)
         imported = {d for name in found for d in self._graph.deps(name)}
         self._note_by_name(self._module_name, [n for n in found if n not in imported])
+        self._publish_graph()
+
+    def _publish_graph(self) -> None:
+        """Publish the graph's edges for :meth:`graph` after a change made outside a
+        swap (which publishes them with the new generation)."""
+        with self._state_lock:
+            self._published_deps = dict(self._graph._deps)
 
     def _note_by_name(self, importer: str, names: Iterable[str]) -> None:
         """Record that ``importer`` loaded ``names`` by name: edges kept across its re-runs."""

@@ -20,6 +20,7 @@ from conftest import wait_until
 def write(path: Path, text: str) -> None:
     """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
     before = path.stat().st_mtime_ns if path.exists() else 0
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(textwrap.dedent(text))
     st = path.stat()
     if st.st_mtime_ns <= before:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from conftest import wait_until
+from support import write
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.test import Client
 
@@ -32,17 +33,6 @@ from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload, cli
 from hotmod.middleware._guard import HostCheck
 from hotmod.middleware._response import ClosingIterable, _CloseThenRelease
 from hotmod.reloader import LoadFailure, Reloader, ReloadError, ReloadEvent, _roots
-
-
-def write(path: Path, text: str) -> None:
-    """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    st = path.stat()
-    if st.st_mtime_ns <= before:
-        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
-
 
 APP = """
     VERSION = {version!r}
@@ -138,6 +128,31 @@ def test_a_foreign_host_gets_neither_the_status_nor_the_error_page_and_loopback_
             status, body, _ = get(port, "/any/path", host)
             assert status == 500
             assert "SECRET_LINE_OF_SOURCE" in body and "SyntaxError" in body
+
+
+def test_a_foreign_host_gets_no_restart_page_and_a_loopback_one_does(
+    project: Path, apps: list[HotReload]
+) -> None:
+    config = "__hotmod_restart__ = 'config is read once'\nGREETING = {greeting!r}\n"
+    write(project / "hm_sec_restart" / "__init__.py", "")
+    write(project / "hm_sec_restart" / "config.py", config.format(greeting="v1"))
+    write(project / "hm_sec_restart" / "wsgi.py", """
+        from hm_sec_restart import config
+
+        def app(environ, start_response):
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [config.GREETING.encode()]
+        """)
+    app = HotReload("hm_sec_restart.wsgi:app", debug=True, scan_interval=3600)
+    apps.append(app)
+    write(project / "hm_sec_restart" / "config.py", config.format(greeting="v2"))
+    assert app.reload() == 1 and app.reloader.restart_needed is not None
+    client = Client(app)
+    refused = client.get("/", headers={"Host": "evil.example"})
+    assert refused.status_code == 400 and "config.py" not in refused.text
+    page = client.get("/", headers={"Host": "localhost:8000"})
+    assert page.status_code == 503 and "config.py" in page.text
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
 
 
 def test_hosts_the_user_allowed_see_the_debug_pages_and_their_neighbours_do_not(
