@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._check import CheckReport, Finding, check_paths
 from ._engine import Reloader, ReloadEvent
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
@@ -17,7 +18,9 @@ from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, Target
 __all__ = [
     "RESTART_FLAG",
     "ChangeBatch",
+    "CheckReport",
     "Extension",
+    "Finding",
     "Generation",
     "HotmodError",
     "LoadFailure",
@@ -27,6 +30,7 @@ __all__ = [
     "SourceChanged",
     "TargetError",
     "Watcher",
+    "check_paths",
 ]
 
 
