@@ -1264,11 +1264,12 @@ class Reloader:
             held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
             free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
             self._replaced = held
-        for gen in gens:
-            self._publish(ReloadEvent("retired", gen.number))
         for record in free:
             if record.purge:
                 self._purge(record.module, record.name)
+        # After the purges: a subscriber told "retired" may rely on them having run.
+        for gen in gens:
+            self._publish(ReloadEvent("retired", gen.number))
         if leak_check and free:
             watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module), 0) for r in free]
             del free
