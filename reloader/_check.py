@@ -271,6 +271,7 @@ class _Module:
         self.functions: dict[str, ast.FunctionDef | ast.AsyncFunctionDef] = {}
         self.defined: set[str] = set()
         self.dynamic = False  # star imports or writes through globals(): names unknown
+        self.looked_up: set[str] = set()  # names read by string: globals().pop("x")
         self._collect_definitions(tree.body)
         self._collect_globals_of_functions()
         self._summaries: dict[str, tuple[_Kind, str, int] | None] = {}
@@ -327,12 +328,23 @@ class _Module:
                             self.defined.add(name)
 
     def _collect_globals_of_functions(self) -> None:
-        """A ``global x`` in any function may bind ``x`` at module level."""
+        """A ``global x`` in any function may bind ``x`` at module level; a string
+        looked up in ``globals()`` (``globals().pop("x", {})``) names what the code
+        expects a clone to have put there."""
         for node in ast.walk(self.tree):
             if isinstance(node, ast.Global):
                 self.defined.update(node.names)
             elif isinstance(node, ast.Call) and _writes_globals(node):
                 self.dynamic = True
+            elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+                if node.func.attr in ("get", "pop") and _is_call_to(node.func.value, "globals"):
+                    key = _string(node.args[0]) if node.args else None
+                    if key is not None:
+                        self.looked_up.add(key)
+            elif isinstance(node, ast.Subscript) and _is_call_to(node.value, "globals"):
+                key = _string(node.slice)
+                if key is not None:
+                    self.looked_up.add(key)
 
     def qualified(self, node: ast.expr) -> str | None:
         """``sqlite3.connect`` for ``sqlite3.connect``, ``socket.socket`` for a
@@ -602,7 +614,7 @@ class _Module:
             return
         reported: set[tuple[str, int]] = set()
         for name, line in clone.copies.items():
-            if name not in self.defined:
+            if name not in self.defined and name not in self.looked_up:
                 reported.add((name, line))
                 yield line, (
                     f'{CLONE} hands over "{name}", which this module never defines (a typo?): the'
