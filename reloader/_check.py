@@ -309,7 +309,7 @@ class _Module:
                         self.dynamic = True
                     else:
                         self.defined.add((alias.asname or alias.name).partition(".")[0])
-            elif isinstance(stmt, ast.Try) or isinstance(stmt, ast.TryStar):
+            elif isinstance(stmt, (ast.Try, ast.TryStar)):
                 self.defined.update(h.name for h in stmt.handlers if h.name)
             for node in _expressions_of(stmt):
                 for sub in _walk_expression(node):
@@ -417,13 +417,14 @@ class _Module:
         for stmt, around in _statements_with_guards(body, _TOP, self.guards if module_level else None):
             name = _assigned_name(stmt)
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                calls_in: list[ast.expr] = list(stmt.decorator_list)
+                # A definition runs its decorators (and a class its bases) on import.
+                evaluated: list[ast.expr] = list(stmt.decorator_list)
                 if isinstance(stmt, ast.ClassDef):
-                    calls_in += [*stmt.bases, *(k.value for k in stmt.keywords)]
+                    evaluated += [*stmt.bases, *(k.value for k in stmt.keywords)]
                 for decorator in stmt.decorator_list:
                     if self.qualified(decorator) == "atexit.register":
                         yield _Site(decorator.lineno, _EXIT, "@atexit.register", "", None, around)
-                expressions: Iterable[ast.expr] = calls_in
+                expressions: Iterable[ast.expr] = evaluated
             else:
                 expressions = _expressions_of(stmt)
             for call in _calls(expressions):
@@ -460,7 +461,7 @@ class _Module:
             return self._summaries[function]
         node = self.functions[function]
         sites = self.sites_in(node.body, module_level=False, visiting=visiting | {function})
-        first = next(sites, None)
+        first = next((s for s in sites if not _checked_by_logger(s)), None)
         found = (first.kind, first.subject, first.line) if first is not None else None
         self._summaries[function] = found
         return found
@@ -629,7 +630,7 @@ class _Module:
 
     def _site_message(self, site: _Site, clone: _Clone | None, has_purge: bool) -> str | None:
         kind = site.kind
-        if kind is _HANDLER and site.around.handlers_checked:
+        if _checked_by_logger(site):
             return None
         guard = site.around.guard
         what = f"{site.subject}{site.via} at module level"
@@ -750,6 +751,11 @@ def _statements_with_guards(
         else:
             for child in _child_bodies(stmt):
                 yield from _statements_with_guards(child, around, guards)
+
+
+def _checked_by_logger(site: _Site) -> bool:
+    """``if not log.handlers: log.addHandler(...)``: added once per process."""
+    return site.kind is _HANDLER and site.around.handlers_checked
 
 
 def _reads_handlers(test: ast.expr) -> bool:
