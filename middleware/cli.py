@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from .. import __version__
-from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent, check_paths
+from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
 from ._app import HotReload
 from ._guard import HostCheck
 
@@ -167,6 +167,8 @@ def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
 def check(args: argparse.Namespace) -> int:
     """``hotmod check``: print each warning, then a summary; 1 if anything was found."""
+    from ..reloader import check_paths
+
     try:
         report = check_paths(args.paths)
     except FileNotFoundError as exc:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._check import CheckReport, Finding, check_paths
 from ._engine import Reloader, ReloadEvent
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
@@ -40,4 +39,9 @@ def __getattr__(name: str) -> Any:
         from . import _watcher
 
         return getattr(_watcher, name)
+    # The checker (hotmod check) is for the command line and CI, not for serving.
+    if name in ("CheckReport", "Finding", "check_paths"):
+        from . import _check
+
+        return getattr(_check, name)
     raise AttributeError(f"module 'hotmod.reloader' has no attribute {name!r}")
