@@ -68,8 +68,9 @@ class HotReloadFixture:
     returns the new instance. A module the fixture has not loaded yet is first loaded
     by the engine (:meth:`load`), so the instance reloaded is always one of the
     fixture's own: the instance that an ordinary ``import`` made only stands for its
-    name, and is never touched, handed over or purged. At the end of the test every engine is closed (the current
-    instances are purged, as at shutdown) and ``sys.modules`` is put back as it was.
+    name, and is never touched, handed over or purged. At the end of the test every
+    engine is closed (the current instances are purged, as at shutdown) and
+    ``sys.modules`` is put back as it was.
     """
 
     def __init__(self) -> None:
