@@ -153,7 +153,7 @@ def _port(text: str) -> int:
     return value
 
 
-def _add_check_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def _add_check_command(commands: argparse._SubParsersAction[_Parser]) -> None:
     checker = commands.add_parser(
         "check",
         help="read modules for clone and purge hook mistakes, without running them",
