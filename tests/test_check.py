@@ -202,7 +202,9 @@ def test_the_command_refuses_a_missing_path_in_one_line_and_needs_at_least_one()
     result = run_check("demo_app", "no/such/folder")
     assert (result.returncode, result.stdout) == (1, "")
     assert result.stderr == "hotmod: error: no such file or folder: no/such/folder\n"
-    assert run_check().returncode == 2  # argparse: PATH is required
+    no_path = run_check()
+    assert (no_path.returncode, no_path.stdout) == (2, "")
+    assert no_path.stderr.startswith("hotmod: error: the following arguments are required: PATH")
 
 
 def test_main_dispatches_check_and_returns_its_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
