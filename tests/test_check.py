@@ -85,6 +85,12 @@ EXPECTED: dict[str, list[tuple[int, tuple[str, ...]]]] = {
               "put the previous handler back in __mp_purge__()")),
         (25, ("@atexit.register " + GUARD, "do that cleanup in __mp_purge__() instead")),
     ],
+    "schedulers.py": [
+        (14, ("scheduler.start() " + GUARD, "starts another scheduler each time;",
+              "guard it with 'if \"scheduler\" not in globals():'",
+              'hand "scheduler" to the new instance in __mp_clone__(module)')),
+        (15, ("schedule.every(...) " + GUARD, "adds another scheduled job each time;")),
+    ],
     "via_local_function.py": [
         (13, ("_connect() (it calls socket.create_connection(...) at line 7) at module level",
               "opens another socket each time;", 'hand "cache_server" to the new instance in __mp_clone__')),
@@ -172,7 +178,7 @@ def test_the_command_prints_each_warning_and_a_summary_and_exits_1() -> None:
     lines = result.stdout.splitlines()
     # The same warnings as the function's, under the path as the command was given it.
     assert lines[:-1] == [str(f).replace(f"{REPO}/", "") for f in expected.findings]
-    assert lines[-1] == "hotmod check: 22 warnings in 11 files (11 files checked)"
+    assert lines[-1] == "hotmod check: 24 warnings in 12 files (12 files checked)"
     for name, warnings in EXPECTED.items():
         for line, phrases in warnings:
             assert any(
