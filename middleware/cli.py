@@ -174,7 +174,8 @@ def check(args: argparse.Namespace) -> int:
     except FileNotFoundError as exc:
         raise CommandError(f"no such file or folder: {exc.filename}") from None
     for finding in report.findings:
-        print(finding)
+        # File names and syntax error messages come from the files read: printed inert.
+        print(inert(str(finding)))
     print(report.summary(), flush=True)
     return EXIT_OK if report.clean else EXIT_ERROR
 

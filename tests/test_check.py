@@ -213,6 +213,17 @@ def test_the_command_refuses_a_missing_path_in_one_line_and_needs_at_least_one()
     assert no_path.stderr.startswith("hotmod: error: the following arguments are required: PATH")
 
 
+def test_a_file_name_with_control_characters_prints_inert_one_line_per_warning(tmp_path: Path) -> None:
+    hostile = tmp_path / "db\nhotmod check: 0 files checked, no warnings\x1b[2K.py"
+    shutil.copy(BAD / "no_hooks.py", hostile)
+    result = run_check(tmp_path)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert len(lines) == 3  # two warnings and the summary
+    assert all("\\nhotmod check: 0 files checked, no warnings\\x1b[2K.py:" in line for line in lines[:2])
+    assert "\x1b" not in result.stdout
+
+
 def test_main_dispatches_check_and_returns_its_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", str(FIXTURES / "clean")]) == 0
     assert cli.main(["check", str(BAD / "async_purge.py")]) == 1
