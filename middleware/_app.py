@@ -7,17 +7,22 @@ import logging
 import os
 import threading
 import time
+import traceback
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..reloader import LoadFailure, Reloader, ReloadError
-from ._errorpage import PAGE_POLICY, render_error_page, render_restart_page
+from ..reloader import LoadFailure, Reloader, ReloadError, default_root
+from ._errorpage import PAGE_POLICY, render_error_page, render_exception_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
 from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
+from ._paste import default_roots as default_roots_of_ini
+from ._paste import is_ini_target, load_ini_target
 from ._response import wrap_response
 from ._status import STATUS_PATH, build_status, status_body
+
+log = logging.getLogger("hotmod.middleware")
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -49,7 +54,9 @@ if hasattr(os, "register_at_fork"):
 class HotReload:
     """Serve ``target`` and swap in a new generation of its code when its files change.
 
-    ``target`` is ``"pkg.module:attr"`` or ``"pkg.module:factory()"``. The target is
+    ``target`` is ``"pkg.module:attr"``, ``"pkg.module:factory()"`` or a PasteDeploy
+    file, ``"development.ini"`` (``"development.ini#name"`` for ``[app:name]``), whose
+    factory is called with ``(global_config, **settings)``. The target is
     loaded here, so a bad target or code that fails to import raises at once
     (:class:`hotmod.TargetError`, :class:`hotmod.ReloadError`), never on the first
     request.
@@ -122,6 +129,15 @@ class HotReload:
 
         if log:
             log_reloads()
+        factory_args: tuple[Any, ...] = ()
+        factory_kwargs: dict[str, Any] | None = None
+        app_target = target
+        if is_ini_target(target):
+            ini = load_ini_target(target)
+            app_target, factory_args, factory_kwargs = ini.factory, (ini.global_config,), ini.settings
+            if roots is None:
+                roots = default_roots_of_ini(ini, default_root(ini.module))
+
         self.target = target
         self.debug = bool(debug)
         self.restarts = bool(restarts)
@@ -142,7 +158,9 @@ class HotReload:
         self._failed_at: dict[Path, tuple[int, int, int] | None] | None = None
 
         self._reloader = Reloader(
-            target,
+            app_target,
+            factory_args=factory_args,
+            factory_kwargs=factory_kwargs,
             roots=roots,
             exclude=tuple(exclude),
             extra=tuple(extra),
@@ -220,18 +238,47 @@ class HotReload:
             return self._serve_restart_page(start_response)
         generation = self._acquire()
         header = (GENERATION_HEADER, str(generation.number))
+        started: list[bool] = []  # whether the application called start_response
 
         def start_with_header(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            started.append(True)
             # A copy: the application's list may be a module-level constant.
             return start_response(status, [*headers, header], exc_info)
 
         try:
             environ[GENERATION_KEY] = generation.number
             result = generation.target(environ, start_with_header)
+        except Exception as exc:
+            generation.exit()
+            return self._exception_page(exc, environ, start_with_header, generation.number, bool(started))
         except BaseException:
             generation.exit()
             raise
         return wrap_response(result, generation, environ)
+
+    def _exception_page(
+        self, exc: Exception, environ: Environ, start_response: StartResponse, number: int, started: bool
+    ) -> list[bytes]:
+        """Debug mode: the traceback page for an exception the application raised
+        before returning its response. If the application had called start_response,
+        the exception goes with the page's: should its headers be out already, PEP 3333
+        makes the server re-raise it, and it handles it as it would without hotmod."""
+        request = f"{environ.get('REQUEST_METHOD', 'GET')} {environ.get('PATH_INFO', '/')}"
+        in_roots = self._reloader.roots.contains
+        log.error("%s raised %s (generation %d)", request, type(exc).__name__, number, exc_info=exc)
+        failure = LoadFailure.from_exception(exc, _module_of(exc, in_roots), in_roots)
+        body = render_exception_page(failure, generation=number, request=request, readable=in_roots)
+        start_response(
+            "500 Internal Server Error",
+            [
+                ("Content-Type", "text/html; charset=utf-8"),
+                ("Content-Length", str(len(body))),
+                *PROTECTIVE_HEADERS,
+                ("Content-Security-Policy", PAGE_POLICY),
+            ],
+            (type(exc), exc, exc.__traceback__) if started else None,
+        )
+        return [body]
 
     def _serve_restart_page(self, start_response: StartResponse) -> list[bytes]:
         restart = self._reloader.restart_needed or {}
@@ -420,3 +467,14 @@ def log_reloads(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
+
+
+def _module_of(exc: BaseException, in_roots: Callable[[str], bool]) -> str:
+    """The module of the innermost frame of the application's own code (the one the
+    page shows), else of the innermost frame."""
+    name = own = ""
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        name = str(frame.f_globals.get("__name__", "?"))
+        if in_roots(frame.f_code.co_filename):
+            own = name
+    return own or name or "?"

@@ -1,4 +1,5 @@
-"""The debug page shown while the latest edit failed to load.
+"""The debug pages: one while the latest edit failed to load, one for an exception
+raised by the application while serving a request.
 
 Everything that comes from the failure or from the source file is HTML-escaped:
 an exception message or a source line may contain markup, and this page must never
@@ -69,6 +70,32 @@ def render_error_page(
 
     ``readable(path)`` says whether the page may show lines of that file: the engine's
     test of the watched roots (``Roots.contains``)."""
+    module = html.escape(str(getattr(failure, "module", "") or "?"))
+    return _render(
+        failure,
+        readable=readable,
+        intro=f"The latest edit of module <strong>{module}</strong> failed to load, at",
+        note=f"Generation {generation} is still loaded; fix the file and reload this page.",
+    )
+
+
+def render_exception_page(
+    failure: Any, *, generation: int, request: str, readable: Callable[[str], bool]
+) -> bytes:
+    """Render an exception the application raised while serving ``request`` (e.g.
+    ``"GET /blog"``), described as a :class:`reloader.LoadFailure`: the traceback and
+    the source around the innermost line of the application's own code (only from a
+    file ``readable`` allows); no local variables, no console."""
+    return _render(
+        failure,
+        readable=readable,
+        intro=f"<strong>{html.escape(request)}</strong> raised an exception, at",
+        note=f"Served by generation {generation} (hotmod debug mode; in production mode the"
+        " exception goes to the server as usual).",
+    )
+
+
+def _render(failure: Any, *, readable: Callable[[str], bool], intro: str, note: str) -> bytes:
     esc = html.escape
     module = str(getattr(failure, "module", "") or "?")
     file = getattr(failure, "file", None)
@@ -98,9 +125,9 @@ def render_error_page(
 </head>
 <body>
 <h1>{esc(kind)}: {esc(message)}</h1>
-<p>The latest edit of module <strong>{esc(module)}</strong> failed to load, at
+<p>{intro}
 <span class="where">{esc(where)}</span>.</p>
-<p class="note">Generation {generation} is still loaded; fix the file and reload this page.</p>
+<p class="note">{esc(note)}</p>
 <h2>Source</h2>
 {source}
 <h2>Traceback</h2>

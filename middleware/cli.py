@@ -30,6 +30,7 @@ from .. import __version__
 from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
 from ._app import HotReload
 from ._guard import HostCheck
+from ._paste import is_ini_target, load_ini_target
 
 #: Seconds that in-flight requests get to finish at shutdown before purge hooks run.
 SHUTDOWN_DRAIN = 3.0
@@ -38,6 +39,8 @@ RESTART_DRAIN = 3.0
 #: Environment variable through which a restarted ``hotmod serve`` receives the
 #: listening socket of the process it replaces (as werkzeug's WERKZEUG_SERVER_FD).
 SERVER_FD = "HOTMOD_SERVER_FD"
+
+DEFAULT_PORT = 8000
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -66,10 +69,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="serve TARGET with werkzeug's threaded server, reloading on every edit",
-        description="Serve TARGET ('package.module:app' or 'package.module:factory()') and "
-        "reload changed modules into a new generation without restarting the process.",
+        description="Serve TARGET ('package.module:app', 'package.module:factory()' or a "
+        "PasteDeploy file 'development.ini[#name]') and reload changed modules into a new "
+        "generation without restarting the process.",
     )
-    serve.add_argument("target", metavar="TARGET", help="'package.module:app' or 'package.module:factory()'")
+    serve.add_argument(
+        "target",
+        metavar="TARGET",
+        help="'package.module:app', 'package.module:factory()' or 'development.ini[#name]'",
+    )
     serve.add_argument(
         "--watch",
         metavar="DIR",
@@ -81,8 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--port",
         type=_port,
-        default=8000,
-        help="port to bind, 1-65535, or 0 for any free port (default: 8000)",
+        default=None,
+        help=f"port to bind, 1-65535, or 0 for any free port (default: {DEFAULT_PORT}, or the port of"
+        " an .ini target's [server:main])",
     )
     serve.add_argument(
         "--allow-host",
@@ -457,6 +466,10 @@ def serve(args: argparse.Namespace) -> int:
     cwd = os.getcwd()
     if sys.path[:1] != [cwd]:
         sys.path.insert(0, cwd)
+    if is_ini_target(args.target):
+        _apply_ini(args)
+    if args.port is None:
+        args.port = DEFAULT_PORT
 
     from werkzeug.serving import make_server
 
@@ -465,6 +478,21 @@ def serve(args: argparse.Namespace) -> int:
         return _serve(args, make_server)
     finally:
         stop_logging()
+
+
+def _apply_ini(args: argparse.Namespace) -> None:
+    """An .ini target: its folder is importable too (a project not installed, or a
+    ``call:`` factory), and its ``[server:main]`` port is the default port. Its host is
+    not taken: a ``listen = *:6543`` would publish the debug page to the network."""
+    try:
+        ini = load_ini_target(args.target)
+    except HotmodError as exc:
+        raise CommandError(str(exc)) from None
+    folder = str(ini.path.parent)
+    if folder not in sys.path:
+        sys.path.insert(1, folder)
+    if args.port is None:
+        args.port = ini.port()
 
 
 def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import Reloader, ReloadEvent
+from ._engine import Reloader, ReloadEvent, default_root
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
@@ -30,6 +30,7 @@ __all__ = [
     "TargetError",
     "Watcher",
     "check_paths",
+    "default_root",
 ]
 
 

@@ -16,7 +16,7 @@ import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, FunctionType, ModuleType
@@ -204,6 +204,13 @@ class Reloader:
         anyway and its due purge hooks run; ``None`` (default) waits forever.
     :param leak_check_delay: seconds between a retirement and the garbage collection
         that checks its replaced instances are gone.
+    :param factory_args: positional arguments for a ``factory()`` target, and
+    :param factory_kwargs: keyword arguments for it: the factory is called as
+        ``factory(*factory_args, **factory_kwargs)`` for every generation that
+        re-executes its module (a PasteDeploy ``app_factory`` takes
+        ``(global_config, **settings)``). Each call gets fresh shallow copies of dict
+        arguments, so a factory that edits its settings cannot leak that into the next
+        generation. Given with a target that is not a factory: :class:`ValueError`.
     """
 
     def __init__(
@@ -217,9 +224,18 @@ class Reloader:
         drain_timeout: float | None = None,
         leak_check_delay: float = 1.0,
         history: int = 50,
+        factory_args: Sequence[Any] = (),
+        factory_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.target = target
         self._module_name, self._attr, self._call = parse_target(target)
+        if (factory_args or factory_kwargs) and not self._call:
+            raise ValueError(
+                f"factory_args and factory_kwargs need a factory target ('module:factory()'),"
+                f" not {target!r}"
+            )
+        self._factory_args = tuple(factory_args)
+        self._factory_kwargs = dict(factory_kwargs or {})
         for name, value in (("drain_warning", drain_warning), ("drain_timeout", drain_timeout)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -1045,8 +1061,11 @@ class Reloader:
         if self._call:
             if not callable(obj):
                 raise TargetError(f"{self._module_name}:{self._attr} is not callable")
-            _check_factory(obj, self._module_name, self._attr)
-            obj = stage.call(obj)
+            factory = obj
+            args = [dict(a) if isinstance(a, dict) else a for a in self._factory_args]
+            kwargs = {k: dict(v) if isinstance(v, dict) else v for k, v in self._factory_kwargs.items()}
+            _check_factory(factory, self._module_name, self._attr, args, kwargs)
+            obj = stage.call(lambda: factory(*args, **kwargs))
         if not callable(obj):
             raise TargetError(
                 f"{self.target} is a {type(obj).__name__}, not a WSGI application (not callable)"
@@ -1380,16 +1399,27 @@ class Reloader:
                 log.exception("hotmod event subscriber %r raised", fn)
 
 
-def _check_factory(fn: Callable[..., Any], module: str, attr: str) -> None:
-    """Refuse ``module:attr()`` where ``attr`` cannot be called with no arguments: it is
-    most likely the application itself (``app(environ, start_response)``)."""
+def _check_factory(
+    fn: Callable[..., Any],
+    module: str,
+    attr: str,
+    args: Sequence[Any] = (),
+    kwargs: Mapping[str, Any] | None = None,
+) -> None:
+    """Refuse ``module:attr()`` where ``attr`` cannot be called with no arguments (or with
+    the factory arguments given): it is most likely the application itself
+    (``app(environ, start_response)``)."""
     try:
         signature = inspect.signature(fn)
     except (TypeError, ValueError):  # no signature to read (a builtin): just call it
         return
     try:
-        signature.bind()
-    except TypeError:
+        signature.bind(*args, **(kwargs or {}))
+    except TypeError as exc:
+        if args or kwargs:
+            raise TargetError(
+                f"cannot call {module}:{attr}{signature} with the factory arguments: {exc}"
+            ) from None
         raise TargetError(
             f"target '{module}:{attr}()' calls {attr}{signature} with no arguments, which it"
             f" does not accept: it is not an app factory; to serve {attr} itself, drop the"

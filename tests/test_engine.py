@@ -422,6 +422,29 @@ def test_factory_target_is_called_and_its_imports_are_tracked(
     assert "app.views" in r.graph()["app"]
 
 
+def test_factory_arguments_reach_every_generation_as_fresh_copies(
+    project: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    write("app/__init__.py", """
+        from app import views
+
+        def main(global_config, **settings):
+            seen = (global_config.pop("here"), settings.pop("greeting"), views.TEXT)
+            return lambda e, s: seen
+    """)
+    write("app/views.py", "TEXT = 'one'\n")
+    r = engines(
+        "app:main()", factory_args=({"here": "/srv"},), factory_kwargs={"greeting": "hello"}
+    )
+    assert r.load().target({}, None) == ("/srv", "hello", "one")
+    write("app/views.py", "TEXT = 'two'\n")
+    r.reload([project / "app/views.py"])
+    # The first call popped from its dicts: the second generation still gets them whole.
+    assert r.current.target({}, None) == ("/srv", "hello", "two")
+    with pytest.raises(ValueError, match="factory target"):
+        engines("app:main", factory_kwargs={"greeting": "hello"})
+
+
 def test_reload_with_nothing_changed_returns_the_current_number(
     app: Path, write: Write, engines: Callable[..., Reloader]
 ) -> None:

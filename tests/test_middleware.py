@@ -223,7 +223,7 @@ def test_an_edit_changes_the_response_without_restarting(project: Path, apps: li
     assert sys.modules["hm_edit"].PID == os.getpid()
 
 
-def test_app_errors_pass_through_unchanged_and_release_the_generation(
+def test_app_errors_pass_through_unchanged_in_production_and_release_the_generation(
     project: Path, apps: list[HotReload]
 ) -> None:
     write(
@@ -238,13 +238,65 @@ def test_app_errors_pass_through_unchanged_and_release_the_generation(
             raise ERROR
         """,
     )
-    for debug in (False, True):
-        app = HotReload("hm_raise:app", debug=debug, scan_interval=3600)
-        apps.append(app)
-        with pytest.raises(Exception) as caught:
-            app({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *a: None)
-        assert caught.value is sys.modules["hm_raise"].ERROR
-        assert app.reloader.current.in_flight == 0
+    app = HotReload("hm_raise:app", scan_interval=3600)
+    apps.append(app)
+    with pytest.raises(Exception) as caught:
+        app({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, lambda *a: None)
+    assert caught.value is sys.modules["hm_raise"].ERROR
+    assert app.reloader.current.in_flight == 0
+
+
+def test_debug_mode_shows_an_escaped_traceback_page_for_an_app_error_without_locals(
+    project: Path, apps: list[HotReload], caplog: pytest.LogCaptureFixture
+) -> None:
+    write(
+        project / "hm_raise_debug.py",
+        """
+        def app(environ, start_response):
+            secret_local = "do-not-show"
+            raise KeyError("<script>alert(1)</script>")
+        """,
+    )
+    app = HotReload("hm_raise_debug:app", debug=True, scan_interval=3600)
+    apps.append(app)
+    with caplog.at_level("ERROR", logger="hotmod"):
+        status, page, headers = body_of(app, "/boom")
+    assert status == 500
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "KeyError" in page and "GET /boom" in page
+    assert "hm_raise_debug.py:4" in page  # file and line of the raise, its source shown
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "<script>alert" not in page
+    assert "do-not-show" not in page.replace('secret_local = &quot;do-not-show&quot;', "")
+    assert app.reloader.current.in_flight == 0
+    assert any("GET /boom raised KeyError" in r.getMessage() for r in caplog.records)
+
+
+def test_an_app_error_after_its_headers_went_out_is_left_to_the_server(
+    project: Path, apps: list[HotReload]
+) -> None:
+    write(
+        project / "hm_raise_late.py",
+        """
+        def app(environ, start_response):
+            write = start_response("200 OK", [("Content-Type", "text/plain")])
+            write(b"partial")
+            raise ValueError("after the headers")
+        """,
+    )
+    app = HotReload("hm_raise_late:app", debug=True, scan_interval=3600)
+    apps.append(app)
+    sent: list[str] = []
+
+    def start_response(status: str, headers: list[Any], exc_info: Any = None) -> Any:
+        if exc_info is not None and sent:  # PEP 3333: headers already sent: re-raise
+            raise exc_info[1].with_traceback(exc_info[2])
+        sent.append(status)
+        return lambda data: None
+
+    with pytest.raises(ValueError, match="after the headers"):
+        app({"PATH_INFO": "/", "REQUEST_METHOD": "GET"}, start_response)
+    assert sent == ["200 OK"]
+    assert app.reloader.current.in_flight == 0
 
 
 def test_a_request_holds_its_generation_until_the_server_closes_the_response(
