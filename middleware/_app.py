@@ -170,7 +170,7 @@ class HotReload:
         try:
             self._reloader.load()
             # Before the watcher starts: support may add roots and template folders.
-            self.frameworks = attach_frameworks(self._reloader)
+            self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
             if scan_interval is None:
                 # poll=None lets the engine honour HOTMOD_POLL=1.
                 self._reloader.watch(poll=True if poll else None)

@@ -24,6 +24,8 @@ log = logging.getLogger("hotmod.frameworks")
 SUPPORT: dict[str, tuple[str, str]] = {
     "django": ("._django", "DjangoSupport"),
     "bottle": ("._bottle", "BottleSupport"),
+    "flask": ("._flask", "FlaskSupport"),
+    "pyramid": ("._pyramid", "PyramidSupport"),
 }
 
 
@@ -37,6 +39,8 @@ class FrameworkSupport(Extension):
 
     #: The framework's top-level package ("django", "bottle").
     framework = ""
+    #: HotReload's debug mode, set by :func:`attach` before :meth:`attached` runs.
+    debug = False
 
     def __init__(self, reloader: Reloader) -> None:
         self.reloader = reloader
@@ -49,6 +53,10 @@ class FrameworkSupport(Extension):
         non-reloadable package (a settings module, say)."""
         return cls.framework in sys.modules and cls.framework in imported_tops(reloader)
 
+    def attached(self) -> None:
+        """Called once the engine was extended with this support (its roots and
+        extra globs are in place): configure the framework for the current generation."""
+
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "roots": list(self.roots()), "extra": list(self.extra())}
 
@@ -58,9 +66,10 @@ def imported_tops(reloader: Reloader) -> set[str]:
     return {name.partition(".")[0] for name in reloader.imports()}
 
 
-def attach(reloader: Reloader) -> list[FrameworkSupport]:
+def attach(reloader: Reloader, *, debug: bool = False) -> list[FrameworkSupport]:
     """Detect the frameworks the loaded target imports and extend ``reloader`` with
-    their support. Returns the supports attached (empty for plain WSGI)."""
+    their support (``debug``: HotReload's debug mode). Returns the supports attached
+    (empty for plain WSGI)."""
     attached: list[FrameworkSupport] = []
     tops = imported_tops(reloader)
     for framework, (module_name, class_name) in SUPPORT.items():
@@ -71,7 +80,9 @@ def attach(reloader: Reloader) -> list[FrameworkSupport]:
         if not cls.applies(reloader):
             continue
         support = cls(reloader)
+        support.debug = debug
         reloader.extend(support)
+        support.attached()
         attached.append(support)
         log.info("%s support attached", framework)
     return attached
