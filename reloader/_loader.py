@@ -492,9 +492,24 @@ class Stage:
             raise
         finally:
             self.executing.pop()
+        if spec.submodule_search_locations is not None:
+            self._bind_shared_children(name, new)
         if parent is not None and self.owns(parent):
             setattr(parent, child, new)
         return new
+
+    def _bind_shared_children(self, name: str, package: ModuleType) -> None:
+        """A re-executed ``__init__`` has none of its submodules as attributes, and the
+        ones this generation shares with the last are never imported again to bind
+        them. Bind them now, not only at the swap: code of the plan and the target's
+        factory read them as attributes (Pyramid's ``config.include('.routes')`` does
+        ``getattr(package, 'routes')``). What the package's own code set wins."""
+        prefix = name + "."
+        namespace = vars(package)
+        for other, module in list(self.table.items()):
+            rest = other[len(prefix):]
+            if other.startswith(prefix) and "." not in rest and other not in self.pending:
+                namespace.setdefault(rest, module)
 
     def grew_past_own(self) -> bool:
         """Whether ``sys.modules`` gained entries that this stage did not put there."""

@@ -445,6 +445,31 @@ def test_factory_arguments_reach_every_generation_as_fresh_copies(
         engines("app:main", factory_kwargs={"greeting": "hello"})
 
 
+def test_a_re_executed_package_has_its_shared_submodules_as_attributes_before_the_swap(
+    project: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    """Pyramid's config.include('.routes') resolves the name with getattr on the
+    package, from the factory, before the swap binds package attributes."""
+    write("app/__init__.py", """
+        import importlib
+        import sys
+
+        def main():
+            importlib.import_module("app.routes")
+            importlib.import_module("app.views")
+            package = sys.modules["app"]
+            found = (package.routes.ROUTE, package.views.TEXT)
+            return lambda e, s: found
+    """)
+    write("app/routes.py", "ROUTE = '/'\n")
+    write("app/views.py", "TEXT = 'one'\n")
+    r = engines("app:main()")
+    assert r.load().target({}, None) == ("/", "one")
+    write("app/views.py", "TEXT = 'two'\n")
+    r.reload([project / "app/views.py"])
+    assert r.current.target({}, None) == ("/", "two")
+
+
 def test_reload_with_nothing_changed_returns_the_current_number(
     app: Path, write: Write, engines: Callable[..., Reloader]
 ) -> None:
