@@ -104,6 +104,18 @@ def _render_soak(result: dict[str, Any]) -> str:
     return soak.render(result)
 
 
+def _frameworks(mode: str) -> dict[str, Any]:
+    from bench import frameworks
+
+    return frameworks.run(mode)
+
+
+def _render_frameworks(result: dict[str, Any]) -> str:
+    from bench import frameworks
+
+    return frameworks.render(result)
+
+
 SECTIONS: dict[str, Section] = {
     s.name: s
     for s in (
@@ -112,6 +124,7 @@ SECTIONS: dict[str, Section] = {
         Section("overhead", "Request overhead", _overhead, _render_overhead),
         Section("scale", "Scale", _scale, _render_scale),
         Section("soak", "Soak", _soak, _render_soak),
+        Section("frameworks", "Save-to-serve per framework", _frameworks, _render_frameworks),
     )
 }
 

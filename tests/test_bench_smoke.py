@@ -69,7 +69,7 @@ def _positive(value: Any) -> bool:
 def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any]) -> None:
     proc = smoke["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(smoke["sections"]) == {"save_to_serve", "breakdown", "overhead", "scale", "soak"}
+    assert set(smoke["sections"]) == {"save_to_serve", "breakdown", "overhead", "scale", "soak", "frameworks"}
     for entry in smoke["sections"].values():
         assert entry["mode"] == "smoke"
         assert entry["result"] is not None or entry.get("pending"), entry.get("error")
@@ -87,6 +87,7 @@ def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[st
         "## Request overhead",
         "## Scale",
         "## Soak",
+        "## Save-to-serve per framework",
     ):
         assert title in text
 
@@ -139,6 +140,18 @@ def test_soak_samples_the_server_at_start_and_end(smoke: dict[str, Any]) -> None
     assert samples[-1]["generation"] == samples[0]["generation"] + 10
     assert all(s["rss_kib"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in samples)
     assert result["misses"] == 0
+
+
+def test_frameworks_row_reloads_pyramid_in_process_and_its_own_reloader_by_restarting(
+    smoke: dict[str, Any],
+) -> None:
+    result = _ran(smoke, "frameworks")
+    (row,) = result["rows"]
+    assert row["framework"] == "pyramid"
+    ours, theirs = row["hotmod"], row["peer"]
+    assert ours["served"] == ours["edits"] == 1 and ours["restarted_process"] == 0, ours
+    assert theirs["served"] == theirs["edits"] == 1 and theirs["restarted_process"] == 1, theirs
+    assert _positive(ours["median_ms"]) and _positive(theirs["median_ms"])
 
 
 # --- the harness's own pieces, without servers of the peers -----------------------------------
