@@ -207,7 +207,9 @@ class AppCopy:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        for key in ("WERKZEUG_RUN_MAIN", "WERKZEUG_SERVER_FD", "BOTTLE_CHILD", "RUN_MAIN", "HOTMOD_SERVER_FD"):
+        # A reloader's child markers must not leak into a fresh server's environment.
+        for key in ("WERKZEUG_RUN_MAIN", "WERKZEUG_SERVER_FD", "BOTTLE_CHILD", "RUN_MAIN",
+                    "HOTMOD_SERVER_FD"):
             env.pop(key, None)
         env.update(
             {
@@ -267,7 +269,8 @@ def run_batch(
             }
             tally.records.append(record)
             shown = f"{result.latency_s * 1000:.1f} ms" if result.seen else "MISSED"
-            log(f"  {framework.name:8} {contender:20} edit {copy.edits:3} {shown:>10} failed={record['failed']}")
+            log(f"  {framework.name:8} {contender:20} edit {copy.edits:3} {shown:>10}"
+                f" failed={record['failed']}")
             tally.misses = 0 if result.seen else tally.misses + 1
             if tally.misses >= settings.misses_allowed:
                 tally.reloading = False
@@ -397,7 +400,12 @@ def render(result: dict[str, Any]) -> str:
                 f"| {row['framework']} | {label} | {r['served']}/{r['edits']} | {fmt(r['median_ms'])} "
                 f"| {fmt(r['p95_ms'])} | {fmt(r['max_ms'])} | {failed} | {same} | {ratio} | {r['status']} |"
             )
-    tails = [(row["framework"], row[k]) for row in result["rows"] for k in ("hotmod", "peer") if row[k]["log_tail"]]
+    tails = [
+        (row["framework"], row[key])
+        for row in result["rows"]
+        for key in ("hotmod", "peer")
+        if row[key]["log_tail"]
+    ]
     if tails:
         lines += ["", "Last log lines of servers that did not reload:", ""]
         for framework, r in tails:
