@@ -1420,6 +1420,11 @@ def _check_factory(
             raise TargetError(
                 f"cannot call {module}:{attr}{signature} with the factory arguments: {exc}"
             ) from None
+        if next(iter(signature.parameters), "") in ("global_config", "global_conf"):
+            raise TargetError(
+                f"target '{module}:{attr}()' is a PasteDeploy app factory {attr}{signature}:"
+                f" serve the .ini file that names it (hotmod serve development.ini)"
+            ) from None
         raise TargetError(
             f"target '{module}:{attr}()' calls {attr}{signature} with no arguments, which it"
             f" does not accept: it is not an app factory; to serve {attr} itself, drop the"

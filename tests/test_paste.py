@@ -128,3 +128,8 @@ def test_hot_reload_serves_an_ini_target_and_calls_its_factory_per_generation(
     write(iniapp.parent / "iniapp" / "views.py", "TEXT = 'two'\n")
     assert app.reload() == 2
     assert client.get("/").text == f"two hello {iniapp.parent}"
+
+
+def test_a_paste_factory_named_as_a_target_points_at_its_ini_file(iniapp: Path) -> None:
+    with pytest.raises(TargetError, match=r"PasteDeploy app factory .*hotmod serve development\.ini"):
+        HotReload("iniapp:main()", scan_interval=3600.0)
