@@ -66,7 +66,7 @@ class Framework:
     hotmod_target: str
     peer: str  # the peer's name in the table
     peer_label: str
-    peer_argv: Callable[[Path, int], list[str]]
+    peer_argv: Callable[[Path, int], list[str]] | None  # None: the framework has no reloader
     prepare: Callable[[Path], None]  # builds the app in an empty folder
     before_start: Callable[[Path, int], None] = lambda root, port: None
     key: str = ""  # the name on the command line, when one framework has two peers
@@ -149,6 +149,15 @@ FRAMEWORKS: dict[str, Framework] = {
             "manage.py runserver", "`python manage.py runserver` (StatReloader)",
             lambda root, port: [sys.executable, "manage.py", "runserver", f"127.0.0.1:{port}"],
             _prepare_django,
+        ),
+        Framework(
+            "falcon", "/things", "things/resources.py", "'    ~ Immanuel Kant\\n\\n'",
+            "'{marker}'", "things.app:app", "-", "none: Falcon has no reloader of its own", None,
+            _copy(FIXTURES / "falcon"),
+        ),
+        Framework(
+            "plain WSGI", "/", "plainapp/views.py", "'home page'", "'{marker}'",
+            "plainapp.wsgi:application", "-", "none", None, _copy(FIXTURES / "plain"), key="plain",
         ),
         Framework(
             "bottle", "/hello", "app.py", '"Hello World!"', '"{marker}"', "app:app",
@@ -350,7 +359,7 @@ def run(mode: str = "full", *, frameworks: Sequence[str] | None = None) -> dict[
                     argv = [str(VENV_BIN / "hotmod"), "serve", framework.hotmod_target, "--port", str(port)]
                     run_batch(HOTMOD, argv, our_copy, ours, port=port, settings=settings, edits=batch,
                               round_no=round_no)
-                if theirs.reloading:
+                if theirs.reloading and framework.peer_argv is not None:
                     port = free_port()
                     run_batch(framework.peer, framework.peer_argv(their_copy.root, port), their_copy, theirs,
                               port=port, settings=settings, edits=batch, round_no=round_no)
@@ -358,13 +367,37 @@ def run(mode: str = "full", *, frameworks: Sequence[str] | None = None) -> dict[
                 "framework": framework.name,
                 "peer_label": framework.peer_label,
                 "hotmod": summarize(ours),
-                "peer": summarize(theirs),
+                "peer": summarize(theirs) if framework.peer_argv is not None else None,
                 "records": ours.records + theirs.records,
             }
-            a, b = row["hotmod"]["median_ms"], row["peer"]["median_ms"]
+            a, b = row["hotmod"]["median_ms"], (row["peer"] or {}).get("median_ms")
             row["ratio"] = round(b / a, 1) if a and b else None
             rows.append(row)
     return {"mode": mode, "settings": settings.__dict__, "rows": rows}
+
+
+#: How the peers reload (read from their code); it explains the table.
+PEER_NOTES = (
+    "How the peers reload (read from their code):",
+    "",
+    "- `flask run --reload`: werkzeug's reloader with type `auto`, the watchdog one whenever "
+    "watchdog is installed (a hotmod dependency); it watches every `sys.path` folder recursively, "
+    "and on this machine the inotify queue overflows and no edit is seen (as in the Save-to-serve "
+    "section). The stat row is what it does without watchdog: a scan every second, then a new "
+    "serving child; the parent keeps the socket, so requests wait instead of failing.",
+    "- `pserve --reload`: hupper restarts the waitress worker after a change, waiting out its "
+    "1 s reload interval; the new worker binds the port again, so requests in between are refused.",
+    "- `manage.py runserver`: the StatReloader scans every second, then the parent starts a new "
+    "child that binds the port again (refused requests). *Same process* compares the newest pid "
+    "of the server's process group before the edit and once the new text is served: a heuristic "
+    "that can miss a restart.",
+    "- Bottle's `run(reloader=True)`: the child's file checker scans every second and stops the "
+    "server once, with `interrupt_main()`; when that KeyboardInterrupt lands while wsgiref is "
+    "writing a response (the probe keeps one in flight), wsgiref's error handling swallows it, "
+    "and the child keeps serving the old code without ever restarting (log tail below).",
+    "- hotmod: one process throughout; Django and Bottle through their framework support "
+    "(docs/frameworks.md).",
+)
 
 
 def render(result: dict[str, Any]) -> str:
@@ -382,7 +415,8 @@ def render(result: dict[str, Any]) -> str:
         f"timeouts and 5xx, from the edit until {s['after'] * 1000:.0f} ms after the new "
         f"text appeared. First edit {s['warmup']:.1f} s after the server answers (the peers "
         f"snapshot the files once a second). A server that misses {s['misses_allowed']} "
-        f"edits in a row ({s['edit_timeout']:.0f} s each) is recorded as not reloading.",
+        f"edits in a row ({s['edit_timeout']:.0f} s each) is recorded as not reloading. Falcon "
+        f"and plain WSGI have no reloader of their own: hotmod alone.",
         "",
         "| framework | server | served/edits | median ms | p95 ms | max ms | failed requests "
         "| same process | peer/hotmod (median) | status |",
@@ -391,6 +425,8 @@ def render(result: dict[str, Any]) -> str:
     for row in result["rows"]:
         for key in ("hotmod", "peer"):
             r = row[key]
+            if r is None:
+                continue
             kinds = ", ".join(f"{k} {v}" for k, v in sorted(r["failure_kinds"].items()))
             failed = f"{r['failed_requests']}" + (f": {kinds}" if kinds else "")
             same = f"{r['served'] - r['restarted_process']}/{r['served']}"
@@ -400,11 +436,12 @@ def render(result: dict[str, Any]) -> str:
                 f"| {row['framework']} | {label} | {r['served']}/{r['edits']} | {fmt(r['median_ms'])} "
                 f"| {fmt(r['p95_ms'])} | {fmt(r['max_ms'])} | {failed} | {same} | {ratio} | {r['status']} |"
             )
+    lines += ["", *PEER_NOTES]
     tails = [
         (row["framework"], row[key])
         for row in result["rows"]
         for key in ("hotmod", "peer")
-        if row[key]["log_tail"]
+        if row[key] and row[key]["log_tail"]
     ]
     if tails:
         lines += ["", "Last log lines of servers that did not reload:", ""]
