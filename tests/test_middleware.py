@@ -271,6 +271,20 @@ def test_debug_mode_shows_an_escaped_traceback_page_for_an_app_error_without_loc
     assert any("GET /boom raised KeyError" in r.getMessage() for r in caplog.records)
 
 
+def test_a_foreign_host_never_gets_the_traceback_page_the_exception_goes_to_the_server(
+    project: Path, apps: list[HotReload]
+) -> None:
+    write(project / "hm_raise_foreign.py", """
+        def app(environ, start_response):
+            raise KeyError("secret")
+        """)
+    app = HotReload("hm_raise_foreign:app", debug=True, scan_interval=3600)
+    apps.append(app)
+    with pytest.raises(KeyError):
+        app({"PATH_INFO": "/", "REQUEST_METHOD": "GET", "HTTP_HOST": "evil.example"}, lambda *a: None)
+    assert app.reloader.current.in_flight == 0
+
+
 def test_an_app_error_after_its_headers_went_out_is_left_to_the_server(
     project: Path, apps: list[HotReload]
 ) -> None:
