@@ -5,6 +5,7 @@ module objects, carrying resources across with mod_python 3.3's
 One import name for users::
 
     from hotmod import HotReload          # WSGI middleware
+    from hotmod import Publisher          # a folder of handler modules, by URL
     from hotmod import Reloader           # the engine, without WSGI
 
 The distribution installs the repository's ``reloader/`` and ``middleware/``
@@ -19,7 +20,14 @@ from typing import Any
 #: The one source of the version: pyproject.toml reads it from here.
 __version__ = "0.2.0"
 
-from .middleware import GENERATION_HEADER, GENERATION_KEY, STATUS_PATH, HotReload, log_reloads
+from .middleware import (
+    GENERATION_HEADER,
+    GENERATION_KEY,
+    STATUS_PATH,
+    HotReload,
+    Publisher,
+    log_reloads,
+)
 from .reloader import (
     Generation,
     HotmodError,
@@ -40,6 +48,7 @@ __all__ = [
     "HotReload",
     "HotmodError",
     "LoadFailure",
+    "Publisher",
     "ReloadError",
     "ReloadEvent",
     "Reloader",
