@@ -643,9 +643,30 @@ def test_deleted_file_makes_its_urls_404(handlers: Path, publish: Callable[..., 
 def test_edit_of_a_private_shared_module_reloads_the_handlers_that_import_it(
     handlers: Path, publish: Callable[..., Publisher]
 ) -> None:
-    client = Client(publish(handlers))
+    publisher = publish(handlers)
+    client = Client(publisher)
     write(handlers / "_shared.py", "FOOTER = 'shared v2'\n")
     wait_until(lambda: body(client, "/notes") == (200, "published notes.index shared v2"), what="v2")
+    package = publisher.package
+    # The edited module, its importer, and the table module that imports every handler.
+    assert set(publisher.reloader.stats()["history"][-1]["modules"]) == {
+        f"{package}._shared", f"{package}.notes", package
+    }
+    # The superseded generation's instances (its table included) are garbage collected.
+    assert publisher.reloader.wait_idle(10)
+    assert publisher.reloader.stats()["leaked"] == []
+
+
+def test_failed_edit_in_debug_mode_shows_the_error_page_on_every_url_until_fixed(
+    handlers: Path, publish: Callable[..., Publisher]
+) -> None:
+    client = Client(publish(handlers, debug=True))
+    write(handlers / "notes.py", "def index(:\n")
+    wait_until(lambda: client.get("/notes/list").status_code == 500, what="the error page")
+    page = text(client.get("/"))
+    assert "SyntaxError" in page and "notes.py" in page
+    write(handlers / "notes.py", "def index():\n    return 'fixed'\n")
+    wait_until(lambda: body(client, "/notes") == (200, "fixed"), what="the fix")
 
 
 def test_failed_edit_keeps_the_last_good_generation_serving(
