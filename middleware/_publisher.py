@@ -54,7 +54,7 @@ from werkzeug.wrappers import Request, Response
 from ..reloader import Reloader
 from ._app import HotReload
 
-log = logging.getLogger("hotmod.publisher")
+logger = logging.getLogger("hotmod.publisher")
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -371,7 +371,7 @@ class DispatchTable:
             # A request's failure is logged with its traceback, as text: a kept record
             # must not keep the generation's frames (and instances) alive.
             text = traceback.format_exc()
-            log.error("handler %s (%s) raised:\n%s", handler.name, handler.where, text)
+            logger.error("handler %s (%s) raised:\n%s", handler.name, handler.where, text)
             if not self.debug:
                 return _plain(500, "Internal Server Error")
             return _traceback_page(exc, handler, text)
@@ -498,7 +498,7 @@ class Publisher:
 
     Every ``.py`` file directly in ``directory`` (not starting with ``_``) is
     imported when the Publisher starts: a failing one raises
-    :class:`reloader.ReloadError` here, never on the first request. A new file makes
+    :class:`hotmod.ReloadError` here, never on the first request. A new file makes
     its URLs live, a deleted one makes them 404, an edited one is reloaded together
     with the modules of the folder that import it; each request runs on the
     generation that was current when it began (the Publisher is a
@@ -512,6 +512,8 @@ class Publisher:
     :param drain_timeout: seconds a superseded generation may keep requests in flight
         before it is retired anyway.
     :param drain_warning: seconds after which a generation still draining is logged.
+    :param log: make the ``hotmod`` logger's lines visible on stderr (see
+        :func:`log_reloads`).
     """
 
     def __init__(
@@ -522,6 +524,7 @@ class Publisher:
         poll: bool = False,
         drain_timeout: float | None = None,
         drain_warning: float = 60.0,
+        log: bool = False,
     ) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise ValueError(f"directory must be a path to a folder, got {directory!r}")
@@ -550,12 +553,13 @@ class Publisher:
                 poll=poll,
                 drain_timeout=drain_timeout,
                 drain_warning=drain_warning,
+                log=log,
             )
         except BaseException:
             self._remove_table()
             raise
         atexit.register(self.close)
-        log.info("publishing %d handler module(s) of %s", len(self._table()._modules), real)
+        logger.info("publishing %d handler module(s) of %s", len(self._table()._modules), real)
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         return self._app(environ, start_response)
@@ -581,7 +585,7 @@ class Publisher:
 
     def reload(self) -> int:
         """Reload what changed now, synchronously, new and deleted files included;
-        return the current generation's number. Raises :class:`reloader.ReloadError`
+        return the current generation's number. Raises :class:`hotmod.ReloadError`
         when the plan failed (the last good generation keeps serving)."""
         number = self._app.reload()
         if set(handler_modules(self.directory)) != set(self._table()._modules):
@@ -608,7 +612,7 @@ class Publisher:
         try:
             shutil.rmtree(self._table_dir)
         except OSError:
-            log.warning("could not remove the table module folder %s", self._table_dir, exc_info=True)
+            logger.warning("could not remove the table module folder %s", self._table_dir, exc_info=True)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("frozen" if self._app.frozen else "watching")
