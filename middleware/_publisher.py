@@ -53,6 +53,7 @@ from werkzeug.wrappers import Request, Response
 
 from ..reloader import Reloader
 from ._app import HotReload
+from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck, host_of
 
 logger = logging.getLogger("hotmod.publisher")
 
@@ -73,7 +74,6 @@ TABLE_ATTRIBUTE = "__hotmod_dispatch__"
 
 _METHOD = re.compile(r"[A-Z][A-Z-]*\Z")
 _ENCODED_SEPARATOR = re.compile(r"%(2f|5c|00)", re.IGNORECASE)
-_PLAIN_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 _packages = itertools.count(1)
 
 _TABLE_MODULE = '''\
@@ -90,7 +90,9 @@ __hotmod_modules__ = {{
     __hotmod_name: getattr(__import__(__name__, globals(), None, (__hotmod_name,)), __hotmod_name)
     for __hotmod_name in __hotmod_publisher.handler_modules(__path__[0])
 }}
-{attribute} = __hotmod_publisher.DispatchTable(__hotmod_modules__, debug={debug!r})
+{attribute} = __hotmod_publisher.DispatchTable(
+    __hotmod_modules__, debug={debug!r}, allow_hosts={allow_hosts!r}
+)
 '''
 
 
@@ -313,8 +315,13 @@ class DispatchTable:
     ====================  =========================================================
     """
 
-    def __init__(self, modules: Mapping[str, ModuleType], *, debug: bool = False) -> None:
+    def __init__(
+        self, modules: Mapping[str, ModuleType], *, debug: bool = False, allow_hosts: Iterable[str] = ()
+    ) -> None:
         self.debug = debug
+        # In debug mode, who may read the reasons and tracebacks: the hosts that may see
+        # HotReload's debug pages (see _guard.py); any other host gets production answers.
+        self._hosts = HostCheck(allow_hosts) if debug else None
         self._modules = {
             name: _PublishedModule(module, published_functions(module, name))
             for name, module in modules.items()
@@ -346,7 +353,8 @@ class DispatchTable:
     def respond(self, environ: Environ) -> Response:
         """The response to one request, every error included; raises only what a
         handler raised that is not an :class:`Exception` (KeyboardInterrupt and the like)."""
-        found = self._resolve(environ)
+        explain = self._hosts is not None and self._hosts.judge(host_of(environ))
+        found = self._resolve(environ, explain)
         if isinstance(found, Response):
             return found
         handler = found
@@ -354,7 +362,7 @@ class DispatchTable:
         if method == "OPTIONS" and "OPTIONS" not in handler.methods:
             return Response(b"", 200, headers={"Allow": handler.allow_header})
         if method not in handler.allowed:
-            detail = f": {handler.name} accepts {handler.allow_header}" if self.debug else ""
+            detail = f": {handler.name} accepts {handler.allow_header}" if explain else ""
             return _plain(405, f"Method Not Allowed{detail}", Allow=handler.allow_header)
         request = Request(environ)
         try:
@@ -372,27 +380,28 @@ class DispatchTable:
             # must not keep the generation's frames (and instances) alive.
             text = traceback.format_exc()
             logger.error("handler %s (%s) raised:\n%s", handler.name, handler.where, text)
-            if not self.debug:
+            if not explain:
                 return _plain(500, "Internal Server Error")
             return _traceback_page(exc, handler, text)
 
-    def _resolve(self, environ: Environ) -> Handler | Response:
-        """The handler a request's path names, or the 404 response."""
+    def _resolve(self, environ: Environ, explain: bool) -> Handler | Response:
+        """The handler a request's path names, or the 404 response (saying why when
+        ``explain``)."""
         path = environ.get("PATH_INFO") or "/"
         raw = str(environ.get("REQUEST_URI") or environ.get("RAW_URI") or "").partition("?")[0]
         if _ENCODED_SEPARATOR.search(raw):
             # The server decoded %2F into PATH_INFO's '/', so the two spellings look the
             # same here: the raw URI says which one the client sent.
-            return self._not_found("an encoded '/', '\\' or NUL in the path is never published")
+            return _not_found("an encoded '/', '\\' or NUL is never published" if explain else None)
         if not isinstance(path, str) or not path.startswith("/"):
-            return self._not_found("the path does not start with '/'")
+            return _not_found("the path does not start with '/'" if explain else None)
         parts = path[1:].split("/") if path != "/" else []
         if parts and parts[-1] == "":
             parts.pop()
         if len(parts) > 2:
-            return self._not_found("a URL names at most a module and a function: /module/function")
+            return _not_found("a URL names at most a module and a function" if explain else None)
         if not all(parts):
-            return self._not_found("empty path segment")
+            return _not_found("empty path segment" if explain else None)
         if len(parts) == 2:
             module_name, name = _strip_py(parts[0]), parts[1]
         elif len(parts) == 1 and _strip_py(parts[0]) in self._modules:
@@ -403,21 +412,23 @@ class DispatchTable:
             module_name, name = "index", "index"
         published = self._modules.get(module_name)
         if published is None:
-            return self._not_found(
-                f"there is no handler module {module_name}.py"
-                if PUBLIC_NAME.match(module_name)
-                else "only modules whose names are ASCII identifiers not starting with '_' are published"
-            )
+            if not explain:
+                return _not_found(None)
+            if PUBLIC_NAME.match(module_name):
+                return _not_found(f"there is no handler module {module_name}.py")
+            return _not_found("only modules named by ASCII identifiers not starting with '_' are published")
         handler = published.handlers.get(name)
         if handler is None:
-            return self._not_found(
-                f"{module_name}.{name} is not published: {_unpublished_because(published.module, name)}"
-                if self.debug else ""
-            )
+            if not explain:
+                return _not_found(None)
+            why = _unpublished_because(published.module, name)
+            return _not_found(f"{module_name}.{name} is not published: {why}")
         return handler
 
-    def _not_found(self, reason: str) -> Response:
-        return _plain(404, f"Not Found: {reason}" if self.debug and reason else "Not Found")
+
+def _not_found(reason: str | None) -> Response:
+    """404, with the reason only when the request may be told (debug mode, allowed host)."""
+    return _plain(404, "Not Found" if reason is None else f"Not Found: {reason}")
 
 
 def _strip_py(segment: str) -> str:
@@ -425,7 +436,9 @@ def _strip_py(segment: str) -> str:
 
 
 def _plain(status: int, text: str, **headers: str) -> Response:
-    return Response(text + "\n", status, headers={**_PLAIN_HEADERS, **headers}, mimetype="text/plain")
+    return Response(
+        text + "\n", status, headers=[*PROTECTIVE_HEADERS, *headers.items()], mimetype="text/plain"
+    )
 
 
 def _as_response(result: object, handler: Handler) -> Response:
@@ -444,19 +457,22 @@ def _as_response(result: object, handler: Handler) -> Response:
 
 
 def _traceback_page(exc: Exception, handler: Handler, text: str) -> Response:
+    """The debug page of a handler's exception: everything in it HTML-escaped, served
+    with a policy that runs nothing (no script, no style, no frame)."""
     esc = html.escape
     page = f"""<!doctype html>
 <html lang="en">
 <head><meta charset="utf-8"><title>{esc(type(exc).__name__)} in {esc(handler.name)} · hotmod</title></head>
-<body style="font-family: system-ui, sans-serif; margin: 2em">
-<h1 style="color: #b00020; font-size: 1.4em">{esc(type(exc).__name__)}: {esc(str(exc))}</h1>
+<body>
+<h1>{esc(type(exc).__name__)}: {esc(str(exc))}</h1>
 <p>raised by handler <strong>{esc(handler.name)}</strong> ({esc(handler.where)}).
 This page appears in debug mode only.</p>
-<pre style="background: #f6f6f6; padding: 1em; overflow-x: auto">{esc(text)}</pre>
+<pre>{esc(text)}</pre>
 </body>
 </html>
 """
-    return Response(page, 500, headers=_PLAIN_HEADERS, mimetype="text/html")
+    headers = [*PROTECTIVE_HEADERS, ("Content-Security-Policy", NOTHING_POLICY)]
+    return Response(page, 500, headers=headers, mimetype="text/html")
 
 
 # -- the Publisher ------------------------------------------------------------------------
@@ -506,8 +522,12 @@ class Publisher:
 
     :param debug: 404 and 405 bodies say why, a handler's exception is shown as an
         HTML-escaped traceback, and :class:`HotReload`'s debug features apply (error
-        page while the latest edit failed, ``/__hotmod__``, the generation header).
-        Off by default: short plain messages, tracebacks only in the log.
+        page while the latest edit failed, ``/__hotmod__``, the generation header),
+        all for requests whose ``Host`` is ``localhost``, ``127.0.0.1``, ``[::1]`` or
+        in ``allow_hosts`` only; other hosts get the production answers. Off by
+        default: short plain messages, tracebacks only in the log.
+    :param allow_hosts: more host names that may see the debug details (as for
+        :class:`HotReload`).
     :param poll: use the polling watcher instead of inotify.
     :param drain_timeout: seconds a superseded generation may keep requests in flight
         before it is retired anyway.
@@ -521,6 +541,7 @@ class Publisher:
         directory: str | os.PathLike[str],
         *,
         debug: bool = False,
+        allow_hosts: Iterable[str] = (),
         poll: bool = False,
         drain_timeout: float | None = None,
         drain_warning: float = 60.0,
@@ -528,6 +549,9 @@ class Publisher:
     ) -> None:
         if not isinstance(directory, (str, os.PathLike)):
             raise ValueError(f"directory must be a path to a folder, got {directory!r}")
+        if isinstance(allow_hosts, str):
+            raise ValueError("allow_hosts takes a list of host names, not a single string")
+        hosts = HostCheck(allow_hosts).allowed  # validated here, written into the table module
         real = os.path.realpath(directory)
         if not os.path.isdir(real):
             raise ValueError(f"handler directory {os.fspath(directory)!r} is not a folder")
@@ -539,7 +563,9 @@ class Publisher:
         self._table_dir = tempfile.mkdtemp(prefix="hotmod-publisher-")
         self._table_file = os.path.join(self._table_dir, "__init__.py")
         with open(self._table_file, "w", encoding="utf-8") as f:
-            f.write(_TABLE_MODULE.format(directory=real, debug=self.debug, attribute=TABLE_ATTRIBUTE))
+            f.write(_TABLE_MODULE.format(
+                directory=real, debug=self.debug, allow_hosts=hosts, attribute=TABLE_ATTRIBUTE
+            ))
         self._finder = _TableFinder(self.package, self._table_file)
         sys.meta_path.append(self._finder)
         try:
@@ -550,6 +576,7 @@ class Publisher:
                 # target's module, the table module, which lists the folder again.
                 extra=("*.py",),
                 debug=self.debug,
+                allow_hosts=hosts,
                 poll=poll,
                 drain_timeout=drain_timeout,
                 drain_warning=drain_warning,

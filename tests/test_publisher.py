@@ -574,6 +574,33 @@ def test_debug_404_and_405_say_why(debug_client: Client) -> None:
     assert text(debug_client.put("/notes/add")) == "Method Not Allowed: notes.add accepts OPTIONS, POST\n"
 
 
+def test_debug_details_are_for_loopback_and_allowed_hosts_only(
+    debug_client: Client, handlers: Path, publish: Callable[..., Publisher]
+) -> None:
+    # A page on another site that resolves its name to this server (DNS rebinding)
+    # sends its own Host: it gets the production answers, as from HotReload.
+    foreign = {"base_url": "http://evil.example/"}
+    assert text(debug_client.get("/notes/join", **foreign)) == "Not Found\n"
+    assert text(debug_client.put("/notes/add", **foreign)) == "Method Not Allowed\n"
+    broken = debug_client.get("/notes/broken", **foreign)
+    assert (broken.mimetype, text(broken)) == ("text/plain", "Internal Server Error\n")
+    assert "X-Hotmod-Generation" not in debug_client.get("/", **foreign).headers
+    assert "is not published" in text(debug_client.get("/notes/join", base_url="http://127.0.0.1:8000/"))
+    allowed = Client(publish(handlers, debug=True, allow_hosts=["shop.test"]))
+    assert "is not published" in text(allowed.get("/notes/join", base_url="http://shop.test/"))
+    assert "Traceback" in text(allowed.get("/notes/broken", base_url="http://shop.test:8080/"))
+    with pytest.raises(ValueError, match="list of host names"):
+        Publisher(handlers, allow_hosts="shop.test")
+
+
+def test_debug_pages_carry_the_protective_headers(debug_client: Client) -> None:
+    for response in (debug_client.get("/notes/broken"), debug_client.get("/notes/join")):
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Cache-Control"] == "no-store"
+    assert "default-src 'none'" in debug_client.get("/notes/broken").headers["Content-Security-Policy"]
+
+
 def test_debug_mode_adds_hotreloads_status_endpoint_and_generation_header(debug_client: Client) -> None:
     assert debug_client.get("/").headers["X-Hotmod-Generation"] == "1"
     assert debug_client.get("/__hotmod__").json["generation"] == 1
