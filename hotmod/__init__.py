@@ -15,7 +15,7 @@ re-exports their public names. See docs/api.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 #: The one source of the version: pyproject.toml reads it from here.
 __version__ = "0.2.0"
@@ -25,7 +25,6 @@ from .middleware import (
     GENERATION_KEY,
     STATUS_PATH,
     HotReload,
-    Publisher,
     log_reloads,
 )
 from .reloader import (
@@ -38,6 +37,9 @@ from .reloader import (
     SourceChanged,
     TargetError,
 )
+
+if TYPE_CHECKING:
+    from .middleware import Publisher
 
 __all__ = [
     "GENERATION_HEADER",
@@ -61,9 +63,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The watcher pulls in watchdog: imported on first use only.
+    # The watcher pulls in watchdog, the Publisher werkzeug: imported on first use only.
     if name in ("Watcher", "ChangeBatch"):
         from . import reloader
 
         return getattr(reloader, name)
+    if name == "Publisher":
+        from . import middleware
+
+        return middleware.Publisher
     raise AttributeError(f"module 'hotmod' has no attribute {name!r}")
