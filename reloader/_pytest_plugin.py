@@ -110,8 +110,10 @@ class HotReloadFixture:
             self._saved = dict(sys.modules)
         options.setdefault("leak_check_delay", LEAK_CHECK_DELAY)
         # The engine resolves a callable target; a module has no application, but every
-        # module loaded from a file has a loader whose get_source is one.
-        reloader = Reloader(f"{name}:__loader__.get_source", **options)
+        # module has a name, and a str's methods are callable. (Not the module's
+        # loader: under pytest, a module marked for assertion rewriting is loaded by
+        # pytest's import hook, which has no get_source.)
+        reloader = Reloader(f"{name}:__name__.upper", **options)
         engine = _Engine(reloader)
         engine.unsubscribe = reloader.subscribe(engine.on_event)
         try:
