@@ -61,6 +61,9 @@ class ReloadEvent:
     time: float = field(default_factory=time.time)
     detail: str = ""
     files: tuple[str, ...] = ()
+    #: Of ``duration_ms``, the milliseconds the app's own code ran (module bodies,
+    #: clone hooks, the target's factory): the rest is the engine's.
+    exec_ms: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -1191,10 +1194,12 @@ class Reloader:
             self._counts["reloads"] += 0 if previous is None else 1
             self._counts["clone_errors"] += len(stage.clone_failed)
             duration = (time.perf_counter() - started) * 1000
+            exec_ms = stage.exec_s * 1000
             importers = len([n for n in stage.fresh if n not in changed]) if previous else 0
             self._history.append({
                 "time": time.time(), "generation": number, "modules": list(stage.fresh),
                 "importers": importers, "duration_ms": round(duration, 3),
+                "exec_ms": round(exec_ms, 3),
             })
         unreached = (
             [] if previous is None else
@@ -1221,7 +1226,7 @@ class Reloader:
                 f", {len(deleted)} deleted" if deleted else "", duration,
             )
         self._publish(ReloadEvent(
-            kind, number, tuple(stage.fresh), importers, duration, detail=detail,
+            kind, number, tuple(stage.fresh), importers, duration, detail=detail, exec_ms=exec_ms,
         ))
 
     # -- retirement ----------------------------------------------------------------

@@ -184,6 +184,19 @@ class GenerationImport:
             own = engine._is_own_top(absname.partition(".")[0])
         if not own:
             return builtins.__import__(name, globals, locals, fromlist, level)
+        stage = self.stage
+        # Resolving one of our modules is the engine's time, not the app's.
+        app_running = stage is not None and stage._app_stops()
+        try:
+            return self._import_own(engine, absname, globals, fromlist)
+        finally:
+            if app_running:
+                assert stage is not None
+                stage._app_starts()
+
+    def _import_own(
+        self, engine: Reloader, absname: str, globals: Mapping[str, Any] | None, fromlist: Any
+    ) -> Any:
         gen = self._gen()
         modules = gen._modules if gen is not None else None
         table: Mapping[str, ModuleType] = (
@@ -349,6 +362,25 @@ class Stage:
         self.failed_module: str | None = None
         self.modules_before = 0  # len(sys.modules) when run() started
         self._module_files: dict[str, bool] = {}
+        #: Seconds spent running the app's own code (clone hooks, module bodies, the
+        #: target's factory), so that the engine's share of a reload can be told apart.
+        self.exec_s = 0.0
+        self._running_since: float | None = None  # set while the app's code runs
+
+    # -- the app's own time ---------------------------------------------------------
+
+    def _app_starts(self) -> None:
+        self._running_since = time.perf_counter()
+
+    def _app_stops(self) -> bool:
+        """Stop the clock of the app's own code; True if it was running (a module
+        whose code imports another one: its clock resumes after that import)."""
+        since = self._running_since
+        if since is None:
+            return False
+        self.exec_s += time.perf_counter() - since
+        self._running_since = None
+        return True
 
     # -- bookkeeping used by the import hook ----------------------------------------
 
@@ -402,9 +434,11 @@ class Stage:
         """Call ``fn`` (a target factory) with this stage active, so that what it
         imports is staged and recorded too."""
         _active.stage = self
+        self._app_starts()
         try:
             return fn()
         finally:
+            self._app_stops()
             _active.stage = None
 
     def import_new(self, name: str) -> Any:
@@ -444,6 +478,14 @@ class Stage:
         )
 
     def _execute(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:
+        importer_running = self._app_stops()
+        try:
+            return self._execute_timed(name, spec, parent, child)
+        finally:
+            if importer_running:
+                self._app_starts()
+
+    def _execute_timed(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:
         assert spec.origin is not None
         source = self.sources.get(name)
         if source is None:
@@ -452,10 +494,12 @@ class Stage:
         new = importlib.util.module_from_spec(spec)
         hook = vars(old).get("__mp_clone__") if old is not None else None
         if callable(hook):
+            self._app_starts()
             try:
                 hook(new)
                 self.cloned.add(name)
             except Exception:
+                self._app_stops()
                 log.error(
                     "__mp_clone__ of %s (generation %d) raised; loading it without cloning,"
                     " and its old instance will be purged once drained:\n%s",
@@ -465,6 +509,7 @@ class Stage:
                 )
                 self.clone_failed.add(name)
                 new = importlib.util.module_from_spec(spec)
+            self._app_stops()
         namespace = vars(new)
         namespace["__builtins__"] = self.builtins
         namespace[TOKEN] = InstanceToken(name, self.generation.number)
@@ -480,10 +525,14 @@ class Stage:
         linecache.cache[path] = (len(source.data), None, text.splitlines(True), path)
         self.executing.append(name)
         try:
+            # Parsing and compiling count as the app's: a plain import does them too.
+            self._app_starts()
             tree = ast.parse(source.data, filename=path)
+            self._app_stops()
             self.refs.setdefault(name, []).extend(
                 static_imports(tree, name, spec.submodule_search_locations is not None)
             )
+            self._app_starts()
             code = compile(tree, path, "exec", dont_inherit=True)
             exec(code, namespace)
         except BaseException:
@@ -491,6 +540,7 @@ class Stage:
                 self.failed_module = name
             raise
         finally:
+            self._app_stops()
             self.executing.pop()
         if spec.submodule_search_locations is not None:
             self._bind_shared_children(name, new)
