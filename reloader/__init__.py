@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._engine import Reloader, ReloadEvent, default_root
+from ._engine import Reloader
+from ._events import ReloadEvent
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
+from ._target import default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
 __all__ = [

@@ -1,15 +1,12 @@
-"""The engine: loads a target, plans reloads, swaps generations, retires and purges."""
+"""The engine: :class:`Reloader` loads a target and turns batches of changed files
+into generations. Each step lives in a module of its name: the registry
+(``_registry``), planning (``_plan``), loading (``_loader``), swapping (``_swap``),
+retirement (``_retire``), leak detection (``_leaks``), the target (``_target``)."""
 
 from __future__ import annotations
 
-import ast
-import gc
-import heapq
-import inspect
-import itertools
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -17,181 +14,35 @@ import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType, FunctionType, ModuleType
+from types import FrameType, ModuleType
 from typing import Any
 
-from ._extension import Extension, restart_flag
-from ._generation import CURRENT, DRAINING, RETIRED, Generation
-from ._graph import Graph, resolve_refs, static_imports
-from ._loader import TOKEN, InstanceToken, Source, Stage, find_spec_quietly, quiet
-from ._loader import active_stage as _active_stage
+from . import _plan, _swap
+from ._events import ReloadEvent, Subscribers
+from ._extension import Extension
+from ._generation import Generation
+from ._graph import Graph
+from ._loader import Source, Stage, active_stage, find_spec_quietly, quiet
+from ._registry import Registry, modules_in_roots
+from ._retire import Retirement
 from ._roots import ExtraGlobs, Roots
+from ._target import Target, default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
 log = logging.getLogger("hotmod")
 
-_TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
-
 #: Engines alive in this process (for fork hooks and for sharing sys.modules).
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
-#: Files modified less than this long before they were read are always re-hashed.
-_RACY_SECONDS = 2.0
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
 #: Bumped in every forked child; an engine compares it with the value it last saw.
 _fork_epoch = [0]
 
 
-@dataclass(frozen=True)
-class ReloadEvent:
-    """What happened, published to subscribers (see :meth:`Reloader.subscribe`)."""
-
-    #: "reloaded" | "failed" | "recovered" (a failed edit undone) | "retired" | "leaked"
-    #: | "drain_warning" | "drain_timeout" | "restart_needed" (a restart-only module
-    #: changed: nothing was swapped) | "refreshed" (non-Python files an extension
-    #: made current itself: no module ran)
-    kind: str
-    generation: int
-    modules: tuple[str, ...] = ()
-    importers: int = 0
-    duration_ms: float = 0.0
-    failure: LoadFailure | None = None
-    time: float = field(default_factory=time.time)
-    detail: str = ""
-    files: tuple[str, ...] = ()
-    #: Of ``duration_ms``, the milliseconds the app's own code ran (module bodies,
-    #: clone hooks, the target's factory): the rest is the engine's.
-    exec_ms: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["modules"] = list(self.modules)
-        out["files"] = list(self.files)
-        return out
-
-
-@dataclass
-class _Replaced:
-    """An instance that a generation no longer holds, waiting for every generation
-    that held it or its clone lineage (numbers ``since`` to ``until - 1``) to retire."""
-
-    module: ModuleType
-    name: str
-    born: int  # the generation that created it
-    until: int
-    purge: bool  # nothing was handed over: its __mp_purge__ is due
-    #: The oldest generation whose resources it may hold: its clone lineage starts
-    #: there (a clone shares what its donor opened), so its purge waits for that too.
-    since: int = 0
-
-
-def parse_target(target: str) -> tuple[str, str, bool]:
-    match = _TARGET.match(target.strip())
-    if match is None:
-        raise TargetError(
-            f"target {target!r} is not of the form 'package.module:attribute' or"
-            " 'package.module:factory()'"
-        )
-    return match["module"], match["attr"], bool(match["call"])
-
-
-def default_root(module: str) -> Path:
-    """The top-level package's own folder, or the folder of a single-module target."""
-    top = module.partition(".")[0]
-    spec = find_spec_quietly(top, retry=False)
-    if spec is None:
-        raise TargetError(
-            f"cannot find module {top!r} (searched sys.path: {', '.join(sys.path[:4])}, ...);"
-            " run from the folder that holds it, or add that folder to PYTHONPATH"
-        )
-    if spec.submodule_search_locations:
-        return Path(next(iter(spec.submodule_search_locations)))
-    if spec.origin and spec.has_location:
-        return Path(spec.origin).parent
-    raise TargetError(f"module {top!r} is built in or has no source file: it cannot be reloaded")
-
-
-class _Janitor:
-    """One background thread that runs retirements, purges and leak checks, so that
-    no hook ever runs on a request thread or while a request's lock is held."""
-
-    def __init__(self, name: str) -> None:
-        self._name = name
-        self._cond = threading.Condition()  # guards _tasks, _busy, _thread
-        # (due, seq, work, counted): uncounted tasks are timers wait_idle ignores.
-        self._tasks: list[tuple[float, int, Callable[[], None], bool]] = []
-        self._seq = itertools.count()
-        self._busy = False
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-
-    def submit(self, fn: Callable[[], None], delay: float = 0.0, *, timer: bool = False) -> None:
-        with self._cond:
-            if self._stopping:
-                return
-            heapq.heappush(self._tasks, (time.monotonic() + delay, next(self._seq), fn, not timer))
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while True:
-                    if self._stopping and not self._tasks:
-                        return
-                    if self._tasks:
-                        wait = self._tasks[0][0] - time.monotonic()
-                        if wait <= 0 or self._stopping:
-                            fn = heapq.heappop(self._tasks)[2]
-                            self._busy = True
-                            break
-                    else:
-                        wait = None
-                    self._cond.wait(wait)
-            try:
-                fn()
-            except Exception:
-                log.exception("hotmod janitor task failed")
-            finally:
-                with self._cond:
-                    self._busy = False
-                    self._cond.notify_all()
-
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while self._busy or any(t[3] for t in self._tasks):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
-        return True
-
-    def stop(self, timeout: float = 5.0) -> None:
-        with self._cond:
-            self._stopping = True
-            # Leak checks scheduled for later are pointless at shutdown; due work runs.
-            now = time.monotonic()
-            self._tasks = [t for t in self._tasks if t[0] <= now]
-            heapq.heapify(self._tasks)
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout)
-
-    def after_fork(self) -> None:
-        self._cond = threading.Condition()
-        self._thread = None
-        self._busy = False
-
-
 class Reloader:
-    """Loads a WSGI target from watched roots and reloads what changes into fresh
-    module objects, one atomic generation at a time.
+    """Loads a target from watched roots and reloads what changes into fresh module
+    objects, one atomic generation at a time.
 
     :param target: ``"package.module:attribute"`` or ``"package.module:factory()"``.
     :param roots: watched roots; default: the target's top-level package folder (the
@@ -231,14 +82,8 @@ class Reloader:
         factory_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         self.target = target
-        self._module_name, self._attr, self._call = parse_target(target)
-        if (factory_args or factory_kwargs) and not self._call:
-            raise ValueError(
-                f"factory_args and factory_kwargs need a factory target ('module:factory()'),"
-                f" not {target!r}"
-            )
-        self._factory_args = tuple(factory_args)
-        self._factory_kwargs = dict(factory_kwargs or {})
+        self._target = Target.parse(target, factory_args, factory_kwargs)
+        self._module_name = self._target.module
         for name, value in (("drain_warning", drain_warning), ("drain_timeout", drain_timeout)):
             if value is not None and value <= 0:
                 raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
@@ -260,56 +105,44 @@ class Reloader:
         # Guards the fields below it; never held while user code runs.
         self._state_lock = threading.Lock()
         self._current: Generation | None = None
-        self._live: dict[int, Generation] = {}
-        self._replaced: list[_Replaced] = []
-        self._born: dict[str, int] = {}
-        self._lineage: dict[str, int] = {}  # name → start of its clone lineage
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
-        # The latest leaks only (the status serves them whole); "leaks" counts them all.
-        self._leaked: deque[dict[str, Any]] = deque(maxlen=history)
-        self._counts = dict.fromkeys(
-            ("reloads", "failures", "retired", "purges", "purge_errors", "clone_errors", "leaks"), 0
-        )
+        self._counts = dict.fromkeys(("reloads", "failures", "clone_errors"), 0)
         self._pending: set[str] = set()
-        self._attempted: set[str] = set()  # modules of the latest plan (reload path)
-        self._leak_watch: list[tuple[str, int, weakref.ref[ModuleType], Any, int]] = []
-        # Owned by the reload path (under _reload_lock).
-        self._graph = Graph()
-        # A copy of the graph's edges, published with each generation under _state_lock,
-        # so that graph() never waits on a reload (a plan may run slow module code).
+        # A copy of the graph's edges, published with each generation, so that graph()
+        # never waits on a reload (a plan may run slow module code).
         self._published_deps: dict[str, frozenset[str]] = {}
-        self._files: dict[str, str] = {}  # module name → real path of its file
-        self._paths: dict[str, str] = {}  # real path → module name
-        self._digests: dict[str, str | None] = {}  # module name → content hash loaded
-        self._signatures: dict[str, tuple[int, int, int]] = {}
-        self._read_at: dict[str, float] = {}  # module name → time.time() of the read
-        self._readers: dict[str, set[str]] = {}  # extra file → modules that opened it
-        self._children: dict[str, set[str]] = {}  # package → its loaded submodules
-        self._empty_seen: dict[str, tuple[int, int, int]] = {}
-        self._extensions: list[Extension] = []
-        # Importer → modules it loaded by name (importlib, a framework's include):
-        # no statement names them, so they are kept across the importer's re-runs.
-        self._by_name: dict[str, set[str]] = {}
-        self._loaded_at = time.time()  # wall time the latest plan began to run
-        # Content hashes of restart-only edits already reported: not reported again.
-        self._restart_digests: dict[str, str] = {}
-        # Written by the reload path under _state_lock; None until a restart is needed.
+        # Written by the reload path; None until a restart is needed.
         self._restart: dict[str, Any] | None = None
+
+        # Owned by the reload path (under _reload_lock).
+        self._registry = Registry()
+        self._graph = Graph()
+        self._attempted: set[str] = set()  # modules of the latest plan
+        self._extensions: list[Extension] = []
+        self._loaded_at = time.time()  # wall time the latest plan began to run
+
         # Written from any thread (atomic set/dict operations), read by the reload path.
         self._tops: dict[str, bool] = {}
-        # (name, importer or None, time.time()) of modules loaded at request time.
+        # (name, importer or None, time.time()) of modules imported outside any plan.
         self._strays: set[tuple[str, str | None, float]] = set()
 
         self.last_error: LoadFailure | None = None
-        self._subscribers: list[Callable[[ReloadEvent], None]] = []
+        self._events = Subscribers()
         self._frozen = False
         self._closed = False
         self._watcher: Any = None
         self._watch_options: dict[str, Any] | None = None
         self._epoch = _fork_epoch[0]
-        self._janitor = _Janitor(f"hotmod-janitor-{id(self):x}")
-        self._purged: weakref.WeakSet[ModuleType] = weakref.WeakSet()
-        self._purge_lock = threading.Lock()  # one purge at a time, each instance once
+        self._retirement = Retirement(
+            name=f"hotmod-janitor-{id(self):x}",
+            drain_warning=drain_warning,
+            drain_timeout=drain_timeout,
+            leak_check_delay=leak_check_delay,
+            keep=history,
+            publish=self._events.publish,
+            current=lambda: self._current,
+            closed=lambda: self._closed,
+        )
         _engines.add(self)
         _observe_imports()
 
@@ -340,7 +173,7 @@ class Reloader:
             if self._current is not None:
                 return self._current
             failure = _failure_of(
-                lambda: self._run_plan([self._module_name], {}, set(), changed=set(), first=True)
+                lambda: self._run_plan([self._module_name], _plan.Changes(), first=True)
             )
             if failure is None:
                 return self.current
@@ -371,7 +204,7 @@ class Reloader:
         raise AssertionError("unreachable")
 
     def acquire(self) -> Generation:
-        """Enter the current generation for one request; pair with ``exit()``."""
+        """Enter the current generation for one caller; pair with ``exit()``."""
         for _ in range(1000):
             gen = self._current
             if gen is None:
@@ -385,12 +218,7 @@ class Reloader:
     def subscribe(self, fn: Callable[[ReloadEvent], None]) -> Callable[[], None]:
         """Call ``fn(event)`` after each reload, failure, retirement, leak and drain
         warning/timeout. Returns a function that unsubscribes."""
-        self._subscribers = [*self._subscribers, fn]
-
-        def unsubscribe() -> None:
-            self._subscribers = [f for f in self._subscribers if f is not fn]
-
-        return unsubscribe
+        return self._events.add(fn)
 
     def freeze(self) -> None:
         """Stop reloading on file changes; changes are kept as pending until thaw()."""
@@ -421,7 +249,7 @@ class Reloader:
 
     def files(self) -> dict[Path, str]:
         with self._reload_lock:
-            return {Path(p): name for p, name in self._paths.items()}
+            return {Path(p): name for p, name in self._registry.files().items()}
 
     def extend(self, extension: Extension) -> None:
         """Add an extension (see :class:`reloader.Extension`): its roots are watched and
@@ -441,7 +269,7 @@ class Reloader:
                         if not any(r.startswith(n.rstrip(os.sep) + os.sep) for n in new_roots)]
                 self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
                 self._tops.clear()  # a top-level name may lie in a new root
-                self._adopt_loaded(self.roots.paths)
+                self._adopt_loaded()
             self._extra = ExtraGlobs(
                 (*self.extra, *(p for p in extension.extra() if p not in self.extra)), self.roots.paths
             )
@@ -463,18 +291,19 @@ class Reloader:
         return dict(restart) if restart is not None else None
 
     def stats(self) -> dict[str, Any]:
+        leaked, leaks = self._retirement.leaks.snapshot()
+        retirement = self._retirement.snapshot_counts()
+        draining = [
+            {
+                "generation": g.number,
+                "in_flight": g.in_flight,
+                "since": None if g.superseded_at is None else
+                time.time() - (time.monotonic() - g.superseded_at),
+            }
+            for g in self._retirement.draining()
+        ]
         with self._state_lock:
             gen = self._current
-            draining = [
-                {
-                    "generation": g.number,
-                    "in_flight": g.in_flight,
-                    "since": None if g.superseded_at is None else
-                    time.time() - (time.monotonic() - g.superseded_at),
-                }
-                for g in sorted(self._live.values(), key=lambda g: g.number)
-                if g.state == DRAINING
-            ]
             return {
                 "generation": gen.number if gen is not None else 0,
                 "frozen": self._frozen,
@@ -482,15 +311,39 @@ class Reloader:
                 "pending": sorted(self._pending),
                 "draining": draining,
                 "history": list(self._history),
-                "leaked": list(self._leaked),
+                "leaked": leaked,
                 "last_error": self.last_error.as_dict() if self.last_error else None,
                 "restart_needed": dict(self._restart) if self._restart is not None else None,
-                **self._counts,
+                "reloads": self._counts["reloads"],
+                "failures": self._counts["failures"],
+                "retired": retirement["retired"],
+                "purges": retirement["purges"],
+                "purge_errors": retirement["purge_errors"],
+                "clone_errors": self._counts["clone_errors"],
+                "leaks": leaks,
             }
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until due retirements, purges and leak checks have run."""
-        return self._janitor.wait_idle(timeout)
+        return self._retirement.janitor.wait_idle(timeout)
+
+    # -- what loading asks of the engine (the loader's Host) --------------------------
+
+    def is_own_top(self, top: str) -> bool:
+        """Whether modules under the top-level name ``top`` are reloadable."""
+        hit = self._tops.get(top)
+        if hit is None:
+            hit = self._classify_top(top)
+            if hit is not None:
+                self._tops[top] = hit
+        return bool(hit)
+
+    def note_stray(self, name: str, importer: str | None = None, at: float | None = None) -> None:
+        """``name`` was imported outside any plan: adopted at the next reload."""
+        self._strays.add((name, importer, time.time() if at is None else at))
+
+    def live_generations(self) -> list[Generation]:
+        return self._retirement.live_generations()
 
     # -- watching -----------------------------------------------------------------
 
@@ -533,11 +386,9 @@ class Reloader:
                 return False
             self._epoch = _fork_epoch[0]
             self._watcher = None  # its threads did not survive fork()
-            # The child dropped the requests it inherited (see _after_fork_child): a
+            # The child dropped the callers it inherited (see _after_fork_child): a
             # generation that was draining may be drained now.
-            with self._state_lock:
-                draining = [g for g in self._live.values() if g.state == DRAINING]
-            for gen in draining:
+            for gen in self._retirement.draining():
                 gen._maybe_retire()
             if self._watch_options is not None and not self._closed:
                 self.watch(**self._watch_options)  # which also catches up
@@ -549,8 +400,9 @@ class Reloader:
         come for them. They then go through the watcher's checks like any save,
         rather than being read here while an editor may be writing them."""
         with self._reload_lock:
-            changed, deleted, _ = self._find_changed(None, force=False, probe=True)
-            paths = [self._files[n] for n in sorted(changed | deleted) if n in self._files]
+            changes = self._find_changes(None, force=False, probe=True)
+            files = (self._registry.file(n) for n in sorted(changes.changed | changes.deleted))
+            paths = [f for f in files if f is not None]
         if paths and self._watcher is not None:
             log.info("%d file(s) changed while no watcher ran: reloading them", len(paths))
             self._watcher.touched(paths)
@@ -581,38 +433,18 @@ class Reloader:
                 return
             self._closed = True
         self.unwatch()
-        self._janitor.stop()
-        with self._state_lock:
-            live = sorted(self._live.values(), key=lambda g: g.number)
-            current = self._current
+        current = self._current
         order = self._graph.order(current.modules) if current is not None else []
         modules = current.modules if current is not None else {}
-        for gen in live:
-            gen._force_retire()
-        self._retire(live, leak_check=False)
+        self._retirement.close()
         for name in reversed(order):
             module = modules.get(name)
             if module is not None:
-                self._purge(module, name)
-        with self._state_lock:
-            self._live.clear()
-        self._forget_sys_modules(modules)
+                self._retirement.purge(module, name)
+        self._retirement.forget_all()
+        others = [e._current.modules for e in list(_engines) if e is not self and e._current is not None]
+        _swap.forget_sys_modules(modules, others)
         _engines.discard(self)
-
-    def _forget_sys_modules(self, modules: Any) -> None:
-        """Point ``sys.modules`` at another live engine's instance where one exists,
-        so that closing one engine never breaks another one serving the same app."""
-        others = [e for e in list(_engines) if e is not self and e._current is not None]
-        for name, module in modules.items():
-            if sys.modules.get(name) is not module:
-                continue
-            for other in others:
-                replacement = other._current.modules.get(name) if other._current else None
-                if replacement is not None:
-                    sys.modules[name] = replacement
-                    break
-            else:
-                del sys.modules[name]
 
     def _check_open(self) -> None:
         if self._closed:
@@ -648,57 +480,53 @@ class Reloader:
             if self._current is None:
                 self.load()
             if self._frozen and not force:
-                changed = self._find_changed(paths, force=False, empty_ok=empty_ok, probe=True)
+                found = self._find_changes(paths, force=False, empty_ok=empty_ok, probe=True)
+                files = [self._registry.file(n) or n for n in found.changed | found.deleted]
                 with self._state_lock:
-                    self._pending.update(self._files.get(n, n) for n in changed[0] | changed[1])
+                    self._pending.update(files)
                 return self.current.number
             if paths is not None and self._extensions:
                 paths = self._refresh(paths)
                 if not paths:
                     return self.current.number
-            changed_names, deleted, sources = self._find_changed(paths, force, empty_ok)
-            if not changed_names and not deleted:
+            changes = self._find_changes(paths, force=force, empty_ok=empty_ok)
+            if not changes:
                 self._clear_reverted_failure()
                 return self.current.number
-            plan = self._plan(changed_names | deleted)
-            plan = [m for m in plan if m not in deleted]
-            for name in changed_names:
-                if name not in plan:
-                    plan.append(name)  # a stray adopted in this reload
-            reasons = self._restart_reasons(plan)
+            touched = changes.changed | changes.deleted
+            modules = self.current.modules
+            planned = _plan.plan(self._graph, touched, modules, self._extensions)
+            planned = [m for m in planned if m not in changes.deleted]
+            for name in changes.changed:
+                if name not in planned:
+                    planned.append(name)  # a stray adopted in this reload
+            reasons = _plan.restart_reasons(planned, modules, self._registry, self._extensions)
             if reasons:
-                self._report_restart(reasons, changed_names | deleted, sources)
+                self._report_restart(reasons, touched, changes.sources)
                 return self.current.number
-            self._attempted = changed_names | deleted
-            return self._run_plan(plan, sources, deleted, changed=changed_names, still_valid=still_valid)
+            self._attempted = touched
+            return self._run_plan(planned, changes, still_valid=still_valid)
 
-    def _plan(self, changed: set[str]) -> list[str]:
-        """The graph's plan, grown by what extensions add (with their importers)."""
-        modules = self.current.modules
-        plan = self._graph.plan(changed, modules)
-        wanted = set(changed)
-        for extension in self._extensions:
-            more = {m for m in extension.expand_plan(plan, dict(modules)) if m in modules}
-            if more - set(plan):
-                wanted |= more
-                plan = self._graph.plan(wanted, modules)
-        return plan
-
-    def _restart_reasons(self, plan: Sequence[str]) -> dict[str, str]:
-        """Module → why loading it afresh needs a restart, for the restart-only
-        modules of ``plan`` (its own ``__hotmod_restart__`` flag, or an extension)."""
-        modules = self.current.modules
-        reasons: dict[str, str] = {}
-        for name in plan:
-            module = modules.get(name)
-            reason = restart_flag(module) if module is not None else None
-            for extension in self._extensions:
-                if reason is not None:
-                    break
-                reason = extension.restart_reason(name, self._files.get(name, ""))
-            if reason is not None:
-                reasons[name] = reason
-        return reasons
+    def _find_changes(
+        self,
+        paths: Sequence[str] | None,
+        *,
+        force: bool,
+        empty_ok: Collection[Path | str] = (),
+        probe: bool = False,
+    ) -> _plan.Changes:
+        """Map changed files to module names, after adopting the strays."""
+        self._adopt_strays()
+        if paths is None:
+            return _plan.find_changes(
+                [r.name for r in self._registry], self._registry, self.roots,
+                force=False, scan=True, empty_ok=empty_ok, probe=probe,
+            )
+        names, by_extra = _plan.modules_of(paths, self._registry, self.roots, self._extra, self._module_name)
+        return _plan.find_changes(
+            names, self._registry, self.roots,
+            force=force or by_extra, scan=False, empty_ok=empty_ok, probe=probe,
+        )
 
     def _report_restart(self, reasons: dict[str, str], changed: set[str], sources: dict[str, Source]) -> None:
         """Nothing is swapped: the last generation keeps serving, and everyone is told
@@ -706,8 +534,8 @@ class Reloader:
         for name in changed:
             source = sources.get(name)
             if source is not None:
-                self._restart_digests[name] = source.digest
-        files = tuple(sorted(self._files.get(n, n) for n in changed))
+                self._registry.restart_digests[name] = source.digest
+        files = tuple(sorted(self._registry.file(n) or n for n in changed))
         detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
         number = self.current.number
         with self._state_lock:
@@ -723,7 +551,7 @@ class Reloader:
             " loaded before this edit",
             ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
         )
-        self._publish(ReloadEvent(
+        self._events.publish(ReloadEvent(
             "restart_needed", number, tuple(sorted(reasons)), detail=detail, files=files,
         ))
 
@@ -747,8 +575,8 @@ class Reloader:
         if handled:
             number = self.current.number
             log.info("generation %d: refreshed %s", number, ", ".join(handled))
-            self._publish(ReloadEvent("refreshed", number, files=tuple(handled),
-                                      detail=", ".join(handled)))
+            self._events.publish(ReloadEvent("refreshed", number, files=tuple(handled),
+                                             detail=", ".join(handled)))
         return others + rest
 
     def _clear_reverted_failure(self) -> None:
@@ -757,211 +585,79 @@ class Reloader:
         if self.last_error is None or not self._attempted:
             return
         for name in self._attempted:
-            path = self._files.get(name)
+            record = self._registry.get(name)
             try:
-                if path is None or Source.read(path).digest != self._digests.get(name):
+                if record is None or Source.read(record.file).digest != record.digest:
                     return
             except (OSError, SourceChanged):
                 return
         log.info("the failed edit was undone: generation %d is up to date", self.current.number)
         self.last_error = None
         self._attempted = set()
-        self._publish(ReloadEvent("recovered", self.current.number))
+        self._events.publish(ReloadEvent("recovered", self.current.number))
 
-    def _find_changed(
-        self,
-        paths: Sequence[str] | None,
-        force: bool,
-        empty_ok: Collection[Path | str] = (),
-        probe: bool = False,
-    ) -> tuple[set[str], set[str], dict[str, Source]]:
-        """Map changed files to module names: (changed, deleted, sources read)."""
-        self._adopt_strays()
-        if paths is None:
-            names: set[str] = set(self._files)
-            force = False
-        else:
-            names = set()
-            for path in paths:
-                real = os.path.realpath(path)
-                name = self._paths.get(real)
-                if name is not None:
-                    names.add(name)
-                else:
-                    # Code is only ever loaded from the roots; a config file outside
-                    # them counts when an absolute extra pattern names it.
-                    root = self.roots.root_of(real)
-                    if root is not None:
-                        wanted = self.roots.contains(real) and (
-                            real in self._readers or self._extra.match(real, root)
-                        )
-                    else:
-                        wanted = self._extra.match(real, None)
-                    if wanted:
-                        names.update(self._readers.get(real) or {self._module_name})
-                        force = True  # the module's own source did not change
-        empty = {os.path.realpath(p) for p in empty_ok}
-        changed: set[str] = set()
-        deleted: set[str] = set()
-        sources: dict[str, Source] = {}
-        for name in sorted(names):
-            known = self._files.get(name)
-            if known is None:
-                continue
-            path = known
-            try:
-                if not force and paths is None:
-                    st = os.stat(path)
-                    same = (st.st_size, st.st_mtime_ns, st.st_ino) == self._signatures.get(name)
-                    # A file modified within the mtime tick of its read may have changed
-                    # again in that tick with the same size (git's "racy clean"): hash it.
-                    racy = self._read_at.get(name, 0.0) - st.st_mtime_ns / 1e9 < _RACY_SECONDS
-                    if same and not racy:
-                        continue
-                if not self.roots.contains(path):
-                    self._left_roots(name, path)
-                    continue
-                source = Source.read(path)
-            except FileNotFoundError:
-                deleted.add(name)
-                continue
-            if not force and source.digest in (self._digests.get(name), self._restart_digests.get(name)):
-                self._signatures[name] = source.signature
-                self._read_at[name] = time.time()
-                continue
-            if probe:
-                changed.add(name)
-                continue
-            if not source.data and self._signatures.get(name, (0,))[0] > 0 and path not in empty:
-                # Non-empty before, empty now: most likely an in-place save between its
-                # truncate and its write. Believe it only when seen twice in one state.
-                if self._empty_seen.get(path) != source.signature:
-                    self._empty_seen[path] = source.signature
-                    raise SourceChanged(f"{path} is empty (a write in progress?)")
-            self._empty_seen.pop(path, None)
-            changed.add(name)
-            sources[name] = source
-        return changed, deleted, sources
-
-    def _left_roots(self, name: str, path: str) -> None:
-        """``path`` now leads outside the roots (it became a symlink, or a folder on the
-        way did): its code is never loaded, and the current instance stays. Its new
-        signature is noted so that a scan does not report it again and again."""
-        st = os.stat(path)
-        self._signatures[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        self._read_at[name] = time.time()
-        log.warning(
-            "%s now leads to %s, outside the watched roots: it is not loaded;"
-            " %s keeps the instance it has", path, os.path.realpath(path), name,
-        )
+    # -- adopting modules loaded past the engine -------------------------------------
 
     def _adopt_strays(self) -> None:
-        """Take into the registry the reloadable modules that were imported at request
-        time outside any reload (by the normal machinery, by whatever means): each is
-        a dependency of the module whose code imported it, or of the target when no
-        reloadable code was running (a framework importing a URLconf by name)."""
+        """Take into the registry the reloadable modules that were imported outside
+        any plan (by the normal machinery, by whatever means): each is a dependency of
+        the module whose code imported it, or of the target when no reloadable code
+        was running (a framework importing a module by name)."""
         strays: list[tuple[str, str | None, float]] = []
-        while True:  # set.pop() is atomic: request threads may add while this drains
+        while True:  # set.pop() is atomic: other threads may add while this drains
             try:
                 strays.append(self._strays.pop())
             except KeyError:
                 break
         gen = self._current
-        if gen is None or gen._modules is None:
+        if not strays or gen is None or gen._modules is None:
             return
         for name, importer, at in sorted(strays, key=lambda s: s[2]):
             module = sys.modules.get(name)
             file = getattr(module, "__file__", None)
             if module is None or not file or not self.roots.contains(file):
                 continue
-            if name not in gen._modules:
-                gen._modules[name] = module  # shared from here on, as if loaded with it
-                self._register_adopted(name, module, gen.number, at)
-            self._note_by_name(importer or self._module_name, [name])
-        if strays:
-            self._publish_graph()
+            self._adopt(gen, name, module, at)
+            self._registry.note_by_name(self._graph, importer or self._module_name, [name])
+        self._publish_graph()
 
-    def _adopt_loaded(self, roots: Sequence[str]) -> None:
+    def _adopt_loaded(self) -> None:
         """Take into the current generation the modules already in ``sys.modules``
-        whose files lie in ``roots`` (roots added after the load): a framework loaded
+        whose files lie in the roots (roots added after the load): a framework loaded
         them by name, so the target depends on them unless an import statement of
         another reloadable module says who does."""
         gen = self._current
         if gen is None or gen._modules is None:
             return
-        found = {}
-        for name, module in list(sys.modules.items()):
-            file = getattr(module, "__file__", None)
-            if (isinstance(module, ModuleType) and file and name not in gen._modules
-                    and self.roots.contains(file) and file.endswith(".py")):
-                found[name] = module
+        present = gen._modules
+        found = modules_in_roots(self.roots, skip=present.__contains__)
         for name, module in sorted(found.items()):
-            gen._modules[name] = module
-            self._register_adopted(name, module, gen.number, self._loaded_at)
+            self._adopt(gen, name, module, self._loaded_at)
         imported = {d for name in found for d in self._graph.deps(name)}
-        self._note_by_name(self._module_name, [n for n in found if n not in imported])
+        self._registry.note_by_name(self._graph, self._module_name, [n for n in found if n not in imported])
         self._publish_graph()
+
+    def _adopt(self, gen: Generation, name: str, module: ModuleType, since: float) -> None:
+        """``module`` joins ``gen`` (shared from here on, as if loaded with it)."""
+        assert gen._modules is not None
+        if name not in gen._modules:
+            gen._modules[name] = module
+            self._registry.adopt(self._graph, name, module, gen.number, since)
 
     def _publish_graph(self) -> None:
         """Publish the graph's edges for :meth:`graph` after a change made outside a
         swap (which publishes them with the new generation)."""
+        edges = self._graph.edges()
         with self._state_lock:
-            self._published_deps = dict(self._graph._deps)
+            self._published_deps = edges
 
-    def _note_by_name(self, importer: str, names: Iterable[str]) -> None:
-        """Record that ``importer`` loaded ``names`` by name: edges kept across its re-runs."""
-        names = {n for n in names if n != importer}
-        if not names:
-            return
-        self._by_name.setdefault(importer, set()).update(names)
-        self._graph.set_deps(importer, self._graph.deps(importer) | names)
-
-    def _register_adopted(self, name: str, module: ModuleType, number: int, since: float) -> None:
-        """Registry entry of a module loaded past the engine: its file, the edges of its
-        import statements, and what it was loaded from. The content counts as what was
-        loaded only when the file has not been modified since ``since`` (when its load
-        may have begun); otherwise it is unknown, and any look at it reloads it."""
-        real = os.path.realpath(module.__file__ or "")
-        self._files[name], self._paths[real] = real, name
-        self._children.setdefault(name.rpartition(".")[0], set()).add(name)
-        self._born[name] = number
-        self._digests[name], self._signatures[name] = None, (-1, -1, -1)
-        try:
-            source = Source.read(real)
-        except (OSError, SourceChanged):
-            return
-        if source.signature[1] / 1e9 < since:
-            self._digests[name], self._signatures[name] = source.digest, source.signature
-            self._read_at[name] = source.read_at
-        try:
-            tree = ast.parse(source.data, filename=real)
-        except (SyntaxError, ValueError):
-            return
-        refs = static_imports(tree, name, hasattr(module, "__path__"))
-        self._graph.set_deps(name, resolve_refs(refs, _is_loaded_module) | self._by_name.get(name, set()))
-
-    def _adopt_imported(self, stage: Stage) -> None:
-        """Take into the new generation the reloadable modules that the plan's code
-        loaded past its ``__import__`` (``importlib.import_module``, for one): they
-        become reloadable too. Their importers are not known, since no import
-        statement names them (see docs/hooks.md)."""
-        if not stage.grew_past_own():
-            return  # the usual case: no scan of sys.modules, so reloads stay O(plan)
-        for name, module in list(sys.modules.items()):
-            if name in stage.table or not self._is_own_top(name.partition(".")[0]):
-                continue
-            file = getattr(module, "__file__", None)
-            if isinstance(module, ModuleType) and file and self.roots.contains(file):
-                stage.table[name] = module
-                stage.adopted[name] = module
+    # -- one plan ------------------------------------------------------------------
 
     def _run_plan(
         self,
-        plan: list[str],
-        sources: dict[str, Source],
-        deleted: set[str],
+        planned: list[str],
+        changes: _plan.Changes,
         *,
-        changed: set[str],
         still_valid: Callable[[], bool] | None = None,
         first: bool = False,
     ) -> int:
@@ -970,22 +666,18 @@ class Reloader:
         base_gen = self._current
         base: dict[str, ModuleType] = dict(base_gen._modules or {}) if base_gen else {}
         table = dict(base)
-        for name in deleted:
+        for name in changes.deleted:
             table.pop(name, None)
         number = (base_gen.number + 1) if base_gen else 1
-        gen = Generation(number, table, on_drained=self._on_drained)
-        stage = Stage(self, gen, base, table, sources, self._files, deleted)
+        gen = Generation(number, table, on_drained=self._retirement.on_drained)
+        stage = Stage(self, gen, base, table, changes.sources, self._registry.file, changes.deleted)
         with _staging_lock:
-            number = self._stage_and_swap(
-                stage, gen, base, plan, deleted, changed, still_valid, first, started
-            )
+            number = self._stage_and_swap(stage, gen, base, planned, changes, still_valid, first, started)
         # Only now may the old generation retire: this frame no longer holds its
         # instances, so its leak check cannot mistake them for leaked.
         del stage, base, table, gen
         if base_gen is not None:
-            base_gen._supersede()
-            if base_gen.state == DRAINING:
-                self._schedule_drain_checks(base_gen)
+            self._retirement.superseded(base_gen)
         return number
 
     def _stage_and_swap(
@@ -993,9 +685,8 @@ class Reloader:
         stage: Stage,
         gen: Generation,
         base: dict[str, ModuleType],
-        plan: list[str],
-        deleted: set[str],
-        changed: set[str],
+        planned: list[str],
+        changes: _plan.Changes,
         still_valid: Callable[[], bool] | None,
         first: bool,
         started: float,
@@ -1005,8 +696,8 @@ class Reloader:
         try:
             try:
                 for extension in self._extensions:
-                    extension.before_plan(plan)
-                stage.run(plan)
+                    extension.before_plan(planned)
+                stage.run(planned)
                 target = self._resolve_target(stage, base_gen)
                 self._adopt_imported(stage)
                 stage.validate()
@@ -1015,10 +706,10 @@ class Reloader:
                 if still_valid is not None and not still_valid():
                     raise SourceChanged("files changed while the plan was loading")
             except SourceChanged:
-                self._discard(stage, plan)
+                self._discard(stage, planned)
                 raise
             except (Exception, SystemExit) as exc:
-                self._discard(stage, plan)
+                self._discard(stage, planned)
                 if first and isinstance(exc, TargetError):
                     raise
                 failure = LoadFailure.from_exception(
@@ -1028,66 +719,57 @@ class Reloader:
                 raise ReloadError(failure) from None
         except BaseException:
             if stage.importer.stage is not None:  # KeyboardInterrupt and the like
-                self._discard(stage, plan)
+                self._discard(stage, planned)
             raise
         gen.target = target
-        self._swap(stage, gen, base, deleted, changed, started)
+        self._swap(stage, gen, base, changes, started)
         for extension in self._extensions:
             try:
-                extension.after_swap(gen, plan)
+                extension.after_swap(gen, planned)
             except Exception:
                 log.error("extension %s failed after generation %d was swapped in:\n%s",
                           extension.name, number, traceback.format_exc())
         return number
 
     def _resolve_target(self, stage: Stage, base_gen: Generation | None) -> Any:
-        module = stage.table.get(self._module_name)
-        if module is None and self._module_name in sys.modules:
-            file = getattr(sys.modules[self._module_name], "__file__", None)
+        name = self._module_name
+        module = stage.table.get(name)
+        if module is None and name in sys.modules:
+            file = getattr(sys.modules[name], "__file__", None)
             raise TargetError(
-                f"target module {self._module_name!r} ({file}) lies outside the watched roots"
+                f"target module {name!r} ({file}) lies outside the watched roots"
                 f" {list(self.roots.paths)}: it could never be reloaded"
             )
         if module is None:
-            raise ModuleNotFoundError(f"no module named {self._module_name!r}", name=self._module_name)
-        if base_gen is not None and self._module_name not in stage.fresh:
+            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+        if base_gen is not None and name not in stage.fresh:
             return base_gen.target
-        obj: Any = module
-        for part in self._attr.split("."):
-            try:
-                obj = getattr(obj, part)
-            except AttributeError:
-                raise TargetError(
-                    f"module {self._module_name!r} ({module.__file__}) has no attribute"
-                    f" {self._attr!r}"
-                ) from None
-        if self._call:
-            if not callable(obj):
-                raise TargetError(f"{self._module_name}:{self._attr} is not callable")
-            factory = obj
-            args = [dict(a) if isinstance(a, dict) else a for a in self._factory_args]
-            kwargs = {k: dict(v) if isinstance(v, dict) else v for k, v in self._factory_kwargs.items()}
-            _check_factory(factory, self._module_name, self._attr, args, kwargs)
-            obj = stage.call(lambda: factory(*args, **kwargs))
-        if not callable(obj):
-            raise TargetError(
-                f"{self.target} is a {type(obj).__name__}, not a WSGI application (not callable)"
-            )
-        return obj
+        return self._target.resolve(module, stage.call)
 
-    def _discard(self, stage: Stage, plan: Sequence[str]) -> None:
+    def _adopt_imported(self, stage: Stage) -> None:
+        """Take into the new generation the reloadable modules that the plan's code
+        loaded past its ``__import__`` (``importlib.import_module``, for one): they
+        become reloadable too. Their importers are not known, since no import
+        statement names them (see docs/hooks.md)."""
+        if not stage.grew_past_own():
+            return  # the usual case: no scan of sys.modules, so reloads stay O(plan)
+        found = modules_in_roots(self.roots, skip=stage.table.__contains__, is_own_top=self.is_own_top)
+        stage.table.update(found)
+        stage.adopted.update(found)
+
+    def _discard(self, stage: Stage, planned: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that
         were not cloned purged at once (a plan's half-opened resources would leak)."""
         stage.rollback()
         for extension in self._extensions:
             try:
-                extension.after_discard(plan)
+                extension.after_discard(planned)
             except Exception:
                 log.error("extension %s failed to undo a discarded plan:\n%s",
                           extension.name, traceback.format_exc())
         for name, module in reversed(list(stage.fresh.items())):
             if name not in stage.cloned:
-                self._purge(module, name)
+                self._retirement.purge(module, name)
 
     def _fail(self, failure: LoadFailure, number: int, started: float) -> None:
         with self._state_lock:
@@ -1098,7 +780,7 @@ class Reloader:
             log.error("reload failed, generation %d stays current: %s", number - 1, failure)
         # Set after the log line, so whoever sees the error can find its record too.
         self.last_error = failure
-        self._publish(ReloadEvent(
+        self._events.publish(ReloadEvent(
             "failed", number - 1, duration_ms=(time.perf_counter() - started) * 1000,
             failure=failure, detail=str(failure),
         ))
@@ -1108,105 +790,51 @@ class Reloader:
         stage: Stage,
         gen: Generation,
         base: dict[str, ModuleType],
-        deleted: set[str],
-        changed: set[str],
+        changes: _plan.Changes,
         started: float,
     ) -> None:
         number = gen.number
-        table = stage.table
-        # Registry and graph first (only the reload path reads them).
-        for name in stage.fresh:
-            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
-            source = stage.sources[name]
-            real = os.path.realpath(source.path)
-            self._files[name], self._paths[real] = real, name
-            self._digests[name], self._signatures[name] = source.digest, source.signature
-            self._read_at[name] = source.read_at
-            self._graph.set_deps(
-                name,
-                resolve_refs(stage.refs.get(name, ()), stage.is_module) | self._by_name.get(name, set()),
-            )
-        for name in deleted:
-            self._children.get(name.rpartition(".")[0], set()).discard(name)
-            if name in self._files:
-                self._paths.pop(self._files.pop(name), "")
-            self._digests.pop(name, "")
-            self._signatures.pop(name, (0, 0, 0))
-            if name in self._graph._deps:
-                self._graph.remove(name)
-        # Each re-executed module's readings replace its previous ones, so that a module
-        # opening a new file name on every load (a temporary file) grows nothing.
-        gone = set(stage.fresh) | deleted
-        for path in list(self._readers):
-            readers = self._readers[path] - gone
-            if readers:
-                self._readers[path] = readers
-            else:
-                del self._readers[path]
-        for path, readers in stage.opened.items():
-            self._readers.setdefault(path, set()).update(readers)
-        for name, module in stage.adopted.items():
-            self._register_adopted(name, module, number, self._loaded_at)
-        for importer, names in stage.by_name.items():
-            self._note_by_name(importer, names)
+        deleted = changes.deleted
+        replaced = _swap.replaced_instances(stage, base, deleted, self._registry)
+        _swap.record_plan(stage, deleted, self._registry, self._graph, number, self._loaded_at)
         stage.importer.stage = None
+        edges = self._graph.edges()
         with self._state_lock:
-            # Package attributes: fresh children on shared parents; shared children on
-            # fresh parents (a re-executed __init__ lost them).
-            for name, module in stage.fresh.items():
-                parent_name, _, child = name.rpartition(".")
-                parent = table.get(parent_name) or sys.modules.get(parent_name)
-                if parent is not None:
-                    setattr(parent, child, module)
-            for package in (n for n, m in stage.fresh.items() if hasattr(m, "__path__")):
-                for name in self._children.get(package, ()):
-                    if name in table:
-                        setattr(table[package], name.rpartition(".")[2], table[name])
-            for name in deleted:
-                old = base.get(name)
-                if sys.modules.get(name) is old:
-                    del sys.modules[name]
-                parent_name, _, child = name.rpartition(".")
-                parent = table.get(parent_name)
-                if parent is not None and getattr(parent, child, None) is old:
-                    delattr(parent, child)
+            _swap.bind_packages(stage, base, deleted, self._registry)
             previous = self._current
-            for name in list(stage.fresh) + sorted(deleted):
-                old = base.get(name)
-                if old is not None:
-                    born = self._born.get(name, 1)
-                    self._replaced.append(_Replaced(
-                        old, name, born, number, purge=name not in stage.cloned,
-                        since=self._lineage.get(name, born),
-                    ))
-            for name in stage.fresh:
-                self._born[name] = number
-                if name not in stage.cloned:
-                    self._lineage[name] = number
-            for name in deleted:
-                self._born.pop(name, None)
-                self._lineage.pop(name, None)
             gen._make_current()
-            self._live[number] = gen
+            self._retirement.add(gen, replaced)
             self._current = gen
-            self._published_deps = dict(self._graph._deps)
+            self._published_deps = edges
             self.last_error = None
             self._counts["reloads"] += 0 if previous is None else 1
             self._counts["clone_errors"] += len(stage.clone_failed)
             duration = (time.perf_counter() - started) * 1000
             exec_ms = stage.exec_s * 1000
-            importers = len([n for n in stage.fresh if n not in changed]) if previous else 0
+            importers = len([n for n in stage.fresh if n not in changes.changed]) if previous else 0
             self._history.append({
                 "time": time.time(), "generation": number, "modules": list(stage.fresh),
                 "importers": importers, "duration_ms": round(duration, 3),
                 "exec_ms": round(exec_ms, 3),
             })
-        unreached = (
-            [] if previous is None else
-            sorted(n for n in changed if not self._graph.reaches(n, self._module_name, table))
+        self._report_swap(stage, number, previous is None, changes, importers, duration, exec_ms)
+
+    def _report_swap(
+        self,
+        stage: Stage,
+        number: int,
+        first: bool,
+        changes: _plan.Changes,
+        importers: int,
+        duration: float,
+        exec_ms: float,
+    ) -> None:
+        deleted = changes.deleted
+        unreached = [] if first else sorted(
+            n for n in changes.changed if not self._graph.reaches(n, self._module_name, stage.table)
         )
         kind, detail = "reloaded", f"{len(deleted)} deleted" if deleted else ""
-        if previous is None:
+        if first:
             log.info("generation 1: loaded %s (%d modules) in %.1f ms",
                      self.target, len(stage.fresh), duration)
         elif unreached:
@@ -1225,147 +853,11 @@ class Reloader:
                 number, ", ".join(stage.fresh) or "nothing", importers,
                 f", {len(deleted)} deleted" if deleted else "", duration,
             )
-        self._publish(ReloadEvent(
+        self._events.publish(ReloadEvent(
             kind, number, tuple(stage.fresh), importers, duration, detail=detail, exec_ms=exec_ms,
         ))
 
-    # -- retirement ----------------------------------------------------------------
-
-    def _on_drained(self, gen: Generation) -> None:
-        """Called by whoever saw a superseded generation drain (often a request
-        thread): the work goes to the janitor."""
-        self._janitor.submit(lambda: self._retire([gen]))
-
-    def _schedule_drain_checks(self, gen: Generation) -> None:
-        ref = weakref.ref(gen)
-        if self.drain_warning is not None:
-            self._janitor.submit(
-                lambda: self._drain_check(ref, timeout=False), self.drain_warning, timer=True
-            )
-        if self.drain_timeout is not None:
-            self._janitor.submit(
-                lambda: self._drain_check(ref, timeout=True), self.drain_timeout, timer=True
-            )
-
-    def _drain_check(self, ref: weakref.ref[Generation], *, timeout: bool) -> None:
-        gen = ref()
-        if gen is None or gen.state != DRAINING:
-            return
-        waited = time.monotonic() - (gen.superseded_at or time.monotonic())
-        if timeout:
-            if gen._force_retire():
-                log.warning(
-                    "generation %d still had %d requests in flight after %.0f s: retiring it"
-                    " anyway (drain_timeout) and running its due purge hooks",
-                    gen.number, gen.in_flight, waited,
-                )
-                self._publish(ReloadEvent("drain_timeout", gen.number, detail=f"{gen.in_flight} in flight"))
-                self._retire([gen])
-        else:
-            log.warning(
-                "generation %d has been draining for %.0f s with %d requests in flight"
-                " (a stream or long poll?); its purge hooks wait until they end%s",
-                gen.number, waited, gen.in_flight,
-                "" if self.drain_timeout is None else f" or until drain_timeout={self.drain_timeout}s",
-            )
-            self._publish(ReloadEvent("drain_warning", gen.number, detail=f"{gen.in_flight} in flight"))
-
-    def _live_generations(self) -> list[Generation]:
-        return sorted(self._live.values(), key=lambda g: g.number)
-
-    def _retire(self, gens: list[Generation], *, leak_check: bool = True) -> None:
-        """Post-retirement work: forget the generations, run due purges of instances
-        no live generation holds any more, schedule the leak check."""
-        with self._state_lock:
-            for gen in gens:
-                if self._live.get(gen.number) is gen and gen is not self._current:
-                    del self._live[gen.number]
-                    self._counts["retired"] += 1
-                elif gen is self._current and not self._closed:
-                    continue
-                gen._release()
-            live = [g.number for g in self._live.values()]
-            held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
-            free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
-            self._replaced = held
-        for record in free:
-            if record.purge:
-                self._purge(record.module, record.name)
-        # After the purges: a subscriber told "retired" may rely on them having run.
-        for gen in gens:
-            self._publish(ReloadEvent("retired", gen.number))
-        if leak_check and free:
-            watch = [(r.name, r.born, weakref.ref(r.module), _token_ref(r.module), 0) for r in free]
-            del free
-            with self._state_lock:
-                # One collection covers every retirement queued before it runs.
-                schedule = not self._leak_watch
-                self._leak_watch.extend(watch)
-            if schedule:
-                self._janitor.submit(self._leak_check, self.leak_check_delay)
-
-    def _purge(self, module: ModuleType, name: str) -> None:
-        hook = vars(module).get("__mp_purge__")
-        if not callable(hook):
-            return
-        with self._purge_lock:
-            if module in self._purged:
-                return
-            self._purged.add(module)
-        try:
-            if _takes_one_argument(hook):
-                hook(module)
-            else:
-                hook()
-            with self._state_lock:
-                self._counts["purges"] += 1
-        except Exception:
-            with self._state_lock:
-                self._counts["purge_errors"] += 1
-            # The traceback as text: a handler that keeps records (a test's log capture,
-            # an error reporter) must not keep the instance alive through its frames.
-            log.error("__mp_purge__ of %s raised:\n%s", name, traceback.format_exc())
-
-    def _leak_check(self) -> None:
-        with self._state_lock:
-            watch, self._leak_watch = self._leak_watch, []
-        gc.collect()
-        again = []
-        for name, born, module_ref, token_ref, checks in watch:
-            token = token_ref() if token_ref is not None else None
-            if module_ref() is None and token is None:
-                continue
-            if checks == 0:
-                # Something may hold it for a moment yet (a thread leaving a frame):
-                # only an instance alive at a second look is reported.
-                again.append((name, born, module_ref, token_ref, 1))
-                continue
-            where = _describe_holders(token) if token is not None else "the module object is referenced"
-            record = {"generation": born, "module": name, "referrers": where}
-            with self._state_lock:
-                self._leaked.append(record)
-                self._counts["leaks"] += 1
-            log.warning(
-                "leak: instance of %s from generation %d is still alive after retirement: %s",
-                name, born, where,
-            )
-            self._publish(ReloadEvent("leaked", born, (name,), detail=where))
-        if again:
-            with self._state_lock:
-                schedule = not self._leak_watch
-                self._leak_watch.extend(again)
-            if schedule:
-                self._janitor.submit(self._leak_check, max(self.leak_check_delay, 0.2))
-
-    # -- helpers used by the import hook -------------------------------------------
-
-    def _is_own_top(self, top: str) -> bool:
-        hit = self._tops.get(top)
-        if hit is None:
-            hit = self._classify_top(top)
-            if hit is not None:
-                self._tops[top] = hit
-        return bool(hit)
+    # -- what the import observer reports ----------------------------------------------
 
     def _classify_top(self, top: str) -> bool | None:
         module = sys.modules.get(top)
@@ -1382,63 +874,16 @@ class Reloader:
         return any(self.roots.root_of(os.path.realpath(p))
                    for p in spec.submodule_search_locations or ())
 
-    def _note_stray(self, name: str, importer: str | None = None, at: float | None = None) -> None:
-        self._strays.add((name, importer, time.time() if at is None else at))
-
     def _loading_by_name(self, name: str, importer: str | None) -> None:
         """The import system is about to load ``name`` (one of ours) past the engine's
         ``__import__``: ``importlib.import_module``, a framework's scanner or include.
         ``importer`` is the module whose code is running, if any."""
-        stage = _active_stage()
-        if stage is not None and stage.engine is self:
+        stage = active_stage()
+        if stage is not None and stage.host is self:
             if importer is not None:
                 stage.by_name.setdefault(importer, set()).add(name)
             return
-        self._note_stray(name, importer)
-
-    def _publish(self, event: ReloadEvent) -> None:
-        for fn in self._subscribers:
-            try:
-                fn(event)
-            except Exception:
-                log.exception("hotmod event subscriber %r raised", fn)
-
-
-def _check_factory(
-    fn: Callable[..., Any],
-    module: str,
-    attr: str,
-    args: Sequence[Any] = (),
-    kwargs: Mapping[str, Any] | None = None,
-) -> None:
-    """Refuse ``module:attr()`` where ``attr`` cannot be called with no arguments (or with
-    the factory arguments given): it is most likely the application itself
-    (``app(environ, start_response)``)."""
-    try:
-        signature = inspect.signature(fn)
-    except (TypeError, ValueError):  # no signature to read (a builtin): just call it
-        return
-    try:
-        signature.bind(*args, **(kwargs or {}))
-    except TypeError as exc:
-        if args or kwargs:
-            raise TargetError(
-                f"cannot call {module}:{attr}{signature} with the factory arguments: {exc}"
-            ) from None
-        if next(iter(signature.parameters), "") in ("global_config", "global_conf"):
-            raise TargetError(
-                f"target '{module}:{attr}()' is a PasteDeploy app factory {attr}{signature}:"
-                f" serve the .ini file that names it (hotmod serve development.ini)"
-            ) from None
-        raise TargetError(
-            f"target '{module}:{attr}()' calls {attr}{signature} with no arguments, which it"
-            f" does not accept: it is not an app factory; to serve {attr} itself, drop the"
-            f" '()': '{module}:{attr}'"
-        ) from None
-
-
-def _is_loaded_module(name: str) -> bool:
-    return isinstance(sys.modules.get(name), ModuleType)
+        self.note_stray(name, importer)
 
 
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
@@ -1451,72 +896,6 @@ def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
     except ReloadError as exc:
         return exc.failure
     return None
-
-
-def _token_ref(module: ModuleType) -> weakref.ref[InstanceToken] | None:
-    token = vars(module).get(TOKEN)
-    return weakref.ref(token) if isinstance(token, InstanceToken) else None
-
-
-def _takes_one_argument(fn: Callable[..., Any]) -> bool:
-    try:
-        params = [p for p in inspect.signature(fn).parameters.values()
-                  if p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    except (TypeError, ValueError):
-        return False
-    return len(params) == 1
-
-
-def _describe_holders(token: InstanceToken, limit: int = 4) -> str:
-    """Say what keeps a retired instance's namespace alive, in a few words each."""
-    namespaces = [r for r in gc.get_referrers(token) if isinstance(r, dict) and r.get(TOKEN) is token]
-    if not namespaces:
-        return "unknown referrer"
-    ns = namespaces[0]
-    found: list[str] = []
-    for ref in gc.get_referrers(ns):
-        if len(found) >= limit:
-            break
-        if isinstance(ref, FunctionType):
-            held = _holders_of(ref)
-            if held:
-                found.append(f"function {ref.__qualname__} of the old instance, held by {held}")
-        elif isinstance(ref, FrameType):
-            code = ref.f_code
-            found.append(f"a running frame {code.co_name} at {code.co_filename}:{ref.f_lineno}")
-        elif isinstance(ref, ModuleType):
-            held = _holders_of(ref)
-            if held:
-                found.append(f"the old module object, held by {held}")
-    return "; ".join(found) or "an object that gc cannot name"
-
-
-def _holders_of(obj: Any) -> str:
-    names: list[str] = []
-    for holder in gc.get_referrers(obj):
-        name = _name_holder(holder, obj)
-        if name and name not in names:
-            names.append(name)
-    return ", ".join(names[:3])
-
-
-def _name_holder(holder: Any, obj: Any) -> str:
-    if isinstance(holder, dict):
-        keys = [k for k, v in holder.items() if v is obj]
-        token = holder.get(TOKEN)
-        if isinstance(token, InstanceToken):
-            if not keys or keys[0].startswith("__mp_"):
-                return ""  # the old instance's own definition of it
-            return f"global {keys[0]!r} of {token.module} (generation {token.generation})"
-        if holder is sys.modules:
-            return "sys.modules"
-        for cls in gc.get_referrers(holder):
-            if isinstance(cls, type):
-                return f"class {cls.__module__}.{cls.__qualname__}"
-        return f"a dict (key {keys[0]!r})" if keys else ""
-    if isinstance(holder, (FunctionType, FrameType, list, tuple)) or type(holder).__name__ == "cell":
-        return ""
-    return f"a {type(holder).__module__}.{type(holder).__qualname__} object"
 
 
 class _ImportObserver:
@@ -1532,7 +911,7 @@ class _ImportObserver:
             return
         top = name.partition(".")[0]
         for engine in list(_engines):
-            if engine._closed or not engine._is_own_top(top):
+            if engine._closed or not engine.is_own_top(top):
                 continue
             engine._loading_by_name(name, _running_module(engine.roots, name))
 
@@ -1582,14 +961,11 @@ def _after_fork_child() -> None:
         engine._reload_lock.release()
         # Locks another thread held at fork time stay held forever in the child.
         engine._state_lock = threading.Lock()
-        engine._purge_lock = threading.Lock()
-        engine._janitor.after_fork()
-        for gen in list(engine._live.values()):
-            gen._after_fork_in_child()
+        engine._retirement.after_fork()
 
 
 os.register_at_fork(
     before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
 )
 
-__all__ = ["CURRENT", "RETIRED", "ReloadEvent", "Reloader"]
+__all__ = ["ReloadEvent", "Reloader", "default_root"]

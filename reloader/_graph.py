@@ -106,8 +106,15 @@ class Graph:
         self.set_deps(module, ())
         del self._deps[module]
 
+    def __contains__(self, module: object) -> bool:
+        return module in self._deps
+
     def deps(self, module: str) -> frozenset[str]:
         return self._deps.get(module, frozenset())
+
+    def edges(self) -> dict[str, frozenset[str]]:
+        """A copy of every module's edges (the sets themselves are immutable)."""
+        return dict(self._deps)
 
     def snapshot(self, present: Mapping[str, object]) -> dict[str, list[str]]:
         return {m: sorted(d for d in deps if d in present) for m, deps in sorted(self._deps.items())}

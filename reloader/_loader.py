@@ -36,14 +36,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ._generation import Generation
 from ._graph import ImportRef, static_imports
 from .errors import SourceChanged
 
 if TYPE_CHECKING:
-    from ._engine import Reloader
+    from ._roots import Roots
 
 log = logging.getLogger("hotmod.loader")
 
@@ -54,6 +54,24 @@ TOKEN = "__hotmod_instance__"
 
 #: The stage running on this thread, if any (read by the audit hook).
 _active = threading.local()
+
+
+class Host(Protocol):
+    """What loading needs from the engine it loads for."""
+
+    roots: Roots
+
+    @property
+    def current(self) -> Generation: ...
+
+    def is_own_top(self, top: str) -> bool:
+        """Whether modules under the top-level name ``top`` are reloadable."""
+
+    def note_stray(self, name: str) -> None:
+        """``name`` (reloadable) was imported outside any plan: adopt it at the next one."""
+
+    def live_generations(self) -> list[Generation]:
+        """The generations not yet retired, oldest first."""
 
 
 class InstanceToken:
@@ -160,11 +178,11 @@ def _absolute(name: str, globals: Mapping[str, Any] | None, level: int) -> str:
 class GenerationImport:
     """The ``__import__`` of the instances created for one generation."""
 
-    __slots__ = ("_engine", "_gen", "stage")
+    __slots__ = ("_gen", "_host", "stage")
 
-    def __init__(self, generation: Generation, engine: Reloader, stage: Stage) -> None:
+    def __init__(self, generation: Generation, host: Host, stage: Stage) -> None:
         self._gen = weakref.ref(generation)
-        self._engine = weakref.ref(engine)
+        self._host = weakref.ref(host)
         self.stage: Stage | None = stage  # None once the generation is swapped in
 
     def __call__(
@@ -176,36 +194,31 @@ class GenerationImport:
         level: int = 0,
     ) -> Any:
         absname = _absolute(name, globals, level) if level else name
-        engine = self._engine()
-        if engine is None:
-            return builtins.__import__(name, globals, locals, fromlist, level)
-        own = engine._tops.get(absname.partition(".")[0])
-        if own is None:
-            own = engine._is_own_top(absname.partition(".")[0])
-        if not own:
+        host = self._host()
+        if host is None or not host.is_own_top(absname.partition(".")[0]):
             return builtins.__import__(name, globals, locals, fromlist, level)
         stage = self.stage
         # Resolving one of our modules is the engine's time, not the app's.
         app_running = stage is not None and stage._app_stops()
         try:
-            return self._import_own(engine, absname, globals, fromlist)
+            return self._import_own(host, absname, globals, fromlist)
         finally:
             if app_running:
                 assert stage is not None
                 stage._app_starts()
 
     def _import_own(
-        self, engine: Reloader, absname: str, globals: Mapping[str, Any] | None, fromlist: Any
+        self, host: Host, absname: str, globals: Mapping[str, Any] | None, fromlist: Any
     ) -> Any:
         gen = self._gen()
         modules = gen._modules if gen is not None else None
         table: Mapping[str, ModuleType] = (
-            modules if modules is not None else self._table(engine, globals)
+            modules if modules is not None else self._table(host, globals)
         )
         stage = self.stage
         if stage is not None and globals is not None:
             stage.record(globals.get("__name__"), absname, fromlist)
-        module = self._module(absname, table, stage, engine)
+        module = self._module(absname, table, stage, host)
         if fromlist:
             overrides: dict[str, Any] | None = None
             for item in fromlist:
@@ -216,7 +229,7 @@ class GenerationImport:
                     overrides = overrides or {}
                     overrides[item] = _MISSING  # deleted by this plan: gone for its code
                     continue
-                sub = self._submodule(full, module, item, table, stage, engine)
+                sub = self._submodule(full, module, item, table, stage, host)
                 if sub is not None and getattr(module, item, _MISSING) is not sub:
                     if stage is not None and stage.owns(module):
                         setattr(module, item, sub)
@@ -226,9 +239,9 @@ class GenerationImport:
             return ModuleView(module, overrides) if overrides else module
         if "." not in absname:
             return module
-        return self._chain(absname, table, stage, engine)
+        return self._chain(absname, table, stage, host)
 
-    def _table(self, engine: Reloader, globals: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
+    def _table(self, host: Host, globals: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
         gen = self._gen()
         modules = gen._modules if gen is not None else None
         if modules is not None:
@@ -236,14 +249,14 @@ class GenerationImport:
         # The generation that created this instance has retired but the instance lives
         # on, shared by a later one: resolve against a live generation holding it.
         name = globals.get("__name__") if globals is not None else None
-        for live in engine._live_generations():
+        for live in host.live_generations():
             mods = live._modules
             if mods is not None and name in mods and vars(mods[name]) is globals:
                 return mods
-        return engine.current.modules
+        return host.current.modules
 
     def _module(
-        self, name: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
+        self, name: str, table: Mapping[str, ModuleType], stage: Stage | None, host: Host
     ) -> Any:
         module = table.get(name)
         if module is not None and (stage is None or name not in stage.pending):
@@ -253,7 +266,7 @@ class GenerationImport:
         # Outside any reload (a function-level import at request time of a module no
         # generation holds yet): the normal machinery loads it; the next reload adopts it.
         builtins.__import__(name)
-        engine._note_stray(name)
+        host.note_stray(name)
         return sys.modules[name]
 
     def _submodule(
@@ -263,7 +276,7 @@ class GenerationImport:
         item: str,
         table: Mapping[str, ModuleType],
         stage: Stage | None,
-        engine: Reloader,
+        host: Host,
     ) -> Any:
         """The module ``from parent import item`` binds, or None when ``item`` is a
         plain attribute (or nothing: the bytecode then raises ImportError)."""
@@ -284,14 +297,14 @@ class GenerationImport:
                 return None
             raise
         if stage is None:
-            engine._note_stray(name)
+            host.note_stray(name)
         return sys.modules.get(name)
 
     def _chain(
-        self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, engine: Reloader
+        self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, host: Host
     ) -> Any:
         """``import a.b.c`` returns ``a``; make ``a.b.c`` reach this generation's ``c``."""
-        obj: Any = self._module(absname, table, stage, engine)
+        obj: Any = self._module(absname, table, stage, host)
         top, _, rest = absname.partition(".")
         # The common case: every attribute along the chain already is this generation's.
         node: Any = table.get(top)
@@ -304,7 +317,7 @@ class GenerationImport:
                 return table[top]
         parts = absname.split(".")
         for i in range(len(parts) - 1, 0, -1):
-            parent = self._module(".".join(parts[:i]), table, stage, engine)
+            parent = self._module(".".join(parts[:i]), table, stage, host)
             child = parts[i]
             if getattr(parent, child, _MISSING) is obj:
                 obj = parent
@@ -314,10 +327,6 @@ class GenerationImport:
             else:
                 obj = ModuleView(parent, {child: obj})
         return obj
-
-
-class LoadAborted(Exception):
-    """Raised inside a stage to unwind it; carries the module that failed."""
 
 
 class Stage:
@@ -331,22 +340,22 @@ class Stage:
 
     def __init__(
         self,
-        engine: Reloader,
+        host: Host,
         generation: Generation,
         base: Mapping[str, ModuleType],
         table: dict[str, ModuleType],
         sources: dict[str, Source],
-        files: Mapping[str, str],
+        file_of: Callable[[str], str | None],
         deleted: set[str],
     ) -> None:
-        self.engine = engine
+        self.host = host
         self.deleted = deleted  # modules this plan removes
         self.generation = generation
         self.base = base  # the instances of the generation being replaced
         self.table = table  # the new generation's name → instance, filled as we go
         self.sources = sources  # name → Source, read ahead for changed modules
-        self.files = files  # known name → file path
-        self.importer = GenerationImport(generation, engine, self)
+        self.file_of = file_of  # known name → real path of its file
+        self.importer = GenerationImport(generation, host, self)
         self.builtins = dict(builtins.__dict__)
         self.builtins["__import__"] = self.importer
         self.fresh: dict[str, ModuleType] = {}
@@ -452,11 +461,11 @@ class Stage:
         if parent_name:
             parent = self.table.get(parent_name)
             if parent is None or parent_name in self.pending:
-                parent = self.importer._module(parent_name, self.table, self, self.engine)
+                parent = self.importer._module(parent_name, self.table, self, self.host)
             if name in self.table and name not in self.pending:
                 return self.table[name]  # the parent's code imported it
-        path = self.files.get(name)
-        if path is not None and name in self.pending:
+        path = self.file_of(name) if name in self.pending else None
+        if path is not None:
             spec = _spec_for_file(name, path)
         else:
             spec = self._find_spec(name, getattr(parent, "__path__", None) if parent_name else None)
@@ -474,7 +483,7 @@ class Stage:
             spec.has_location
             and origin
             and origin.endswith(".py")
-            and self.engine.roots.contains(origin)
+            and self.host.roots.contains(origin)
         )
 
     def _execute(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:

@@ -25,7 +25,8 @@ from typing import Any
 
 import pytest
 
-from ._engine import Reloader, ReloadEvent
+from ._engine import Reloader
+from ._events import ReloadEvent
 from ._generation import RETIRED
 from .errors import HotmodError
 

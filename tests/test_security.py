@@ -489,7 +489,7 @@ def test_the_files_a_module_read_are_forgotten_when_it_is_loaded_again(
         for edit in range(1, 10):
             write(path, source.format(edit=edit))
             reloader.reload()
-        assert list(reloader._readers) == [os.path.realpath(project / "data" / "f10.txt")]
+        assert list(reloader._registry.readers) == [os.path.realpath(project / "data" / "f10.txt")]
     finally:
         reloader.close()
 

@@ -1,0 +1,160 @@
+"""The registry: one record per reloadable module the engine has loaded or adopted.
+
+Owned by the reload path (one writer at a time, under the engine's reload lock).
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import ModuleType
+
+from ._graph import Graph, resolve_refs, static_imports
+from ._loader import Source
+from ._roots import Roots
+from .errors import SourceChanged
+
+#: The signature of a file whose loaded content is unknown: it never matches a stat.
+UNKNOWN = (-1, -1, -1)
+
+
+@dataclass
+class ModuleRecord:
+    """What the engine knows of one module: where its file is, what was loaded from
+    it, and which generations its instance belongs to."""
+
+    name: str
+    file: str  # real path
+    signature: tuple[int, int, int] = UNKNOWN  # size, mtime_ns, inode when loaded
+    digest: str | None = None  # content hash loaded; None: unknown
+    read_at: float = 0.0  # time.time() of the read
+    born: int = 1  # the generation that created its current instance
+    lineage: int | None = None  # start of its clone lineage (None: ``born``)
+
+    def loaded(self, source: Source) -> None:
+        self.signature, self.digest, self.read_at = source.signature, source.digest, source.read_at
+
+
+class Registry:
+    """Module name → :class:`ModuleRecord`, with the indexes the reload path needs."""
+
+    def __init__(self) -> None:
+        self._records: dict[str, ModuleRecord] = {}
+        self._by_path: dict[str, str] = {}  # real path → module name
+        self._children: dict[str, set[str]] = {}  # package → its loaded submodules
+        #: Extra (non-Python) file → modules that opened it while executing.
+        self.readers: dict[str, set[str]] = {}
+        #: Importer → modules it loaded by name (importlib, a framework's include): no
+        #: statement names them, so they are kept across the importer's re-runs.
+        self.by_name: dict[str, set[str]] = {}
+        #: File → the signature it had when seen empty (an in-place save half done?).
+        self.empty_seen: dict[str, tuple[int, int, int]] = {}
+        #: Content hashes of restart-only edits already reported: not reported again.
+        self.restart_digests: dict[str, str] = {}
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._records
+
+    def __iter__(self) -> Iterator[ModuleRecord]:
+        return iter(list(self._records.values()))
+
+    def get(self, name: str) -> ModuleRecord | None:
+        return self._records.get(name)
+
+    def file(self, name: str) -> str | None:
+        record = self._records.get(name)
+        return record.file if record is not None else None
+
+    def name_at(self, real: str) -> str | None:
+        return self._by_path.get(real)
+
+    def files(self) -> dict[str, str]:
+        return dict(self._by_path)
+
+    def children(self, package: str) -> set[str]:
+        return self._children.get(package, set())
+
+    def record(self, name: str, file: str, number: int) -> ModuleRecord:
+        """The record of ``name`` loaded from ``file`` (real path) into generation
+        ``number``: made, or moved there."""
+        record = self._records.get(name)
+        if record is None:
+            record = self._records[name] = ModuleRecord(name, file, born=number)
+            self._children.setdefault(name.rpartition(".")[0], set()).add(name)
+        elif record.file != file:
+            self._by_path.pop(record.file, None)
+            record.file = file
+        record.born = number
+        self._by_path[file] = name
+        return record
+
+    def forget(self, name: str) -> None:
+        record = self._records.pop(name, None)
+        self._children.get(name.rpartition(".")[0], set()).discard(name)
+        if record is not None:
+            self._by_path.pop(record.file, None)
+
+    def replace_readers(self, gone: set[str], opened: dict[str, set[str]]) -> None:
+        """Each re-executed module's readings replace its previous ones, so that a
+        module opening a new file name on every load (a temporary file) grows nothing."""
+        if gone and self.readers:
+            for path in list(self.readers):
+                readers = self.readers[path] - gone
+                if readers:
+                    self.readers[path] = readers
+                else:
+                    del self.readers[path]
+        for path, names in opened.items():
+            self.readers.setdefault(path, set()).update(names)
+
+    def note_by_name(self, graph: Graph, importer: str, names: Iterable[str]) -> None:
+        """Record that ``importer`` loaded ``names`` by name: edges kept across its re-runs."""
+        names = {n for n in names if n != importer}
+        if not names:
+            return
+        self.by_name.setdefault(importer, set()).update(names)
+        graph.set_deps(importer, graph.deps(importer) | names)
+
+    def adopt(self, graph: Graph, name: str, module: ModuleType, number: int, since: float) -> None:
+        """Take in a module loaded past the engine (by the import system, a framework):
+        its file, the edges of its import statements, and what it was loaded from. The
+        content counts as loaded only when the file has not been modified since
+        ``since`` (when its load may have begun); otherwise it is unknown, and any look
+        at it reloads it."""
+        real = os.path.realpath(module.__file__ or "")
+        record = self.record(name, real, number)
+        record.signature, record.digest = UNKNOWN, None
+        try:
+            source = Source.read(real)
+        except (OSError, SourceChanged):
+            return
+        if source.signature[1] / 1e9 < since:
+            record.loaded(source)
+        try:
+            tree = ast.parse(source.data, filename=real)
+        except (SyntaxError, ValueError):
+            return
+        refs = static_imports(tree, name, hasattr(module, "__path__"))
+        graph.set_deps(name, resolve_refs(refs, _is_loaded_module) | self.by_name.get(name, set()))
+
+
+def modules_in_roots(
+    roots: Roots, skip: Callable[[str], bool], is_own_top: Callable[[str], bool] | None = None
+) -> dict[str, ModuleType]:
+    """The modules of ``sys.modules`` loaded from a ``.py`` file inside ``roots``,
+    but those ``skip`` names; ``is_own_top`` rules out other top-level names first."""
+    found: dict[str, ModuleType] = {}
+    for name, module in list(sys.modules.items()):
+        if skip(name) or (is_own_top is not None and not is_own_top(name.partition(".")[0])):
+            continue
+        file = getattr(module, "__file__", None)
+        if isinstance(module, ModuleType) and file and file.endswith(".py") and roots.contains(file):
+            found[name] = module
+    return found
+
+
+def _is_loaded_module(name: str) -> bool:
+    return isinstance(sys.modules.get(name), ModuleType)
