@@ -61,6 +61,7 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
     load_s = time.perf_counter() - t0
     Client(engine.current.target).get("/")
     reload_s: list[float] = []
+    app_exec_s: list[float] = []  # of reload_s: the app's own code (ReloadEvent.exec_ms)
     first_s: list[float] = []
     steady_s: list[float] = []
     modules: list[str] = []
@@ -83,6 +84,7 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
         for _ in range(rounds):
             r, f, s, _ = one()
             reload_s.append(r)
+            app_exec_s.append(engine.stats()["history"][-1]["exec_ms"] / 1000)
             first_s.append(f)
             steady_s.append(s)
         view_only_s, factory_s = _floors(copy, engine)
@@ -102,6 +104,8 @@ def worker(root: Path, rounds: int) -> dict[str, Any]:
         "factory": summary_ms(factory_s),
         "load_s": load_s,
         "reload": summary_ms(reload_s),
+        "app_exec": summary_ms(app_exec_s),
+        "engine_own": summary_ms([r - a for r, a in zip(reload_s, app_exec_s, strict=True)]),
         "first_request": summary_ms(first_s),
         "steady_request": summary_ms(steady_s),
         "modules": modules,
@@ -190,6 +194,8 @@ def render(result: dict[str, Any]) -> str:
         ("view_only", "floor: compile + execute `app/views/pages.py` alone"),
         ("factory", "the app factory alone (`create_app()`, re-run because `app` imports the view)"),
         ("reload", "`Reloader.reload()` (plan, execute, swap)"),
+        ("app_exec", "of which the app's own code (the plan's modules and the factory: `exec_ms`)"),
+        ("engine_own", "of which the engine's own work (the rest)"),
         ("first_request", "first request on the new generation"),
         ("steady_request", "next request"),
     ):

@@ -88,6 +88,12 @@ CONTENDERS: dict[str, Contender] = {
         "`hupper -m serve waitress` (hupper restarting a waitress worker)",
         lambda port: [str(VENV_BIN / "hupper"), "-m", "serve", "waitress", "--port", str(port)],
     ),
+    "hupper-fast": Contender(
+        "hupper-fast",
+        "hupper at its fastest setting: `hupper.start_reloader(reload_interval=0.1)` restarting"
+        " a waitress worker",
+        lambda port: _python("serve.py", "waitress", "--port", str(port), "--hupper-interval", "0.1"),
+    ),
     "flask-run": Contender(
         "flask-run",
         "`flask --app app.wsgi:app run --reload` (werkzeug's reloader, type auto: watchdog)",
@@ -117,8 +123,8 @@ CONTENDERS: dict[str, Contender] = {
         ],
     ),
 }
-PEERS = ("werkzeug-stat", "werkzeug-watchdog", "flask-run", "hupper", "gunicorn")
-QUICK_PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "gunicorn")
+PEERS = ("werkzeug-stat", "werkzeug-watchdog", "flask-run", "hupper", "hupper-fast", "gunicorn")
+QUICK_PEERS = ("werkzeug-stat", "werkzeug-watchdog", "hupper", "hupper-fast", "gunicorn")
 
 
 #: What the peers' own code does, read from the installed versions; it explains the table.
@@ -135,7 +141,8 @@ PEER_NOTES = (
     "watchdog one whenever watchdog is installed (it is a hotmod dependency): same as above.",
     "- hupper: after a worker exits it waits out `reload_interval` (1 s by default; the CLI takes "
     "whole seconds of at least 1) before starting the next one, and the new worker binds the "
-    "port again: requests in between are refused.",
+    "port again: requests in between are refused. `hupper-fast` is the same with "
+    "`reload_interval=0.1`, set through hupper's API.",
     "- gunicorn `--reload`: without the `inotify` package it polls the files every second; the "
     "arbiter keeps the socket while the worker restarts, so requests wait rather than fail.",
     "- hotmod: one process throughout; the watcher cuts a save's burst after a short quiet "
@@ -358,7 +365,32 @@ def run(
     }
     if have_hotmod:
         result["hotmod"] = summarize(Tally(HOTMOD, all_hotmod))
+        result["own_share"] = own_share(result["hotmod"]["median_ms"], mode, dsn)
     return result
+
+
+def own_share(median_ms: float | None, mode: str, dsn: str) -> dict[str, Any]:
+    """hotmod's own share of save-to-serve: the median minus what the app itself costs
+    for the same plan, measured in-process in this run (bench.breakdown: executing
+    the plan's modules with the factory, and the first request on the new generation)."""
+    from bench import breakdown
+
+    log("save-to-serve: the app's own cost of the same edit, in-process")
+    inproc = breakdown.run(mode, dsn=dsn)
+    app_exec = inproc["app_exec"]["median_ms"]
+    first = inproc["first_request"]["median_ms"]
+    share = None
+    if median_ms is not None and app_exec is not None and first is not None:
+        share = round(median_ms - app_exec - first, 2)
+    return {
+        "save_to_serve_median_ms": median_ms,
+        "app_exec_median_ms": app_exec,
+        "first_request_median_ms": first,
+        "reload_median_ms": inproc["reload"]["median_ms"],
+        "engine_own_median_ms": inproc["engine_own"]["median_ms"],
+        "own_share_ms": share,
+        "rounds": inproc["rounds"],
+    }
 
 
 def render(result: dict[str, Any]) -> str:
@@ -406,6 +438,12 @@ def render(result: dict[str, Any]) -> str:
 
     if result["hotmod_available"]:
         lines.append(row(result["hotmod"], "1.0"))
+        share = result.get("own_share")
+        if share is not None:
+            lines.append(
+                f"| hotmod's own share (median minus the app's cost, below) | - "
+                f"| {fmt(share['own_share_ms'])} | - | - | - | - | - | - | goal: at most 2 ms |"
+            )
     else:
         lines.append(
             "| hotmod | - | - | - | - | - | - | - | - | pending: `hotmod serve` "
@@ -414,6 +452,25 @@ def render(result: dict[str, Any]) -> str:
     for pairing in result["pairings"]:
         ratio = pairing.get("ratio")
         lines.append(row(pairing["peer"], f"{ratio}x" if ratio else "-"))
+    share = result.get("own_share") if result["hotmod_available"] else None
+    if share is not None:
+        lines += [
+            "",
+            f"hotmod's own share: the save-to-serve median above minus what the app itself costs "
+            f"for the same edit, measured in-process in this run ({share['rounds']} reloads of "
+            f"the same view through `Reloader.reload()`, then the first request through "
+            f"werkzeug's test client, as in the Breakdown section):",
+            "",
+            "| part | median ms |",
+            "|---|---|",
+            f"| save-to-serve, hotmod | {fmt(share['save_to_serve_median_ms'])} |",
+            f"| the app: executing the plan's modules and the factory (`exec_ms`) "
+            f"| {fmt(share['app_exec_median_ms'])} |",
+            f"| the app: first request on the new generation | {fmt(share['first_request_median_ms'])} |",
+            f"| **hotmod's own share** (watcher, plan, engine, server, client) "
+            f"| **{fmt(share['own_share_ms'])}** |",
+            f"| of which the engine's own work inside `reload()` | {fmt(share['engine_own_median_ms'])} |",
+        ]
     lines += ["", *PEER_NOTES]
     tails = [p["peer"] for p in result["pairings"] if p["peer"]["log_tail"]]
     if tails:

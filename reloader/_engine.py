@@ -670,7 +670,10 @@ class Reloader:
             table.pop(name, None)
         number = (base_gen.number + 1) if base_gen else 1
         gen = Generation(number, table, on_drained=self._retirement.on_drained)
-        stage = Stage(self, gen, base, table, changes.sources, self._registry.file, changes.deleted)
+        stage = Stage(
+            self, gen, base, table, changes.sources, self._registry.file, changes.deleted,
+            compiled_before=self._registry.compiled,
+        )
         with _staging_lock:
             number = self._stage_and_swap(stage, gen, base, planned, changes, still_valid, first, started)
         # Only now may the old generation retire: this frame no longer holds its

@@ -35,7 +35,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ._generation import Generation
@@ -116,6 +116,18 @@ class Source:
         except OSError:
             return False
         return (st.st_size, st.st_mtime_ns, st.st_ino) == self.signature
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """A module's code compiled from the content with hash ``digest`` at ``path``, and
+    its import statements: an importer re-executed with an unchanged file reuses both
+    (code objects are immutable), as the import system reuses a ``.pyc``."""
+
+    digest: str
+    path: str
+    refs: tuple[ImportRef, ...]
+    code: CodeType
 
 
 class ModuleView:
@@ -347,6 +359,7 @@ class Stage:
         sources: dict[str, Source],
         file_of: Callable[[str], str | None],
         deleted: set[str],
+        compiled_before: Callable[[str], Compiled | None] = lambda name: None,
     ) -> None:
         self.host = host
         self.deleted = deleted  # modules this plan removes
@@ -355,6 +368,8 @@ class Stage:
         self.table = table  # the new generation's name → instance, filled as we go
         self.sources = sources  # name → Source, read ahead for changed modules
         self.file_of = file_of  # known name → real path of its file
+        self.compiled_before = compiled_before  # name → what its last load compiled
+        self.compiled: dict[str, Compiled] = {}  # what this stage compiled (or reused)
         self.importer = GenerationImport(generation, host, self)
         self.builtins = dict(builtins.__dict__)
         self.builtins["__import__"] = self.importer
@@ -534,15 +549,13 @@ class Stage:
         linecache.cache[path] = (len(source.data), None, text.splitlines(True), path)
         self.executing.append(name)
         try:
-            # Parsing and compiling count as the app's: a plain import does them too.
+            compiled = self.compiled_before(name)
+            if compiled is None or compiled.digest != source.digest or compiled.path != path:
+                compiled = self._compile(name, source, path, spec.submodule_search_locations is not None)
+            self.compiled[name] = compiled
+            self.refs.setdefault(name, []).extend(compiled.refs)
             self._app_starts()
-            tree = ast.parse(source.data, filename=path)
-            self._app_stops()
-            self.refs.setdefault(name, []).extend(
-                static_imports(tree, name, spec.submodule_search_locations is not None)
-            )
-            self._app_starts()
-            code = compile(tree, path, "exec", dont_inherit=True)
+            code = compiled.code
             exec(code, namespace)
         except BaseException:
             if self.failed_module is None:
@@ -556,6 +569,21 @@ class Stage:
         if parent is not None and self.owns(parent):
             setattr(parent, child, new)
         return new
+
+    def _compile(self, name: str, source: Source, path: str, is_package: bool) -> Compiled:
+        # Parsing and compiling count as the app's: a plain import does them too.
+        self._app_starts()
+        try:
+            tree = ast.parse(source.data, filename=path)
+        finally:
+            self._app_stops()
+        refs = tuple(static_imports(tree, name, is_package))
+        self._app_starts()
+        try:
+            code = compile(tree, path, "exec", dont_inherit=True)
+        finally:
+            self._app_stops()
+        return Compiled(source.digest, path, refs, code)
 
     def _bind_shared_children(self, name: str, package: ModuleType) -> None:
         """A re-executed ``__init__`` has none of its submodules as attributes, and the

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ._graph import Graph, resolve_refs, static_imports
-from ._loader import Source
+from ._loader import Compiled, Source
 from ._roots import Roots
 from .errors import SourceChanged
 
@@ -33,6 +33,7 @@ class ModuleRecord:
     read_at: float = 0.0  # time.time() of the read
     born: int = 1  # the generation that created its current instance
     lineage: int | None = None  # start of its clone lineage (None: ``born``)
+    compiled: Compiled | None = None  # what its latest load compiled
 
     def loaded(self, source: Source) -> None:
         self.signature, self.digest, self.read_at = source.signature, source.digest, source.read_at
@@ -67,6 +68,10 @@ class Registry:
     def file(self, name: str) -> str | None:
         record = self._records.get(name)
         return record.file if record is not None else None
+
+    def compiled(self, name: str) -> Compiled | None:
+        record = self._records.get(name)
+        return record.compiled if record is not None else None
 
     def name_at(self, real: str) -> str | None:
         return self._by_path.get(real)

@@ -45,6 +45,7 @@ def record_plan(
         real = known if known == source.path else os.path.realpath(source.path)
         record = registry.record(name, real, number)
         record.loaded(source)
+        record.compiled = stage.compiled.get(name)
         if name not in stage.cloned:
             record.lineage = number
         graph.set_deps(

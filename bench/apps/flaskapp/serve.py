@@ -2,7 +2,10 @@
 
 ``python serve.py werkzeug --port N --reloader stat|watchdog`` is Flask's own
 ``app.run(debug=True)`` path; ``hupper -m serve waitress --port N`` is
-pserve's ``--reload`` path (hupper restarting a waitress worker).
+pserve's ``--reload`` path (hupper restarting a waitress worker);
+``python serve.py waitress --port N --hupper-interval 0.1`` is the same through
+hupper's API at a ``reload_interval`` its command line cannot take (whole seconds,
+at least 1).
 """
 
 from __future__ import annotations
@@ -17,7 +20,17 @@ def main() -> None:
     parser.add_argument("server", choices=["werkzeug", "waitress"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--reloader", default="stat", choices=["stat", "watchdog"])
+    parser.add_argument("--hupper-interval", type=float)
     args = parser.parse_args()
+    if args.hupper_interval is not None:
+        import hupper
+
+        hupper.start_reloader(
+            "serve.run_waitress",
+            reload_interval=args.hupper_interval,
+            worker_kwargs={"port": args.port},
+        )
+        return
     if args.server == "werkzeug":
         from werkzeug.serving import run_simple
 
@@ -30,9 +43,13 @@ def main() -> None:
             threaded=True,
         )
     else:
-        import waitress
+        run_waitress(args.port)
 
-        waitress.serve(app, host="127.0.0.1", port=args.port, threads=4)
+
+def run_waitress(port: int) -> None:
+    import waitress
+
+    waitress.serve(app, host="127.0.0.1", port=port, threads=4)
 
 
 if __name__ == "__main__":
