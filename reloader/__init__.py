@@ -1,7 +1,7 @@
 """hotmod's engine: reload changed modules into fresh module objects, one atomic
 generation at a time, with mod_python 3.3's ``__mp_clone__``/``__mp_purge__`` hooks.
 
-Knows nothing of WSGI: :class:`Reloader` loads any ``"module:attribute"`` target.
+Knows nothing of web protocols: :class:`Reloader` loads any ``"module:attribute"`` target.
 See docs/api.md and docs/hooks.md.
 """
 

@@ -20,10 +20,10 @@ _EMPTY: Mapping[str, ModuleType] = MappingProxyType({})
 class Generation:
     """One numbered set of module instances and the target resolved from them.
 
-    States go *loading* → *current* → *draining* (superseded, requests in flight) →
+    States go *loading* → *current* → *draining* (superseded, callers still inside) →
     *retired* (drained; its due purge hooks run on the engine's janitor thread).
 
-    ``enter()``/``exit()`` count requests in flight without a lock: each request
+    ``enter()``/``exit()`` count the callers inside without a lock: each caller
     is a token in a deque, whose ``append`` and ``pop`` are atomic. The protocol
     (reasoned step by step in docs/concurrency.md):
 
@@ -33,7 +33,7 @@ class Generation:
       token may have made a retirement back off.
     * Retiring (``_maybe_retire``, the rare path, under ``_lock``) sets *retired*
       first, then looks for tokens; if it finds one it reverts to *draining* and
-      looks once more, in case the last token left in between. So a request that
+      looks once more, in case the last token left in between. So a caller that
       read a state other than *retired* always has its token counted by the check,
       and a drained generation is always retired, exactly once.
     """
@@ -62,10 +62,10 @@ class Generation:
         self._modules: dict[str, ModuleType] | None = modules
         self.target: Any = None
         self.state = LOADING  # written under _lock; read anywhere
-        self._tokens: deque[None] = deque()  # one per request in flight (atomic ops only)
+        self._tokens: deque[None] = deque()  # one per caller inside (atomic ops only)
         self.created_at = time.time()
         self.superseded_at: float | None = None  # time.monotonic()
-        self._lock = threading.Lock()  # serializes state changes, never taken per request
+        self._lock = threading.Lock()  # serializes state changes, never taken by enter()/exit()
         self._on_drained = on_drained
 
     def __repr__(self) -> str:
@@ -86,7 +86,7 @@ class Generation:
         return len(self._tokens)
 
     def enter(self) -> bool:
-        """Count one request in. False when this generation is already retired."""
+        """Count one caller in. False when this generation is already retired."""
         tokens = self._tokens
         tokens.append(None)
         if self.state is not RETIRED:
@@ -97,12 +97,12 @@ class Generation:
         return False
 
     def exit(self) -> None:
-        """Count one request out; the last one out of a draining generation retires it."""
+        """Count one caller out; the last one out of a draining generation retires it."""
         tokens = self._tokens
         try:
             tokens.pop()
         except IndexError:
-            # Only a request that entered before fork() and ends in the child gets
+            # Only a caller that entered before fork() and ends in the child gets
             # here: the child dropped the tokens it inherited (_after_fork_in_child).
             return
         if not tokens and self.state is DRAINING:
@@ -146,7 +146,7 @@ class Generation:
             return True
 
     def _after_fork_in_child(self) -> None:
-        """In a forked child: the requests in flight belong to the parent's threads,
+        """In a forked child: the callers inside belong to the parent's threads,
         which the child does not have, so their tokens would never leave and this
         generation would never drain here. The child starts from none (a lock
         another thread held at fork time is replaced too)."""

@@ -3,7 +3,7 @@
 Edges point from an importer to the modules it imports. They are learnt twice: at
 run time, from every import a module makes while it executes, and statically, from
 every import statement in its source (function-level ones too), so an import that
-only runs at request time still makes its module an importer.
+only runs later, when a function is called, still makes its module an importer.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Every instance hotmod creates gets a ``__builtins__`` of its own generation, who
 device gives three things:
 
 * old code keeps its own modules: a function-level ``import`` or ``from . import x``
-  running at request time in a draining generation gets that generation's
+  running later (a function called) in a draining generation gets that generation's
   instances, never the newest ones nor a half-built one from a reload in progress;
 * a plan's new code gets the new instances, including through relative imports,
   although ``sys.modules`` and shared package objects still name the old ones until
@@ -275,7 +275,7 @@ class GenerationImport:
             return module
         if stage is not None:
             return stage.import_new(name)
-        # Outside any reload (a function-level import at request time of a module no
+        # Outside any reload (a function-level import, run later, of a module no
         # generation holds yet): the normal machinery loads it; the next reload adopts it.
         builtins.__import__(name)
         host.note_stray(name)

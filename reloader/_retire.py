@@ -204,7 +204,7 @@ class Retirement:
         if timeout:
             if gen._force_retire():
                 log.warning(
-                    "generation %d still had %d requests in flight after %.0f s: retiring it"
+                    "generation %d still had %d callers still inside after %.0f s: retiring it"
                     " anyway (drain_timeout) and running its due purge hooks",
                     gen.number, gen.in_flight, waited,
                 )
@@ -212,7 +212,7 @@ class Retirement:
                 self.retire([gen])
         else:
             log.warning(
-                "generation %d has been draining for %.0f s with %d requests in flight"
+                "generation %d has been draining for %.0f s with %d callers still inside"
                 " (a stream or long poll?); its purge hooks wait until they end%s",
                 gen.number, waited, gen.in_flight,
                 "" if self.drain_timeout is None else f" or until drain_timeout={self.drain_timeout}s",
