@@ -446,24 +446,26 @@ class Stage:
         for name in self.deleted:  # their code must not find them, even via sys.modules
             self.saved.setdefault(name, sys.modules.pop(name, None))
         self.modules_before = len(sys.modules)
-        _active.stage = self
+        # Restore, not clear: an engine created while another one loads (a Publisher
+        # built at import time) must hand the outer stage back when it is done.
+        outer, _active.stage = active_stage(), self
         try:
             for name in plan:
                 if name in self.pending:
                     self.import_new(name)
         finally:
-            _active.stage = None
+            _active.stage = outer
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` (a target factory) with this stage active, so that what it
         imports is staged and recorded too."""
-        _active.stage = self
+        outer, _active.stage = active_stage(), self
         self._app_starts()
         try:
             return fn()
         finally:
             self._app_stops()
-            _active.stage = None
+            _active.stage = outer
 
     def import_new(self, name: str) -> Any:
         """Load ``name`` into this generation (fresh), or import it normally when it is

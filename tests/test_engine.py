@@ -920,3 +920,37 @@ def test_starting_the_watcher_catches_up_with_edits_made_before_it(
         assert r.current.target({}, None) == 42
     finally:
         r.unwatch()
+
+
+def test_an_engine_loaded_inside_another_engines_load_hands_the_outer_load_back(
+    project: Path, tmp_path: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    """A module that builds its own engine at import time (a Publisher made at module
+    level) must not stop the outer load from recording what the rest of it reads."""
+    inner_root = tmp_path / "inner"
+    inner_root.mkdir()
+    (inner_root / "hm_inner_app.py").write_text("app = lambda e, s: 'inner'\n")
+    sys.path.insert(0, str(inner_root))
+    write("app/__init__.py", "")
+    write("app/settings.json", '"one"')
+    write("app/config.py", f"""
+        import json, os
+        from hotmod import Reloader
+        inner = Reloader("hm_inner_app:app", roots=[{str(inner_root)!r}], leak_check_delay=0)
+        inner.load()
+        with open(os.path.join(os.path.dirname(__file__), "settings.json")) as f:
+            SETTING = json.load(f)
+        def __mp_purge__():
+            inner.close()
+    """)
+    write("app/wsgi.py", "from app import config\napp = lambda e, s: config.SETTING\n")
+    r = engines(extra=["*.json"])
+    r.load()
+    try:
+        write("app/settings.json", '"two"')
+        r.reload([project / "app/settings.json"])
+        # The reader of the file is app.config, loaded after the inner engine ran.
+        assert r.stats()["history"][-1]["modules"] == ["app.config", "app.wsgi"]
+        assert r.current.target({}, None) == "two"
+    finally:
+        r.current.modules["app.config"].inner.close()
