@@ -365,6 +365,18 @@ def probe_window(port: int, needle: bytes, *, seconds: float, interval: float = 
 MARKER_LINE = re.compile(r'^MARKER = "[^"]*"$', re.MULTILINE)
 
 
+def save_edit(path: Path, text: str, *, atomic: bool) -> None:
+    """Save ``text`` as an editor would: written to a temporary file and renamed over
+    ``path`` (atomic), or truncated and written in place."""
+    if atomic:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    else:
+        with open(path, "w") as f:
+            f.write(text)
+
+
 @dataclass
 class AppCopy:
     """A private copy of bench/apps/flaskapp in a tmp dir: the only files a run edits."""
@@ -392,14 +404,7 @@ class AppCopy:
         """Change the view's MARKER; returns the text the page will show once reloaded."""
         self.edits += 1
         marker = self.marker(self.edits)
-        text = MARKER_LINE.sub(f'MARKER = "{marker}"', self.original)
-        if atomic:
-            tmp = self.view.with_name(f".{self.view.name}.{self.edits}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.view)
-        else:
-            with open(self.view, "w") as f:
-                f.write(text)
+        save_edit(self.view, MARKER_LINE.sub(f'MARKER = "{marker}"', self.original), atomic=atomic)
         return marker.encode()
 
     def db_opens(self) -> int:

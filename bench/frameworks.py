@@ -44,6 +44,7 @@ from bench._harness import (
     log,
     poll_until,
     probe_window,
+    save_edit,
     scratch_dir,
     summary_ms,
 )
@@ -205,13 +206,7 @@ class AppCopy:
         self.edits += 1
         marker = f"bench-edit-{self.edits:05d}"
         text = self.source.replace(self.framework.original, self.framework.edited.format(marker=marker))
-        if atomic:
-            tmp = self.view.with_name(f".{self.view.name}.{self.edits}.tmp")
-            tmp.write_text(text)
-            os.replace(tmp, self.view)
-        else:
-            with open(self.view, "w") as f:
-                f.write(text)
+        save_edit(self.view, text, atomic=atomic)
         return marker.encode()
 
     def env(self) -> dict[str, str]:
