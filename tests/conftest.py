@@ -12,9 +12,9 @@ import socket
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 
@@ -90,14 +90,15 @@ def project(tmp_path: Path, clean_modules: None) -> Path:
 
 @pytest.fixture
 def served() -> Iterator[Callable[..., Served]]:
-    """Starts ``hotmod`` subprocesses (``served(args, cwd, command=...)``); kills what is
-    still running when the test ends."""
+    """Starts servers in subprocesses (``served(args, cwd, command=..., env=..., port=...)``,
+    as ``support.Served``: ``hotmod`` unless ``command`` names another); kills the process
+    group of each when the test ends."""
     from support import Served
 
     started: list[Served] = []
 
-    def start(args: list[str], cwd: Path, *, command: Sequence[str] | None = None) -> Served:
-        server = Served(args, cwd) if command is None else Served(args, cwd, command=command)
+    def start(args: list[str], cwd: Path, **options: Any) -> Served:
+        server = Served(args, cwd, **options)
         started.append(server)
         return server
 

@@ -1,50 +1,187 @@
-"""Helpers shared by test modules: files written so the watcher sees them, a
-``hotmod`` subprocess with its output collected, and a plain HTTP GET."""
+"""What the test modules share (one module, as STYLE.md asks), beside the fixtures
+of ``conftest.py``:
+
+- files: ``write`` (dedented, its stat signature always changed), ``replace``,
+  ``copy_fixture`` (a private copy of an app under ``tests/fixtures/frameworks/``);
+- HTTP: ``call`` (any method, a ``Reply``), ``get`` (status and text);
+- servers: ``serving`` (a WSGI app on a werkzeug thread of this process), ``Served``
+  (a server command in a subprocess of its own process group, its output collected
+  line by line), ``hotmod_serving`` (``hotmod serve TARGET`` on a free port, stopped
+  afterwards), ``Hammer`` (a client thread that counts failed requests),
+  ``quiet_start`` and ``twenty_edits`` (what every framework test checks);
+- ``open_descriptors``: how many file descriptors a process holds.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
 import textwrap
 import threading
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
+from typing import IO, Any, NamedTuple, TypeVar
 
-from conftest import wait_until
+from conftest import free_port, wait_until
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+T = TypeVar("T")
+
+FRAMEWORK_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "frameworks"
+#: ``python -m hotmod``: the command ``Served`` runs unless told another.
+HOTMOD = (sys.executable, "-m", "hotmod")
+
+#: How long after start-up the tests watch for a reload that no edit caused.
+QUIET_START = 1.5
+#: Bound of every wait for an edit to be served.
+EDIT_TIMEOUT = 15.0
 
 
-def write(path: Path, text: str) -> None:
+# -- files ---------------------------------------------------------------------------------
+
+
+def _store(path: Path, text: str) -> None:
     """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
     before = path.stat().st_mtime_ns if path.exists() else 0
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
+    path.write_text(text)
     st = path.stat()
     if st.st_mtime_ns <= before:
         os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
 
 
+def write(path: Path, text: str) -> None:
+    """Write ``text`` dedented, creating the folders; the watcher always sees the change."""
+    _store(path, textwrap.dedent(text))
+
+
+def replace(path: Path, old: str, new: str) -> None:
+    """Edit ``path``: ``old`` (which must occur) becomes ``new``, the rest kept to the byte."""
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    _store(path, text.replace(old, new))
+
+
+def copy_fixture(name: str, parent: Path) -> Path:
+    """A copy of ``tests/fixtures/frameworks/<name>`` (the fixture is never edited)."""
+    dest = parent / name
+    shutil.copytree(FRAMEWORK_FIXTURES / name, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def open_descriptors(pid: int | str = "self") -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+# -- HTTP ----------------------------------------------------------------------------------
+
+
+class Reply(NamedTuple):
+    """An answer read to its end; a tuple so that ``status, body, headers = call(...)``."""
+
+    status: int
+    body: bytes
+    headers: Message
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", "replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def generation(self) -> int:
+        return int(self.headers["X-Hotmod-Generation"])
+
+
+def call(port: int, method: str, path: str, payload: Any = None, *, timeout: float = 30.0) -> Reply:
+    """One request to 127.0.0.1:``port`` on a fresh connection (redirects are not
+    followed), with ``payload`` sent as JSON when given."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        body = None if payload is None else json.dumps(payload)
+        headers = {} if payload is None else {"Content-Type": "application/json"}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return Reply(response.status, response.read(), response.headers)
+    finally:
+        conn.close()
+
+
+def get(port: int, path: str = "/") -> tuple[int, str]:
+    reply = call(port, "GET", path)
+    return reply.status, reply.text
+
+
+# -- servers -------------------------------------------------------------------------------
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_request(self, *args: Any, **kwargs: Any) -> None:
+        """No line per request."""
+
+
+@contextmanager
+def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
+    """``app`` on a threaded werkzeug server of this process at 127.0.0.1:``port``."""
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-server")
+    thread.start()
+    try:
+        yield
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+
+
 class Served:
-    """A ``hotmod`` subprocess in its own process group, with its output collected."""
+    """``command`` + ``args`` run in ``cwd`` (``hotmod`` unless told another) as a
+    subprocess in a process group of its own, so that ``kill`` takes whatever it
+    started too; its stdout and stderr are collected line by line. ``port`` is where
+    it answers, for ``get`` and the calls built on it."""
 
     def __init__(
-        self, args: list[str], cwd: Path, *, command: Sequence[str] = (sys.executable, "-m", "hotmod")
+        self,
+        args: Sequence[str],
+        cwd: Path,
+        *,
+        command: Sequence[str] = HOTMOD,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
     ) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.port = port
+        self.cwd = cwd
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,
-            env=env,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
         )
+        self.pid = self.process.pid
+        # The readers append, the tests read; `_printed` (its lock) guards the three
+        # lists and is notified at every line and at the end of each stream.
+        self._printed = threading.Condition()
         self.stdout: list[str] = []
         self.stderr: list[str] = []
+        #: Both streams, in the order they were read, without line ends.
+        self.lines: list[str] = []
         self._readers = [
             threading.Thread(target=self._read, args=(self.process.stdout, self.stdout), daemon=True),
             threading.Thread(target=self._read, args=(self.process.stderr, self.stderr), daemon=True),
@@ -52,43 +189,198 @@ class Served:
         for reader in self._readers:
             reader.start()
 
-    @staticmethod
-    def _read(stream: object, lines: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            lines.append(line)
+    def _read(self, stream: IO[str], lines: list[str]) -> None:
+        for line in stream:
+            with self._printed:
+                lines.append(line)
+                self.lines.append(line.rstrip("\n"))
+                self._printed.notify_all()
+        with self._printed:
+            self._printed.notify_all()
+
+    # -- what it printed
 
     def out(self) -> str:
-        return "".join(self.stdout)
+        with self._printed:
+            return "".join(self.stdout)
 
     def err(self) -> str:
-        return "".join(self.stderr)
+        with self._printed:
+            return "".join(self.stderr)
 
-    def wait_output(self, predicate: Callable[[str], bool], what: str) -> None:
-        def check() -> bool:
-            if self.process.poll() is not None and not predicate(self.out()):
-                raise AssertionError(
-                    f"hotmod exited ({self.process.returncode}) before {what}:\n{self.out()}\n{self.err()}"
-                )
-            return predicate(self.out())
+    def output(self) -> str:
+        """Everything it printed, both streams."""
+        with self._printed:
+            return "\n".join(self.lines)
 
-        wait_until(check, timeout=20, what=what)
+    def mark(self) -> int:
+        """Where the lines printed from now on begin (``after=`` of ``wait_for``)."""
+        with self._printed:
+            return len(self.lines)
 
-    def stop(self, sig: int, timeout: float = 10) -> int:
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout)
-        for reader in self._readers:
-            reader.join(5)
-        return code
+    def hotmod_lines(self, after: int = 0) -> list[str]:
+        with self._printed:
+            return [line for line in self.lines[after:] if line.startswith("hotmod:")]
+
+    def wait_for(self, pattern: str, *, after: int = 0, timeout: float = 20.0) -> str:
+        """The first printed line from index ``after`` on that matches ``pattern``."""
+        regex = re.compile(pattern)
+
+        def matching_line() -> str | None:
+            return next((line for line in self.lines[after:] if regex.search(line)), None)
+
+        return self._wait(matching_line, f"a line matching {pattern!r}", timeout)
+
+    def wait_output(self, predicate: Callable[[str], bool], what: str, timeout: float = 30.0) -> None:
+        """Wait until ``predicate`` holds of everything printed on stdout."""
+        self._wait(lambda: True if predicate(self.out()) else None, what, timeout)
+
+    def _wait(self, found: Callable[[], T | None], what: str, timeout: float) -> T:
+        deadline = time.monotonic() + timeout
+        with self._printed:
+            while True:
+                result = found()
+                if result is not None:
+                    return result
+                if self.process.poll() is not None and not any(r.is_alive() for r in self._readers):
+                    raise AssertionError(
+                        f"the server exited ({self.process.returncode}) before {what}:\n{self.output()}"
+                    )
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssertionError(f"no {what} within {timeout}s; output:\n{self.output()}")
+                self._printed.wait(min(left, 0.2))
+
+    # -- what it answers
+
+    def get(self, path: str = "/") -> tuple[int, str]:
+        assert self.port is not None, "Served(port=...) names where it answers"
+        return get(self.port, path)
+
+    def status(self) -> dict[str, Any]:
+        """The status endpoint's JSON (debug mode)."""
+        code, body = self.get("/__hotmod__")
+        assert code == 200, body
+        result: dict[str, Any] = json.loads(body)
+        return result
+
+    def wait_served(self, path: str, needle: str, *, status: int = 200) -> str:
+        """Poll ``path`` until it answers ``status`` with ``needle`` in the body; the body."""
+
+        def served() -> str | None:
+            code, body = self.get(path)
+            return body if code == status and needle in body else None
+
+        try:
+            return wait_until(
+                served, timeout=EDIT_TIMEOUT, interval=0.02, what=f"{path} to answer {status} with {needle!r}"
+            )
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; output:\n{self.output()}") from None
+
+    def settle(self) -> dict[str, Any]:
+        """Wait until no generation drains any more, then past the engine's leak check
+        (it runs a second after a retirement; only its absence can be waited for)."""
+        wait_until(lambda: not self.status()["draining"], timeout=EDIT_TIMEOUT, what="drained generations")
+        time.sleep(1.5)
+        return self.status()
+
+    def descriptors(self) -> int:
+        return open_descriptors(self.pid)
+
+    # -- its end
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int:
+        """Send ``sig`` and return the exit status, waited for at most ``timeout`` s;
+        whatever is left of the process group is killed either way."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout)
+        finally:
+            self.kill()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
+        """SIGKILL to the whole process group, then wait (bounded) for the process and
+        the end of its output."""
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(10)
+        self.process.wait(10)
+        for reader in self._readers:
+            reader.join(5)
 
 
-def get(port: int, path: str = "/") -> tuple[int, str]:
+@contextmanager
+def hotmod_serving(target: str, cwd: Path, *, env: Mapping[str, str] | None = None) -> Iterator[Served]:
+    """``hotmod serve TARGET`` in ``cwd`` with no flag but a free port, once it serves;
+    stopped afterwards, its whole process group with it."""
+    port = free_port()
+    server = Served(["serve", target, "--port", str(port)], cwd, env=env, port=port)
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
+        server.wait_for(rf"^hotmod: serving .* on http://127\.0\.0\.1:{port}/", timeout=60)
+        yield server
+    finally:
+        server.stop()
+
+
+class Hammer:
+    """A client thread that requests ``path`` in a loop on fresh connections and
+    counts the requests that failed (refused, reset, or not 200)."""
+
+    def __init__(self, served: Served, path: str) -> None:
+        self.served, self.path = served, path
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="hammer", daemon=True)
+
+    def __enter__(self) -> Hammer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=40)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                status, body = self.served.get(self.path)
+            except OSError as error:
+                self.failures.append(repr(error))
+                continue
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failures.append(f"{status}: {body[:200]}")
+
+
+def pid_of(body: str) -> int:
+    """The process id a fixture app ends its body with (``... pid=N``)."""
+    return int(body.rsplit("pid=", 1)[1])
+
+
+def quiet_start(server: Served) -> tuple[int, str]:
+    """The generation and the output after ``QUIET_START`` seconds with no edit (a
+    reload now would be one that nothing caused)."""
+    time.sleep(QUIET_START)  # the absence of a reload can only be watched for a while
+    return server.status()["generation"], server.out()
+
+
+def twenty_edits(server: Served, path: Path, url: str, text: Callable[[int], tuple[str, str]]) -> None:
+    """Edit ``path`` 20 times, each edit served at ``url`` before the next, then back:
+    ``text(n)`` is (the source, the text served) of the n-th version, ``text(0)`` the
+    original. Then no generation may leak, and the server's descriptors must come back
+    to their number after the first edit (connections still closing may take a moment)."""
+    first = 0
+    for n in [*range(1, 21), 0]:
+        source, served = text(n)
+        replace(path, text(n - 1 if n else 20)[0], source)
+        server.wait_served(url, served)
+        if n == 1:
+            first = server.descriptors()
+    status = server.settle()
+    assert status["leaked"] == []
+    assert "leak" not in server.err()
+    wait_until(lambda: server.descriptors() <= first, timeout=5.0, what=f"descriptors back to {first}")
+    assert server.process.poll() is None and server.process.pid == server.pid

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from frameworks_support import Served, copy_fixture, quiet_start, replace, serving, twenty_edits
+from support import Served, copy_fixture, hotmod_serving, quiet_start, replace, twenty_edits
 
 TARGET = "flaskr:create_app()"
 
@@ -29,7 +29,7 @@ def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(app_root: Path) -> Iterator[Served]:
-    with serving(TARGET, app_root) as served:
+    with hotmod_serving(TARGET, app_root) as served:
         served.start_state = quiet_start(served)  # type: ignore[attr-defined]
         yield served
 
