@@ -4,7 +4,6 @@ polls``), over real HTTP. One server for the module; the edits run in sequence."
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from framework_support import Hammer, Served, edit, until_body
+from support import Hammer, Served, hotmod_serving, pid_of, replace
 
 pytest.importorskip("django")
 
@@ -28,11 +27,11 @@ def make_project(folder: Path) -> Path:
     project = folder / "mysite"
     subprocess.run([sys.executable, "manage.py", "startapp", "polls"], **{**run, "cwd": project})  # type: ignore[call-overload]
     shutil.copytree(FIXTURE / "polls", project / "polls", dirs_exist_ok=True)
-    edit(project / "mysite" / "settings.py", "INSTALLED_APPS = [", "INSTALLED_APPS = [\n    'polls',")
+    replace(project / "mysite" / "settings.py", "INSTALLED_APPS = [", "INSTALLED_APPS = [\n    'polls',")
     urls = project / "mysite" / "urls.py"
-    edit(urls, "from django.urls import path", "from django.urls import include, path")
+    replace(urls, "from django.urls import path", "from django.urls import include, path")
     admin_route = "path('admin/', admin.site.urls),"
-    edit(urls, admin_route, f"{admin_route}\n    path('polls/', include('polls.urls')),")
+    replace(urls, admin_route, f"{admin_route}\n    path('polls/', include('polls.urls')),")
     return project
 
 
@@ -43,21 +42,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
-    server = Served("mysite.wsgi:application", project)
-    try:
+    with hotmod_serving("mysite.wsgi:application", project) as server:
         yield server
-    finally:
-        server.stop()
-
-
-def status(served: Served) -> dict[str, object]:
-    code, body = served.get("/__hotmod__")
-    assert code == 200
-    return json.loads(body)  # type: ignore[no-any-return]
-
-
-def pid_of(body: str) -> int:
-    return int(body.rsplit("pid=", 1)[1])
 
 
 def test_nothing_reloads_in_the_first_seconds_after_start(served: Served) -> None:
@@ -65,16 +51,16 @@ def test_nothing_reloads_in_the_first_seconds_after_start(served: Served) -> Non
     assert served.get("/polls/")[0] == 200
     deadline = time.monotonic() + 2.0  # longer than the watcher's catch-up and debounce
     while time.monotonic() < deadline:
-        assert status(served)["generation"] == 1
+        assert served.status()["generation"] == 1
         time.sleep(0.1)
     assert not [line for line in served.hotmod_lines() if "reload" in line]
-    assert status(served)["frameworks"] == ["django"]
+    assert served.status()["frameworks"] == ["django"]
 
 
 def test_a_view_edit_shows_on_the_next_request_in_the_same_process(served: Served, project: Path) -> None:
     before = pid_of(served.get("/polls/hello/")[1])
-    edit(project / "polls" / "views.py", "hello v1", "hello v2")
-    body = until_body(served, "/polls/hello/", "hello v2")
+    replace(project / "polls" / "views.py", "hello v1", "hello v2")
+    body = served.wait_served("/polls/hello/", "hello v2")
     assert pid_of(body) == before
     assert "polls.views" in served.wait_for(r"generation \d+: reloaded")
 
@@ -82,16 +68,16 @@ def test_a_view_edit_shows_on_the_next_request_in_the_same_process(served: Serve
 def test_a_routing_edit_adds_the_new_route_and_the_renamed_one_answers_404(
     served: Served, project: Path
 ) -> None:
-    edit(project / "polls" / "urls.py", 'path("hello/"', 'path("hi/"')
-    until_body(served, "/polls/hi/", "hello v2")
+    replace(project / "polls" / "urls.py", 'path("hello/"', 'path("hi/"')
+    served.wait_served("/polls/hi/", "hello v2")
     assert served.get("/polls/hello/")[0] == 404
 
 
 def test_a_template_edit_shows_without_running_python_code(served: Served, project: Path) -> None:
     assert "index v1" in served.get("/polls/")[1]  # rendered, so the loader caches it
     mark = served.mark()
-    edit(project / "polls" / "templates" / "polls" / "index.html", "index v1", "index v2")
-    until_body(served, "/polls/", "index v2")
+    replace(project / "polls" / "templates" / "polls" / "index.html", "index v1", "index v2")
+    served.wait_served("/polls/", "index v2")
     assert "refreshed" in served.wait_for(r"refreshed .*index\.html", after=mark)
 
 
@@ -99,12 +85,12 @@ def test_a_syntax_error_shows_the_error_page_and_its_fix_serves_again(
     served: Served, project: Path
 ) -> None:
     views = project / "polls" / "views.py"
-    edit(views, "def hello(request):", "def hello(request:")
+    replace(views, "def hello(request):", "def hello(request:")
     served.wait_for(r"reload failed: .*views\.py:\d+: SyntaxError")
     code, body = served.get("/polls/hi/")
     assert code == 500 and "SyntaxError" in body
-    edit(views, "def hello(request:", "def hello(request):")
-    until_body(served, "/polls/hi/", "hello v2")
+    replace(views, "def hello(request:", "def hello(request):")
+    served.wait_served("/polls/hi/", "hello v2")
 
 
 def test_a_model_edit_restarts_with_the_socket_kept_and_no_request_fails(
@@ -113,17 +99,19 @@ def test_a_model_edit_restarts_with_the_socket_kept_and_no_request_fails(
     mark = served.mark()
     with Hammer(served, "/polls/hi/") as hammer:
         field = "max_length=200)"
-        edit(project / "polls" / "models.py", field, f"{field}\n    votes = models.IntegerField(default=0)")
+        replace(
+            project / "polls" / "models.py", field, f"{field}\n    votes = models.IntegerField(default=0)"
+        )
         served.wait_for(r"restart needed: .*models\.py", after=mark)
         served.wait_for(r"^hotmod: serving ", after=mark, timeout=60)
-        until_body(served, "/polls/", "3 fields")  # the new model, in a new process image
+        served.wait_served("/polls/", "3 fields")  # the new model, in a new process image
         ok_before = hammer.ok
-        until_body(served, "/polls/hi/", "hello")
+        served.wait_served("/polls/hi/", "hello")
     assert hammer.failures == []
     assert hammer.ok > ok_before > 0
     # The next view edit still shows, in-process again.
-    edit(project / "polls" / "views.py", "hello v2", "hello v3")
-    until_body(served, "/polls/hi/", "hello v3")
+    replace(project / "polls" / "views.py", "hello v2", "hello v3")
+    served.wait_served("/polls/hi/", "hello v3")
 
 
 def test_no_model_or_admin_registration_is_ever_made_twice(served: Served) -> None:
@@ -142,7 +130,7 @@ def test_twenty_edits_leak_nothing_and_keep_descriptors_flat(served: Served, pro
     text = views.read_text()
     for n in range(20):
         views.write_text(text.replace('f"hello v', f'f"edit {n} hello v'))
-        until_body(served, "/polls/hi/", f"edit {n} hello")
-    assert status(served)["leaked"] == []
+        served.wait_served("/polls/hi/", f"edit {n} hello")
+    assert served.status()["leaked"] == []
     assert served.descriptors() <= descriptors + 2
     assert "leak" not in "\n".join(served.lines)
