@@ -1,23 +1,20 @@
-"""What the demo's integration tests share: a private copy of ``demo_app/`` to serve,
-a werkzeug server on a free port, and a small HTTP client."""
+"""What the demo's integration tests share: a private copy of ``demo_app/`` to serve
+and the demo behind HotReload on a werkzeug server (``support.serving``); the HTTP
+client is ``support.call``."""
 
 from __future__ import annotations
 
 import ast
-import http.client
-import json
 import shutil
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from email.message import Message
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from werkzeug.serving import make_server
+from support import Reply, call, serving
 
 from hotmod.middleware import HotReload
 
@@ -59,32 +56,6 @@ def demo_copy(project: Path) -> Iterator[Path]:
         sys.modules.update(saved)
 
 
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-    @property
-    def generation(self) -> int:
-        return int(self.headers["X-Hotmod-Generation"])
-
-
-def call(port: int, method: str, path: str, payload: Any = None) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        body = None if payload is None else json.dumps(payload)
-        headers = {} if payload is None else {"Content-Type": "application/json"}
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
-
-
 def status_or_none(port: int) -> dict[str, Any] | None:
     """The demo's ``/api/status``, or None while nothing answers on ``port``."""
     try:
@@ -92,20 +63,6 @@ def status_or_none(port: int) -> dict[str, Any] | None:
     except OSError:
         return None
     return reply.json() if reply.status == 200 else None
-
-
-@contextmanager
-def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
-    server = make_server("127.0.0.1", port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="demo-server")
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
 
 
 def serve_demo(
@@ -122,3 +79,57 @@ def serve_demo(
     stack.callback(hot.close)
     stack.enter_context(serving(hot, port))
     return hot
+
+
+@dataclass
+class Demo:
+    """The demo copy in ``root`` served on ``port`` by ``hot``, and what tests ask of
+    it; every GET that did not answer 200 is kept in ``failures``."""
+
+    root: Path
+    port: int
+    hot: HotReload
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def var(self) -> Path:
+        return self.root / "var"
+
+    def get(self, path: str) -> Reply:
+        reply = call(self.port, "GET", path)
+        if reply.status != 200:
+            self.failures.append(f"GET {path}: {reply.status} {reply.body[:300]!r}")
+        return reply
+
+    def status(self) -> dict[str, Any]:
+        reply = self.get("/api/status")
+        assert reply.status == 200, reply.body
+        data: dict[str, Any] = reply.json()
+        return data
+
+    def add(self, body: str) -> dict[str, Any]:
+        """Add a note; the note as the demo answers it (its ``id`` among the fields)."""
+        reply = call(self.port, "POST", "/api/notes", {"body": body})
+        assert reply.status == 201, reply.body
+        data: dict[str, Any] = reply.json()
+        return data
+
+    def module(self, name: str) -> ModuleType:
+        """The current generation's instance of ``demo_app.<name>``."""
+        return self.hot.reloader.current.modules[f"demo_app.{name}"]
+
+    def reload(self, name: str) -> int:
+        number: int = self.hot.reloader.reload(paths=[self.root / "demo_app" / f"{name}.py"])
+        return number
+
+
+@contextmanager
+def demo_starter(root: Path, port: int) -> Iterator[Callable[..., Demo]]:
+    """``start(remove_from_db=...)`` serves the demo copy in ``root`` on ``port`` (see
+    ``serve_demo``); what it started stops on exit."""
+    with ExitStack() as stack:
+
+        def start(*, remove_from_db: tuple[str, ...] = ()) -> Demo:
+            return Demo(root, port, serve_demo(stack, root, port, remove_from_db))
+
+        yield start

@@ -17,16 +17,13 @@ reload leaks a pool; with ``__mp_purge__`` alone every reload churns one.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import signal
-import subprocess
 import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,15 +33,9 @@ import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
-from demo_support import (
-    TARGET,
-    Reply,
-    call,
-    demo_copy,
-    serve_demo,
-    status_or_none,
-)
+from demo_support import TARGET, Demo, demo_copy, demo_starter, status_or_none
 from psycopg.conninfo import make_conninfo
+from support import Served, call
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from hotmod.middleware import HotReload
@@ -156,51 +147,10 @@ def demo_root(project: Path) -> Iterator[Path]:
         yield project
 
 
-@dataclass
-class Served:
-    root: Path
-    port: int
-    hot: Any  # middleware.HotReload
-    failures: list[str] = field(default_factory=list)
-
-    def get(self, path: str) -> Reply:
-        reply = call(self.port, "GET", path)
-        if reply.status != 200:
-            self.failures.append(f"GET {path}: {reply.status} {reply.body[:300]!r}")
-        return reply
-
-    def status(self) -> dict[str, Any]:
-        reply = self.get("/api/status")
-        assert reply.status == 200, reply.body
-        data: dict[str, Any] = reply.json()
-        return data
-
-    def add(self, body: str) -> dict[str, Any]:
-        reply = call(self.port, "POST", "/api/notes", {"body": body})
-        assert reply.status == 201, reply.body
-        data: dict[str, Any] = reply.json()
-        return data
-
-    def module(self, name: str) -> ModuleType:
-        """The current generation's instance of ``demo_app.<name>``."""
-        return self.hot.reloader.current.modules[f"demo_app.{name}"]
-
-    def reload(self, name: str) -> int:
-        number: int = self.hot.reloader.reload(paths=[self.root / "demo_app" / f"{name}.py"])
-        return number
-
-
 @pytest.fixture
-def serve(
-    demo_root: Path, database: Database, port: int, caplog: pytest.LogCaptureFixture
-) -> Iterator[Callable[..., Served]]:
+def serve(demo_root: Path, database: Database, port: int) -> Iterator[Callable[..., Demo]]:
     """Start the demo copy (optionally without some db.py hooks) behind HotReload and a server."""
-    caplog.set_level(logging.WARNING, logger="werkzeug")  # no line per request
-    with ExitStack() as stack:
-
-        def start(*, remove_from_db: tuple[str, ...] = ()) -> Served:
-            return Served(demo_root, port, serve_demo(stack, demo_root, port, remove_from_db))
-
+    with demo_starter(demo_root, port) as start:
         yield start
 
 
@@ -221,7 +171,7 @@ def streaming(app: Callable[..., Any], path: str) -> Iterator[Iterator[bytes]]:
 
 
 def test_the_pool_survives_200_reloads_of_db_and_200_of_views_with_constant_backends(
-    serve: Callable[..., Served], database: Database
+    serve: Callable[..., Demo], database: Database
 ) -> None:
     demo = serve()
     db = demo.module("db")
@@ -276,7 +226,7 @@ def test_the_pool_survives_200_reloads_of_db_and_200_of_views_with_constant_back
 
 
 def test_without_its_hooks_every_reload_of_db_leaks_a_whole_pool(
-    serve: Callable[..., Served], database: Database
+    serve: Callable[..., Demo], database: Database
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__", "__mp_purge__"))
     pools = [demo.module("db").pool]
@@ -303,7 +253,7 @@ def test_without_its_hooks_every_reload_of_db_leaks_a_whole_pool(
 
 
 def test_with_purge_but_no_clone_the_old_pool_closes_once_its_generation_drains(
-    serve: Callable[..., Served], database: Database
+    serve: Callable[..., Demo], database: Database
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__",))
     for i in range(5):
@@ -335,7 +285,7 @@ def test_with_purge_but_no_clone_the_old_pool_closes_once_its_generation_drains(
 
 
 def test_a_failed_clone_opens_a_fresh_pool_and_closes_the_old_after_its_last_request(
-    serve: Callable[..., Served], database: Database, monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., Demo], database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     demo = serve()
     for i in range(5):
@@ -369,7 +319,7 @@ def test_a_failed_clone_opens_a_fresh_pool_and_closes_the_old_after_its_last_req
     assert demo.failures == []
 
 
-def test_close_leaves_no_backends_after_reloads(serve: Callable[..., Served], database: Database) -> None:
+def test_close_leaves_no_backends_after_reloads(serve: Callable[..., Demo], database: Database) -> None:
     demo = serve()
     demo.add("before the reloads")
     for name in ("db", "views", "db"):
@@ -398,53 +348,39 @@ def test_the_pool_connects_as_hotmod_demo_when_the_dsn_names_no_application(
 
 
 def test_ctrl_c_on_hotmod_serve_leaves_no_backends_and_an_edit_keeps_the_pool(
-    demo_root: Path, database: Database, port: int, tmp_path: Path
+    demo_root: Path, database: Database, port: int, served: Callable[..., Served]
 ) -> None:
-    command = [str(Path(sys.executable).parent / "hotmod"), "serve", TARGET, "--port", str(port)]
-    env = {**os.environ, "DATABASE_URL": database.url, "PYTHONUNBUFFERED": "1"}
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        command,
-        cwd=demo_root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+    script = str(Path(sys.executable).parent / "hotmod")
+    env = {"DATABASE_URL": database.url}
+    process = served(["serve", TARGET, "--port", str(port)], demo_root, command=[script], env=env).process
+    first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve to answer")
+    assert first["pid"] == process.pid
+    baseline = database.backends.count()
+    assert baseline == first["connections"] >= POOL_MIN_SIZE
+
+    views_py = demo_root / "demo_app" / "views.py"
+    views_py.write_text(
+        views_py.read_text().replace('HEADING = "hotmod notes"', 'HEADING = "edited notes"')
     )
-    try:
-        first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve to answer")
-        assert first["pid"] == process.pid
-        baseline = database.backends.count()
-        assert baseline == first["connections"] >= POOL_MIN_SIZE
+    page = wait_until(
+        lambda: (r := call(port, "GET", "/")).status == 200 and b"edited notes" in r.body and r,
+        timeout=30,
+        what="the edit to be served",
+    )
+    assert page.generation > 1
+    after = call(port, "GET", "/api/status").json()
+    assert after["pid"] == process.pid
+    assert after["pool_id"] == first["pool_id"]
+    assert database.backends.count() == baseline
 
-        views_py = demo_root / "demo_app" / "views.py"
-        views_py.write_text(
-            views_py.read_text().replace('HEADING = "hotmod notes"', 'HEADING = "edited notes"')
-        )
-        page = wait_until(
-            lambda: (r := call(port, "GET", "/")).status == 200 and b"edited notes" in r.body and r,
-            timeout=30,
-            what="the edit to be served",
-        )
-        assert page.generation > 1
-        after = call(port, "GET", "/api/status").json()
-        assert after["pid"] == process.pid
-        assert after["pool_id"] == first["pool_id"]
-        assert database.backends.count() == baseline
-
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-        wait_until(lambda: database.backends.count() == 0, what="every backend to go")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
+    wait_until(lambda: database.backends.count() == 0, what="every backend to go")
 
 
 @pytest.mark.slow
 def test_four_clients_see_no_failure_and_one_pool_through_1000_reloads(
-    serve: Callable[..., Served], database: Database
+    serve: Callable[..., Demo], database: Database
 ) -> None:
     demo = serve()
     first = demo.status()

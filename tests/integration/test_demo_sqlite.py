@@ -9,31 +9,20 @@ subprocess) holds open, from ``/proc/<pid>/fd``.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import sqlite3
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType, SimpleNamespace
-from typing import Any
 
 import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
-from demo_support import (
-    TARGET,
-    Reply,
-    call,
-    demo_copy,
-    serve_demo,
-    status_or_none,
-)
+from demo_support import TARGET, Demo, demo_copy, demo_starter, status_or_none
+from support import Served, call, open_descriptors
 
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
@@ -59,10 +48,6 @@ def handles_under(folder: Path, pid: int | str = "self") -> list[str]:
     return sorted(found)
 
 
-def open_handles(pid: int | str = "self") -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
 def handle_targets(pid: int | str = "self") -> list[str]:
     targets = []
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -81,7 +66,7 @@ def wait_for_no_new_handles(count: int, before: list[str], pid: int | str = "sel
     grows the count with every reload, and never comes back under it.
     """
     try:
-        wait_until(lambda: open_handles(pid) <= count, what=f"at most {count} open file handles")
+        wait_until(lambda: open_descriptors(pid) <= count, what=f"at most {count} open file handles")
     except AssertionError as exc:
         now = handle_targets(pid)
         added = sorted(set(now) - set(before))
@@ -96,50 +81,9 @@ def demo_root(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
         yield project
 
 
-@dataclass
-class Served:
-    root: Path
-    port: int
-    hot: Any  # middleware.HotReload
-    failures: list[str] = field(default_factory=list)
-
-    @property
-    def var(self) -> Path:
-        return self.root / "var"
-
-    def get(self, path: str) -> Reply:
-        reply = call(self.port, "GET", path)
-        if reply.status != 200:
-            self.failures.append(f"GET {path}: {reply.status} {reply.body[:300]!r}")
-        return reply
-
-    def status(self) -> dict[str, Any]:
-        reply = self.get("/api/status")
-        assert reply.status == 200, reply.body
-        data: dict[str, Any] = reply.json()
-        return data
-
-    def add(self, body: str) -> int:
-        reply = call(self.port, "POST", "/api/notes", {"body": body})
-        assert reply.status == 201, reply.body
-        return int(reply.json()["id"])
-
-    def module(self, name: str) -> ModuleType:
-        return self.hot.reloader.current.modules[f"demo_app.{name}"]
-
-    def reload(self, name: str) -> int:
-        number: int = self.hot.reloader.reload(paths=[self.root / "demo_app" / f"{name}.py"])
-        return number
-
-
 @pytest.fixture
-def serve(demo_root: Path, port: int, caplog: pytest.LogCaptureFixture) -> Iterator[Callable[..., Served]]:
-    caplog.set_level(logging.WARNING, logger="werkzeug")  # no line per request
-    with ExitStack() as stack:
-
-        def start(*, remove_from_db: tuple[str, ...] = ()) -> Served:
-            return Served(demo_root, port, serve_demo(stack, demo_root, port, remove_from_db))
-
+def serve(demo_root: Path, port: int) -> Iterator[Callable[..., Demo]]:
+    with demo_starter(demo_root, port) as start:
         yield start
 
 
@@ -163,14 +107,14 @@ def carried_state(db: ModuleType) -> SimpleNamespace:
 
 
 def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
-    serve: Callable[..., Served],
+    serve: Callable[..., Demo],
 ) -> None:
     demo = serve()
     first = demo.status()
     assert first["backend"] == "sqlite"
     database_file = str((demo.var / "demo.sqlite3").resolve())
     assert handles_under(demo.var) == [database_file]
-    total, targets = open_handles(), handle_targets()
+    total, targets = open_descriptors(), handle_targets()
     added = []
     for name in ("db", "views"):
         for i in range(100):
@@ -184,7 +128,7 @@ def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
             assert status["pool_id"] == first["pool_id"]
             assert status["pool_created_at"] == first["pool_created_at"]
             if i % 25 == 0:
-                added.append(demo.add(f"{name} reload {i}"))
+                added.append(demo.add(f"{name} reload {i}")["id"])
             assert handles_under(demo.var) == [database_file]
             # The server closes each request's socket on its own thread: let it finish.
             wait_for_no_new_handles(total, targets)
@@ -195,7 +139,7 @@ def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
 
 
 def test_without_clone_every_reload_opens_a_new_connection_and_purge_closes_the_old(
-    serve: Callable[..., Served],
+    serve: Callable[..., Demo],
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__",))
     demo.add("kept in the file")
@@ -212,7 +156,7 @@ def test_without_clone_every_reload_opens_a_new_connection_and_purge_closes_the_
     assert demo.failures == []
 
 
-def test_close_releases_the_database_file(serve: Callable[..., Served]) -> None:
+def test_close_releases_the_database_file(serve: Callable[..., Demo]) -> None:
     demo = serve()
     demo.add("note")
     demo.reload("db")
@@ -226,7 +170,7 @@ def test_close_releases_the_database_file(serve: Callable[..., Served]) -> None:
 
 
 def test_the_footer_shows_the_generation_that_served_the_request(
-    serve: Callable[..., Served],
+    serve: Callable[..., Demo],
 ) -> None:
     demo = serve()
     demo.reload("views")
@@ -238,43 +182,29 @@ def test_the_footer_shows_the_generation_that_served_the_request(
 
 @pytest.mark.slow
 def test_hotmod_serve_keeps_its_handle_count_through_50_real_edits_of_a_view(
-    demo_root: Path, port: int, tmp_path: Path
+    demo_root: Path, port: int, served: Callable[..., Served]
 ) -> None:
-    command = [str(Path(sys.executable).parent / "hotmod"), "serve", TARGET, "--port", str(port)]
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    log = (tmp_path / "serve.log").open("wb")
-    process = subprocess.Popen(
-        command,
-        cwd=demo_root,
-        env={**env, "PYTHONUNBUFFERED": "1"},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
+    # No DATABASE_URL reaches it (demo_root took it out of the environment): SQLite.
+    script = str(Path(sys.executable).parent / "hotmod")
+    process = served(["serve", TARGET, "--port", str(port)], demo_root, command=[script]).process
     views_py = demo_root / "demo_app" / "views.py"
     original = views_py.read_text()
-    try:
-        first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve")
-        baseline, targets = open_handles(process.pid), handle_targets(process.pid)
-        var = demo_root / "var"
-        database_handles = handles_under(var, process.pid)
-        assert database_handles == [str((var / "demo.sqlite3").resolve())]
-        for i in range(50):
-            heading = f"edit number {i}"
-            views_py.write_text(original.replace('HEADING = "hotmod notes"', f'HEADING = "{heading}"'))
-            wait_until(lambda h=heading: heading_served(port, h), timeout=30, what=f"edit {i} served")
-            status = call(port, "GET", "/api/status").json()
-            assert status["pool_id"] == first["pool_id"]
-            assert status["pid"] == process.pid
-            assert handles_under(var, process.pid) == database_handles
-            wait_for_no_new_handles(baseline, targets, process.pid)
-        process.send_signal(signal.SIGINT)
-        assert process.wait(timeout=15) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-        log.close()
+    first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve")
+    baseline, targets = open_descriptors(process.pid), handle_targets(process.pid)
+    var = demo_root / "var"
+    database_handles = handles_under(var, process.pid)
+    assert database_handles == [str((var / "demo.sqlite3").resolve())]
+    for i in range(50):
+        heading = f"edit number {i}"
+        views_py.write_text(original.replace('HEADING = "hotmod notes"', f'HEADING = "{heading}"'))
+        wait_until(lambda h=heading: heading_served(port, h), timeout=30, what=f"edit {i} served")
+        status = call(port, "GET", "/api/status").json()
+        assert status["pool_id"] == first["pool_id"]
+        assert status["pid"] == process.pid
+        assert handles_under(var, process.pid) == database_handles
+        wait_for_no_new_handles(baseline, targets, process.pid)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=15) == 0
 
 
 def heading_served(port: int, heading: str) -> bool:

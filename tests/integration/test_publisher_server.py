@@ -7,78 +7,21 @@ Raw request lines go through http.client, which sends the path exactly as given,
 
 from __future__ import annotations
 
-import http.client
-import json
 import shutil
 import sys
-import threading
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
-from email.message import Message
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
 
 import pytest
 from conftest import wait_until
 from demo_support import demo_copy, serve_demo
+from support import call, replace, serving
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from hotmod import HotReload, Publisher
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "publisher"
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: Message
-    body: bytes
-
-    @property
-    def text(self) -> str:
-        return self.body.decode()
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-def call(port: int, method: str, path: str) -> Reply:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        conn.request(method, path)
-        response = conn.getresponse()
-        return Reply(response.status, response.headers, response.read())
-    finally:
-        conn.close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[None]:
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="publisher-server"
-    )
-    thread.start()
-    try:
-        yield
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
-        assert not thread.is_alive()
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    source = path.read_text()
-    assert old in source, f"{old!r} not in {path}"
-    path.write_text(source.replace(old, new))
 
 
 @pytest.fixture
@@ -140,10 +83,10 @@ def test_traversal_attempts_over_the_wire_are_404(site: Path, port: int) -> None
 
 
 def test_edits_reload_the_flask_app_and_the_handler_folder_independently(site: Path, port: int) -> None:
-    edit(site / "pubfront" / "app.py", '"front v1"', '"front v2"')
+    replace(site / "pubfront" / "app.py", '"front v1"', '"front v2"')
     wait_until(lambda: call(port, "GET", "/").text == "front v2", what="Flask's edit")
     assert call(port, "GET", "/legacy/notes/list").text == "published notes.list"
-    edit(site / "handlers" / "notes.py", '"published notes.list"', '"published notes.list v2"')
+    replace(site / "handlers" / "notes.py", '"published notes.list"', '"published notes.list v2"')
     wait_until(lambda: call(port, "GET", "/legacy/notes/list").text == "published notes.list v2", what="v2")
     (site / "handlers" / "added.py").write_text("def index():\n    return 'added'\n")
     wait_until(lambda: call(port, "GET", "/legacy/added").text == "added", what="the new module")
@@ -169,7 +112,7 @@ def test_demo_serves_its_handler_folder_at_legacy_and_reloads_it(
         assert call(port, "GET", "/legacy/hello/_greeting").status == 404
         assert call(port, "GET", "/legacy/_layout/page").status == 404
 
-        edit(project / "demo_app" / "handlers" / "hello.py", '"Hello"', '"Bonjour"')
+        replace(project / "demo_app" / "handlers" / "hello.py", '"Hello"', '"Bonjour"')
         wait_until(
             lambda: "Bonjour, Grisha!" in call(port, "GET", "/legacy/hello?name=Grisha").text,
             what="the edited greeting",

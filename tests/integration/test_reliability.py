@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import textwrap
 import threading
@@ -24,6 +23,7 @@ from typing import Any
 
 import pytest
 from conftest import free_port, wait_until
+from support import Served, call
 
 from bench import stress
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
@@ -36,16 +36,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     stress.replace_file(path, textwrap.dedent(text))
     return path
-
-
-def get(port: int, path: str = "/") -> tuple[int, bytes, dict[str, str]]:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        return response.status, response.read(), dict(response.getheaders())
-    finally:
-        conn.close()
 
 
 @pytest.fixture
@@ -207,7 +197,7 @@ def _stream_across_reloads(project: Path, make_app: Callable[..., HotReload], se
             threading.Event().wait(seconds / 7)
             write(project / "rel/app.py", stream_app(project, f"v{i}"))
             assert app.reload() == i + 1
-            assert get(port)[1] == f"v{i}".encode()  # new requests get the new code
+            assert call(port, "GET", "/")[1] == f"v{i}".encode()  # new requests get the new code
         assert app.status()["draining"][0]["generation"] == 1
         chunks = [first, *response.read().split()]
         conn.close()
@@ -259,7 +249,7 @@ def test_an_application_that_raises_releases_its_generation(
     package(project, stream_app(project, "v0"))
     app = make_app()
     with stress.serving(app) as port:
-        assert get(port, "/raise")[0] == 500
+        assert call(port, "GET", "/raise")[0] == 500
         assert app.reloader.current.in_flight == 0
         write(project / "rel/app.py", stream_app(project, "v1"))
         app.reload()
@@ -280,7 +270,7 @@ def test_a_wsgi_file_wrapper_response_releases_its_generation(
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
-        status, body, _ = get(port, "/file")
+        status, body, _ = call(port, "GET", "/file")
         assert status == 200 and len(body) == 100_000
         wait_until(lambda: app.reloader.current.in_flight == 0, what="the file response closed")
         write(project / "rel/app.py", stream_app(project, "v1"))
@@ -335,7 +325,7 @@ def test_a_never_ending_stream_keeps_its_generation_draining_warns_and_is_releas
         for i in (1, 2, 3):
             write(project / "rel/app.py", SSE_APP.format(version=f"v{i}", marker=marker))
             app.reload()
-            assert get(port)[1] == f"v{i}".encode()  # new generations keep serving
+            assert call(port, "GET", "/")[1] == f"v{i}".encode()  # new generations keep serving
         status = json_status(port)
         assert [d["generation"] for d in status["draining"]] == [1]
         assert status["draining"][0]["in_flight"] == 1
@@ -363,7 +353,7 @@ def next_event(response: http.client.HTTPResponse) -> bytes:
 def json_status(port: int) -> dict[str, Any]:
     import json
 
-    status, body, _ = get(port, STATUS_PATH)
+    status, body, _ = call(port, "GET", STATUS_PATH)
     assert status == 200
     return json.loads(body)  # type: ignore[no-any-return]
 
@@ -399,16 +389,16 @@ def test_hostile_module_code_never_takes_the_server_down(
         write(project / "rel/app.py", PLAIN_APP.format(version="v1", extra=extra))
         if loads:
             assert app.reload() == 2
-            assert get(port)[1] == b"v1"
+            assert call(port, "GET", "/")[1] == b"v1"
         else:
             with pytest.raises(ReloadError) as info:
                 app.reload()
             assert info.value.failure.type == "SystemExit"
             assert info.value.failure.file == str(project / "rel/app.py")
-            assert get(port)[:2] == (200, b"v0")
+            assert call(port, "GET", "/")[:2] == (200, b"v0")
         write(project / "rel/app.py", PLAIN_APP.format(version="v2", extra=""))
         app.reload()
-        assert get(port)[:2] == (200, b"v2")
+        assert call(port, "GET", "/")[:2] == (200, b"v2")
 
 
 def _slow_import(project: Path, apps: list[HotReload], seconds: float) -> None:
@@ -424,12 +414,14 @@ def _slow_import(project: Path, apps: list[HotReload], seconds: float) -> None:
         wait_until(started.exists, what="the slow import to begin")
         served = []
         while not started.exists() or app.generation == 1:
-            status, body, _ = get(port)
+            status, body, _ = call(port, "GET", "/")
             served.append((status, body))
             if app.generation != 1 or len(served) > 10_000:
                 break
         assert len(served) > 10 and all(s == (200, b"v0") for s in served[:-1])
-        wait_until(lambda: get(port)[1] == b"v1", timeout=seconds + 10, what="the slow generation")
+        wait_until(
+            lambda: call(port, "GET", "/")[1] == b"v1", timeout=seconds + 10, what="the slow generation"
+        )
 
 
 def test_a_slow_import_delays_the_new_generation_but_never_the_requests(
@@ -448,36 +440,8 @@ def test_a_5_second_import_delays_the_new_generation_but_never_the_requests(
 # -- process-level faults -----------------------------------------------------------------
 
 
-def spawn(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        args, cwd=cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-    )
-
-
-def stop_group(process: subprocess.Popen[str]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait(10)
-
-
-class Output:
-    def __init__(self, process: subprocess.Popen[str]) -> None:
-        self.lines: list[str] = []
-        self.thread = threading.Thread(target=self._read, args=(process,), daemon=True)
-        self.thread.start()
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.lines.append(line)
-
-    def text(self) -> str:
-        return "".join(self.lines)
-
-
 def test_sigterm_during_a_reload_of_hotmod_serve_exits_cleanly_after_purge_hooks(
-    project: Path,
+    project: Path, served: Callable[..., Served]
 ) -> None:
     marker = project / "purged.txt"
     started = project / "import-started"
@@ -488,28 +452,22 @@ def __mp_purge__():
 """)
     package(project, app)
     port = free_port()
-    process = spawn([str(BIN / "hotmod"), "serve", "rel.app:app", "--port", str(port),
-                     "--production"], project)
-    out = Output(process)
-    try:
-        wait_until(lambda: "serving" in out.text(), timeout=20, what="hotmod serve to start")
-        assert get(port)[1] == b"v0"
-        write(project / "rel/app.py", app.replace("'v0'", "'v1'") +
-              f"\nopen({str(started)!r}, 'w').close()\nimport time\ntime.sleep(1.5)\n")
-        wait_until(started.exists, what="the reload to be under way")
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0, out.text()
-        out.thread.join(5)
-    finally:
-        stop_group(process)
-    assert "hotmod: stopped" in out.text()
+    server = served(["serve", "rel.app:app", "--port", str(port), "--production"], project,
+                    command=[str(BIN / "hotmod")])
+    server.wait_output(lambda out: "serving" in out, "hotmod serve to start", timeout=20)
+    assert call(port, "GET", "/")[1] == b"v0"
+    write(project / "rel/app.py", app.replace("'v0'", "'v1'") +
+          f"\nopen({str(started)!r}, 'w').close()\nimport time\ntime.sleep(1.5)\n")
+    wait_until(started.exists, what="the reload to be under way")
+    assert server.stop(signal.SIGTERM, timeout=15) == 0, server.output()
+    assert "hotmod: stopped" in server.output()
     # Either the reload finished first (v0 purged as replaced, v1 at close) or close()
     # won (v0 purged at close): each instance purged once, the last one included.
-    assert purged(project) in (["v0", "v1"], ["v0"]), (purged(project), out.text())
+    assert purged(project) in (["v0", "v1"], ["v0"]), (purged(project), server.output())
 
 
 def test_a_gunicorn_worker_killed_with_sigkill_is_replaced_and_serves_the_latest_code(
-    tmp_path: Path,
+    tmp_path: Path, served: Callable[..., Served]
 ) -> None:
     root = tmp_path / "proj"
     entry = tmp_path / "entry"
@@ -525,36 +483,32 @@ def test_a_gunicorn_worker_killed_with_sigkill_is_replaced_and_serves_the_latest
         application = HotReload("gk_app:app", watch={str(root)!r})
         """)
     port = free_port()
-    process = spawn(
-        [str(BIN / "gunicorn"), "-w", "1", "-k", "sync", "--preload", "-b", f"127.0.0.1:{port}",
-         "--graceful-timeout", "3", "gk_entry:application"],
-        entry, env={"PYTHONPATH": os.pathsep.join([str(entry), str(root)])},
+    server = served(
+        ["-w", "1", "-k", "sync", "--preload", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "3",
+         "gk_entry:application"],
+        entry, command=[str(BIN / "gunicorn")], env={"PYTHONPATH": os.pathsep.join([str(entry), str(root)])},
     )
-    out = Output(process)
-    try:
-        def answer() -> tuple[str, int] | None:
-            try:
-                status, body, _ = get(port)
-            except OSError:  # refused or reset while the worker is replaced
-                return None
-            words = body.decode(errors="replace").split()
-            if status != 200 or len(words) != 2:
-                return None
-            return words[0], int(words[1])
 
-        _, first_pid = wait_until(answer, timeout=30, what="gunicorn to serve")
-        write(root / "gk_app.py", (root / "gk_app.py").read_text().replace("'v0'", "'v1'"))
-        wait_until(lambda: (a := answer()) and a[0] == "v1", timeout=20, what="the edit")
-        os.kill(first_pid, signal.SIGKILL)
-        new = wait_until(lambda: (a := answer()) and a[1] != first_pid and a, timeout=30,
-                         what="a new worker")
-        # The new worker forked from a master that loaded v0 (--preload): it must
-        # notice the edit made before its fork and serve v1.
-        assert new[0] == "v1", out.text()
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(15) == 0
-    finally:
-        stop_group(process)
+    def answer() -> tuple[str, int] | None:
+        try:
+            status, body, _ = call(port, "GET", "/")
+        except OSError:  # refused or reset while the worker is replaced
+            return None
+        words = body.decode(errors="replace").split()
+        if status != 200 or len(words) != 2:
+            return None
+        return words[0], int(words[1])
+
+    _, first_pid = wait_until(answer, timeout=30, what="gunicorn to serve")
+    write(root / "gk_app.py", (root / "gk_app.py").read_text().replace("'v0'", "'v1'"))
+    wait_until(lambda: (a := answer()) and a[0] == "v1", timeout=20, what="the edit")
+    os.kill(first_pid, signal.SIGKILL)
+    new = wait_until(lambda: (a := answer()) and a[1] != first_pid and a, timeout=30,
+                     what="a new worker")
+    # The new worker forked from a master that loaded v0 (--preload): it must
+    # notice the edit made before its fork and serve v1.
+    assert new[0] == "v1", server.output()
+    assert server.stop(signal.SIGTERM, timeout=15) == 0
 
 
 # -- security -----------------------------------------------------------------------------
@@ -566,13 +520,13 @@ def test_production_mode_has_no_status_endpoint_no_header_and_no_error_page(
     package(project, PLAIN_APP.format(version="v0", extra=""))
     app = make_app()
     with stress.serving(app) as port:
-        status, body, headers = get(port, STATUS_PATH)
+        status, body, headers = call(port, "GET", STATUS_PATH)
         assert (status, body) == (200, b"v0")  # the application's own answer
         assert GENERATION_HEADER not in headers
         write(project / "rel/app.py", "raise RuntimeError('<script>alert(1)</script>')\n")
         with pytest.raises(ReloadError):
             app.reload()
-        status, body, headers = get(port)
+        status, body, headers = call(port, "GET", "/")
         assert (status, body) == (200, b"v0") and GENERATION_HEADER not in headers
 
 
@@ -586,25 +540,21 @@ def test_debug_error_page_renders_script_in_messages_and_source_inert(
                                       "raise RuntimeError('<script>alert(1)</script>')\n")
         with pytest.raises(ReloadError):
             app.reload()
-        status, body, headers = get(port)
+        status, body, headers = call(port, "GET", "/")
     assert status == 500 and headers[GENERATION_HEADER] == "1"
     assert b"<script" not in body.lower()
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert b"&lt;script&gt;alert(&quot;src&quot;)" in body
 
 
-def test_hotmod_serve_binds_loopback_by_default(project: Path) -> None:
+def test_hotmod_serve_binds_loopback_by_default(project: Path, served: Callable[..., Served]) -> None:
     package(project, PLAIN_APP.format(version="v0", extra=""))
     port = free_port()
-    process = spawn([str(BIN / "hotmod"), "serve", "rel.app:app", "--port", str(port)], project)
-    out = Output(process)
-    try:
-        wait_until(lambda: "serving" in out.text(), timeout=20, what="hotmod serve to start")
-        assert f"http://127.0.0.1:{port}/" in out.text()
-        listening = listening_addresses(process.pid, port)
-        assert listening == ["127.0.0.1"], listening
-    finally:
-        stop_group(process)
+    server = served(["serve", "rel.app:app", "--port", str(port)], project, command=[str(BIN / "hotmod")])
+    server.wait_output(lambda out: "serving" in out, "hotmod serve to start", timeout=20)
+    assert f"http://127.0.0.1:{port}/" in server.output()
+    listening = listening_addresses(server.pid, port)
+    assert listening == ["127.0.0.1"], listening
 
 
 def listening_addresses(pid: int, port: int) -> list[str]:

@@ -12,18 +12,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import textwrap
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_until
+from support import Served, call, write
 
 BIN = Path(sys.executable).parent
 DATA = b"0123456789abcdef" * 4096  # 64 KiB: large enough that sendfile() is worth it
@@ -112,14 +109,6 @@ SERVERS: dict[str, tuple[list[str], int]] = {
 }
 
 
-def write(path: Path, text: str) -> None:
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(text)
-    st = path.stat()
-    if st.st_mtime_ns <= before:
-        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
-
-
 def app_source(version: str, folder: Path) -> str:
     return APP.format(version=version, data=str(folder / "data.bin"), purged=str(folder / "purged.txt"))
 
@@ -133,13 +122,12 @@ def command(name: str, port: int) -> list[str]:
 
 
 def fetch(port: int, path: str) -> tuple[int, bytes]:
+    """The status and body, or ``(0, b"")`` while nothing answers (the server starting)."""
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
-    except (ConnectionError, urllib.error.URLError):
+        status, body, _ = call(port, "GET", path)
+    except OSError:
         return 0, b""
+    return status, body
 
 
 def fetch_many(port: int, path: str, count: int = 8) -> list[tuple[int, bytes]]:
@@ -156,34 +144,23 @@ def server_project(tmp_path: Path) -> tuple[Path, Path]:
     entry.mkdir()
     (tmp_path / "data.bin").write_bytes(DATA)
     write(root / "hm_srv_app.py", app_source("v1", tmp_path))
-    write(entry / "hm_srv_entry.py", textwrap.dedent(ENTRY.format(root=str(root))))
+    write(entry / "hm_srv_entry.py", ENTRY.format(root=str(root)))
     return root, entry
 
 
 @pytest.fixture
-def start_server(server_project: tuple[Path, Path]) -> Iterator[Any]:
-    processes: list[subprocess.Popen[bytes]] = []
+def start_server(
+    server_project: tuple[Path, Path], served: Callable[..., Served]
+) -> Callable[[list[str]], Served]:
+    """Start a server command in the entry folder, both folders on its PYTHONPATH."""
     root, entry = server_project
 
-    def start(args: list[str]) -> subprocess.Popen[bytes]:
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(entry), str(root)]))
-        log = open(entry / "server.log", "wb")
-        process = subprocess.Popen(
-            args, cwd=entry, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-        log.close()
-        processes.append(process)
-        return process
+    def start(args: list[str]) -> Served:
+        env = {"PYTHONPATH": os.pathsep.join([str(entry), str(root)])}
+        server: Served = served(args, entry, command=[], env=env)
+        return server
 
-    yield start
-    for process in processes:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(10)
+    return start
 
 
 def probes(port: int, workers: int) -> dict[int, dict[str, Any]]:
@@ -207,11 +184,12 @@ def test_every_worker_serves_the_edit_and_releases_every_generation(
 ) -> None:
     root, entry = server_project
     _, workers = SERVERS[name]
-    process = start_server(command(name, port))
+    server = start_server(command(name, port))
+    process = server.process
     try:
         wait_until(lambda: fetch(port, "/")[0] == 200, timeout=30, what=f"{name} to serve")
     except AssertionError:
-        raise AssertionError((entry / "server.log").read_text()) from None
+        raise AssertionError(server.output()) from None
 
     # Both code paths that keep a generation entered after the app returns.
     for status, body in fetch_many(port, "/file"):
