@@ -21,6 +21,9 @@ import pytest
 if TYPE_CHECKING:
     from support import Served
 
+    from hotmod.middleware import HotReload
+    from hotmod.reloader import Reloader
+
 T = TypeVar("T")
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -107,6 +110,15 @@ def served() -> Iterator[Callable[..., Served]]:
         server.kill()
 
 
+@pytest.fixture
+def apps() -> Iterator[list[HotReload]]:
+    """Collects the HotReload objects a test builds and closes them all at the end."""
+    made: list[HotReload] = []
+    yield made
+    for app in made:
+        app.close()
+
+
 Write = Callable[[str, str], Path]
 
 
@@ -124,7 +136,7 @@ def write(project: Path) -> Write:
 
 
 @pytest.fixture
-def engines(project: Path) -> Iterator[Callable[..., object]]:
+def engines(project: Path) -> Iterator[Callable[..., Reloader]]:
     """Make engines (``Reloader``) on the project; each is closed after the test."""
     from hotmod.reloader import Reloader
 

@@ -105,14 +105,22 @@ class Reply(NamedTuple):
         return int(self.headers["X-Hotmod-Generation"])
 
 
-def call(port: int, method: str, path: str, payload: Any = None, *, timeout: float = 30.0) -> Reply:
+def call(
+    port: int,
+    method: str,
+    path: str,
+    payload: Any = None,
+    *,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Reply:
     """One request to 127.0.0.1:``port`` on a fresh connection (redirects are not
     followed), with ``payload`` sent as JSON when given."""
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         body = None if payload is None else json.dumps(payload)
-        headers = {} if payload is None else {"Content-Type": "application/json"}
-        conn.request(method, path, body=body, headers=headers)
+        sent = {**({} if payload is None else {"Content-Type": "application/json"}), **(headers or {})}
+        conn.request(method, path, body=body, headers=sent)
         response = conn.getresponse()
         return Reply(response.status, response.read(), response.headers)
     finally:
@@ -133,13 +141,14 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 @contextmanager
-def serving(app: Callable[..., Any], port: int) -> Iterator[None]:
-    """``app`` on a threaded werkzeug server of this process at 127.0.0.1:``port``."""
+def serving(app: Callable[..., Any], port: int = 0) -> Iterator[int]:
+    """``app`` on a threaded werkzeug server of this process at 127.0.0.1:``port`` (a
+    free one when 0); yields the port."""
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="test-server")
     thread.start()
     try:
-        yield
+        yield int(server.server_port)
     finally:
         server.shutdown()
         server.server_close()

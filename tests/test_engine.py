@@ -6,44 +6,14 @@ import gc
 import logging
 import os
 import sys
-import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from conftest import Write, wait_until
 
 from hotmod.reloader import HotmodError, Reloader, ReloadError, TargetError
-
-Write = Callable[[str, str], Path]
-
-
-@pytest.fixture
-def write(project: Path) -> Write:
-    def write(rel: str, text: str) -> Path:
-        path = project / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-        return path
-
-    return write
-
-
-@pytest.fixture
-def engines(project: Path) -> Iterator[Callable[..., Reloader]]:
-    made: list[Reloader] = []
-
-    def make(target: str = "app.wsgi:app", **options: object) -> Reloader:
-        options.setdefault("leak_check_delay", 0.0)
-        r = Reloader(target, **options)  # type: ignore[arg-type]
-        made.append(r)
-        return r
-
-    yield make
-    for r in made:
-        r.close()
-
 
 # Modules whose hooks record what happened in a registry that survives reloads:
 # `events` lives in a module nobody reloads (it is outside the app package).

@@ -4,7 +4,6 @@ change that, and exceptions propagate to hotmod's page in debug mode only."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,14 +50,6 @@ def fk_app(write: Write, project: Path) -> Path:
     write("fk_app/templates/home.html", "home v1")
     write("fk_app/shop_templates/shop.html", "shop v1")
     return project / "fk_app"
-
-
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
 
 
 def serve(apps: list[HotReload], **options: object) -> HotReload:

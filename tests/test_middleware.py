@@ -12,16 +12,14 @@ import json
 import os
 import sys
 import sysconfig
-import textwrap
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_until
-from werkzeug.serving import WSGIRequestHandler, make_server
+from support import serving, write
 from werkzeug.test import Client
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
@@ -42,16 +40,6 @@ STATUS_KEYS = {
 }
 
 
-def write(path: Path, text: str) -> None:
-    """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(textwrap.dedent(text))
-    st = path.stat()
-    if st.st_mtime_ns <= before:
-        os.utime(path, ns=(st.st_atime_ns, before + 1_000_000))
-
-
 def text_app(version: str, *, extra: str = "") -> str:
     return f"""
         VERSION = {version!r}
@@ -63,37 +51,9 @@ def text_app(version: str, *, extra: str = "") -> str:
         """
 
 
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    """Collects the HotReload objects a test builds and closes them all at the end."""
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
-
-
 def body_of(app: HotReload, path: str = "/") -> tuple[int, str, Any]:
     response = Client(app).get(path, buffered=True)
     return response.status_code, response.get_data(as_text=True), response.headers
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@contextmanager
-def serving(app: Any, port: int) -> Iterator[str]:
-    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1:port in this process."""
-    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 # -- the response wrapper -----------------------------------------------------------------
@@ -369,7 +329,8 @@ def test_a_streamed_response_begun_before_a_reload_finishes_on_the_old_code(
     write(project / "hm_stream.py", stream_app.format(version="old"))
     app = HotReload("hm_stream:app", scan_interval=3600)
     apps.append(app)
-    with serving(app, port) as address:
+    with serving(app, port):
+        address = f"127.0.0.1:{port}"
         streaming = http.client.HTTPConnection(address, timeout=10)
         streaming.request("GET", "/stream")
         response = streaming.getresponse()
@@ -425,7 +386,8 @@ def test_four_clients_during_100_reloads_see_only_200s_and_whole_generations(
         finally:
             connection.close()
 
-    with serving(app, port) as address:
+    with serving(app, port):
+        address = f"127.0.0.1:{port}"
         threads = [threading.Thread(target=client, args=(seen,)) for seen in results]
         for thread in threads:
             thread.start()

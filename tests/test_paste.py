@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -64,14 +63,6 @@ def iniapp(project: Path) -> Path:
         use = egg:waitress#main
         listen = localhost:6543
     """)
-
-
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
 
 
 def test_only_ini_files_are_ini_targets() -> None:

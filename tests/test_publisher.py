@@ -11,11 +11,9 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import re
 import shutil
 import sys
-import textwrap
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +24,7 @@ import pytest
 from conftest import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from support import write
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client as WerkzeugClient
 from werkzeug.test import TestResponse, create_environ
@@ -43,15 +42,6 @@ def copy_handlers(destination: Path) -> Path:
     folder = destination / "handlers"
     shutil.copytree(FIXTURES / "handlers", folder, ignore=shutil.ignore_patterns("__pycache__"))
     return folder
-
-
-def write(path: Path, text: str) -> None:
-    """Write ``text`` and make sure the stat signature changes, even within one mtime tick."""
-    before = path.stat().st_mtime_ns if path.exists() else 0
-    path.write_text(textwrap.dedent(text))
-    st_ = path.stat()
-    if st_.st_mtime_ns <= before:
-        os.utime(path, ns=(st_.st_atime_ns, before + 1_000_000))
 
 
 class Client(WerkzeugClient):

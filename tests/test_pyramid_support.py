@@ -5,7 +5,6 @@ renderer reloads templates itself, and reloads the target when it does not."""
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,14 +19,6 @@ FIXTURE = Path(__file__).resolve().parent / "fixtures" / "frameworks" / "pyramid
 def starter(project: Path) -> Path:
     shutil.copytree(FIXTURE, project, dirs_exist_ok=True)
     return project
-
-
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
 
 
 def edit_template(starter: Path) -> Path:

@@ -8,7 +8,6 @@ that never waits on a reload. SECURITY.md says what each of these prevents.
 
 from __future__ import annotations
 
-import http.client
 import io
 import json
 import logging
@@ -18,15 +17,13 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_until
-from support import write
-from werkzeug.serving import WSGIRequestHandler, make_server
+from support import call, serving, write
 from werkzeug.test import Client
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload, cli
@@ -50,42 +47,10 @@ BROKEN = """
     """
 
 
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_request(self, *args: Any, **kwargs: Any) -> None:
-        pass
-
-
-@contextmanager
-def serving(app: Any) -> Iterator[int]:
-    """Serve ``app`` with werkzeug's threaded server on 127.0.0.1, on a free port."""
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=_QuietHandler)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
-
-
-def get(port: int, path: str, host: str) -> tuple[int, str, dict[str, str]]:
+def get(port: int, path: str, host: str) -> tuple[int, str, Message]:
     """GET with an explicit Host header, as ``curl -H "Host: ..."`` (or a rebinding page) sends."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path, headers={"Host": host})
-        response = connection.getresponse()
-        return response.status, response.read().decode(), dict(response.getheaders())
-    finally:
-        connection.close()
+    reply = call(port, "GET", path, headers={"Host": host})
+    return reply.status, reply.text, reply.headers
 
 
 # -- 1. debug pages for local eyes only (DNS rebinding) -----------------------------------

@@ -17,13 +17,13 @@ import struct
 import sys
 import textwrap
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import free_port, wait_until
-from support import Served, call
+from support import Served, call, serving
 
 from bench import stress
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
@@ -36,14 +36,6 @@ def write(path: Path, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     stress.replace_file(path, textwrap.dedent(text))
     return path
-
-
-@pytest.fixture
-def apps() -> Iterator[list[HotReload]]:
-    made: list[HotReload] = []
-    yield made
-    for app in made:
-        app.close()
 
 
 @pytest.fixture
@@ -188,7 +180,7 @@ def test_rapid_in_place_saves_never_make_a_half_written_file_current(
 def _stream_across_reloads(project: Path, make_app: Callable[..., HotReload], seconds: float) -> None:
     package(project, stream_app(project, "v0"))
     app = make_app()
-    with stress.serving(app) as port:
+    with serving(app) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds + 30)
         conn.request("GET", f"/stream?{seconds}")
         response = conn.getresponse()
@@ -224,7 +216,7 @@ def test_a_client_that_disconnects_mid_stream_releases_its_generation(
 ) -> None:
     package(project, stream_app(project, "v0"))
     app = make_app()
-    with stress.serving(app) as port:
+    with serving(app) as port:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.sendall(b"GET /stream?30 HTTP/1.1\r\nHost: x\r\n\r\n")
         received = b""
@@ -248,7 +240,7 @@ def test_an_application_that_raises_releases_its_generation(
 ) -> None:
     package(project, stream_app(project, "v0"))
     app = make_app()
-    with stress.serving(app) as port:
+    with serving(app) as port:
         assert call(port, "GET", "/raise")[0] == 500
         assert app.reloader.current.in_flight == 0
         write(project / "rel/app.py", stream_app(project, "v1"))
@@ -317,7 +309,7 @@ def test_a_never_ending_stream_keeps_its_generation_draining_warns_and_is_releas
     app.reloader.subscribe(lambda e: events.append(f"{e.kind} {e.generation}"))
     first_stop = app.reloader.current.modules["rel.app"].STOP
     caplog.set_level(logging.WARNING, logger="hotmod")
-    with stress.serving(app) as port:
+    with serving(app) as port:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
         conn.request("GET", "/events")
         response = conn.getresponse()
@@ -385,7 +377,7 @@ def test_hostile_module_code_never_takes_the_server_down(
 ) -> None:
     package(project, PLAIN_APP.format(version="v0", extra=""))
     app = make_app()
-    with stress.serving(app) as port:
+    with serving(app) as port:
         write(project / "rel/app.py", PLAIN_APP.format(version="v1", extra=extra))
         if loads:
             assert app.reload() == 2
@@ -406,7 +398,7 @@ def _slow_import(project: Path, apps: list[HotReload], seconds: float) -> None:
     app = HotReload("rel.app:app", watch=project / "rel")  # the real watcher
     apps.append(app)
     started = project / "import-started"
-    with stress.serving(app) as port:
+    with serving(app) as port:
         write(project / "rel/app.py", PLAIN_APP.format(
             version="v1",
             extra=f"open({str(started)!r}, 'w').close()\nimport time\ntime.sleep({seconds})\n",
@@ -519,7 +511,7 @@ def test_production_mode_has_no_status_endpoint_no_header_and_no_error_page(
 ) -> None:
     package(project, PLAIN_APP.format(version="v0", extra=""))
     app = make_app()
-    with stress.serving(app) as port:
+    with serving(app) as port:
         status, body, headers = call(port, "GET", STATUS_PATH)
         assert (status, body) == (200, b"v0")  # the application's own answer
         assert GENERATION_HEADER not in headers
@@ -535,7 +527,7 @@ def test_debug_error_page_renders_script_in_messages_and_source_inert(
 ) -> None:
     package(project, PLAIN_APP.format(version="v0", extra=""))
     app = make_app(debug=True)
-    with stress.serving(app) as port:
+    with serving(app) as port:
         write(project / "rel/app.py", "X = '<script>alert(\"src\")</script>'\n"
                                       "raise RuntimeError('<script>alert(1)</script>')\n")
         with pytest.raises(ReloadError):
