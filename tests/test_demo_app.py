@@ -23,20 +23,12 @@ from types import ModuleType
 import psycopg_pool  # noqa: F401
 import pytest
 import werkzeug.routing  # noqa: F401
+from support import demo_copy
 from werkzeug.test import Client
 
-DEMO_SOURCE = Path(__file__).resolve().parent.parent / "demo_app"
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
 # imported during a test, and would re-import them for each test.
-
-
-def _demo_modules() -> dict[str, ModuleType]:
-    return {
-        name: module
-        for name, module in sys.modules.items()
-        if name == "demo_app" or name.startswith("demo_app.")
-    }
 
 
 @dataclass
@@ -51,22 +43,14 @@ class Demo:
 def demo(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Demo]:
     """A fresh copy of the demo, imported from ``project``, on SQLite."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    import shutil
-
-    shutil.copytree(DEMO_SOURCE, project / "demo_app", ignore=shutil.ignore_patterns("__pycache__"))
-    saved = _demo_modules()
-    for name in saved:
-        del sys.modules[name]
-    wsgi = importlib.import_module("demo_app.wsgi")
-    db = sys.modules["demo_app.db"]
-    assert Path(db.__file__).is_relative_to(project)
-    try:
-        yield Demo(project, Client(wsgi.app), db, sys.modules["demo_app.views"])
-    finally:
-        db.__mp_purge__()
-        for name in _demo_modules():
-            del sys.modules[name]
-        sys.modules.update(saved)
+    with demo_copy(project):
+        wsgi = importlib.import_module("demo_app.wsgi")
+        db = sys.modules["demo_app.db"]
+        assert Path(db.__file__).is_relative_to(project)
+        try:
+            yield Demo(project, Client(wsgi.app), db, sys.modules["demo_app.views"])
+        finally:
+            db.__mp_purge__()
 
 
 def footer_value(page: str, element_id: str) -> str:

@@ -5,7 +5,6 @@ engine. Each test runs a private copy of the demo on SQLite (its database file i
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -13,31 +12,21 @@ from pathlib import Path
 
 import psycopg_pool  # noqa: F401
 import pytest
+from support import demo_copy
 
 from hotmod import ReloadError
 from hotmod.reloader._pytest_plugin import HotReloadFixture
 
-DEMO_SOURCE = Path(__file__).resolve().parent.parent / "demo_app"
 # demo_app/db.py imports psycopg_pool: imported above, or the ``project`` fixture's
 # ``clean_modules`` would drop it after every test and each test would import it again.
-
-
-def _demo_modules() -> dict[str, object]:
-    return {n: m for n, m in sys.modules.items() if n == "demo_app" or n.startswith("demo_app.")}
 
 
 @pytest.fixture
 def demo(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A copy of ``demo_app/`` first on ``sys.path``, on SQLite; the folder of the copy."""
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    shutil.copytree(DEMO_SOURCE, project / "demo_app", ignore=shutil.ignore_patterns("__pycache__"))
-    saved = _demo_modules()
-    for name in saved:
-        del sys.modules[name]
-    yield project / "demo_app"
-    for name in _demo_modules():
-        del sys.modules[name]
-    sys.modules.update(saved)  # type: ignore[arg-type]
+    with demo_copy(project):
+        yield project / "demo_app"
 
 
 def is_closed(connection: sqlite3.Connection) -> bool:

@@ -33,9 +33,8 @@ import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
-from demo_support import TARGET, Demo, demo_copy, demo_starter, status_or_none
 from psycopg.conninfo import make_conninfo
-from support import Served, call
+from support import DEMO_TARGET, DemoServer, Served, call, demo_copy, demo_starter, status_or_none
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from hotmod.middleware import HotReload
@@ -148,7 +147,7 @@ def demo_root(project: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-def serve(demo_root: Path, database: Database, port: int) -> Iterator[Callable[..., Demo]]:
+def serve(demo_root: Path, database: Database, port: int) -> Iterator[Callable[..., DemoServer]]:
     """Start the demo copy (optionally without some db.py hooks) behind HotReload and a server."""
     with demo_starter(demo_root, port) as start:
         yield start
@@ -171,7 +170,7 @@ def streaming(app: Callable[..., Any], path: str) -> Iterator[Iterator[bytes]]:
 
 
 def test_the_pool_survives_200_reloads_of_db_and_200_of_views_with_constant_backends(
-    serve: Callable[..., Demo], database: Database
+    serve: Callable[..., DemoServer], database: Database
 ) -> None:
     demo = serve()
     db = demo.module("db")
@@ -226,7 +225,7 @@ def test_the_pool_survives_200_reloads_of_db_and_200_of_views_with_constant_back
 
 
 def test_without_its_hooks_every_reload_of_db_leaks_a_whole_pool(
-    serve: Callable[..., Demo], database: Database
+    serve: Callable[..., DemoServer], database: Database
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__", "__mp_purge__"))
     pools = [demo.module("db").pool]
@@ -253,7 +252,7 @@ def test_without_its_hooks_every_reload_of_db_leaks_a_whole_pool(
 
 
 def test_with_purge_but_no_clone_the_old_pool_closes_once_its_generation_drains(
-    serve: Callable[..., Demo], database: Database
+    serve: Callable[..., DemoServer], database: Database
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__",))
     for i in range(5):
@@ -285,7 +284,7 @@ def test_with_purge_but_no_clone_the_old_pool_closes_once_its_generation_drains(
 
 
 def test_a_failed_clone_opens_a_fresh_pool_and_closes_the_old_after_its_last_request(
-    serve: Callable[..., Demo], database: Database, monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., DemoServer], database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     demo = serve()
     for i in range(5):
@@ -319,7 +318,7 @@ def test_a_failed_clone_opens_a_fresh_pool_and_closes_the_old_after_its_last_req
     assert demo.failures == []
 
 
-def test_close_leaves_no_backends_after_reloads(serve: Callable[..., Demo], database: Database) -> None:
+def test_close_leaves_no_backends_after_reloads(serve: Callable[..., DemoServer], database: Database) -> None:
     demo = serve()
     demo.add("before the reloads")
     for name in ("db", "views", "db"):
@@ -336,7 +335,7 @@ def test_the_pool_connects_as_hotmod_demo_when_the_dsn_names_no_application(
     demo_root: Path, database: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DATABASE_URL", make_conninfo(database.dsn, options=database.options))
-    hot = HotReload(TARGET, watch=[demo_root], scan_interval=3600.0)
+    hot = HotReload(DEMO_TARGET, watch=[demo_root], scan_interval=3600.0)
     try:
         db = hot.reloader.current.modules["demo_app.db"]
         assert db.application_name == "hotmod-demo"
@@ -351,8 +350,8 @@ def test_ctrl_c_on_hotmod_serve_leaves_no_backends_and_an_edit_keeps_the_pool(
     demo_root: Path, database: Database, port: int, served: Callable[..., Served]
 ) -> None:
     script = str(Path(sys.executable).parent / "hotmod")
-    env = {"DATABASE_URL": database.url}
-    process = served(["serve", TARGET, "--port", str(port)], demo_root, command=[script], env=env).process
+    args = ["serve", DEMO_TARGET, "--port", str(port)]
+    process = served(args, demo_root, command=[script], env={"DATABASE_URL": database.url}).process
     first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve to answer")
     assert first["pid"] == process.pid
     baseline = database.backends.count()
@@ -380,7 +379,7 @@ def test_ctrl_c_on_hotmod_serve_leaves_no_backends_and_an_edit_keeps_the_pool(
 
 @pytest.mark.slow
 def test_four_clients_see_no_failure_and_one_pool_through_1000_reloads(
-    serve: Callable[..., Demo], database: Database
+    serve: Callable[..., DemoServer], database: Database
 ) -> None:
     demo = serve()
     first = demo.status()

@@ -21,8 +21,16 @@ import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from conftest import wait_until
-from demo_support import TARGET, Demo, demo_copy, demo_starter, status_or_none
-from support import Served, call, open_descriptors
+from support import (
+    DEMO_TARGET,
+    DemoServer,
+    Served,
+    call,
+    demo_copy,
+    demo_starter,
+    open_descriptors,
+    status_or_none,
+)
 
 # psycopg_pool and werkzeug.routing are imported above although no test names
 # them: the ``project`` fixture's ``clean_modules`` drops every module first
@@ -82,7 +90,7 @@ def demo_root(project: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 
 @pytest.fixture
-def serve(demo_root: Path, port: int) -> Iterator[Callable[..., Demo]]:
+def serve(demo_root: Path, port: int) -> Iterator[Callable[..., DemoServer]]:
     with demo_starter(demo_root, port) as start:
         yield start
 
@@ -107,7 +115,7 @@ def carried_state(db: ModuleType) -> SimpleNamespace:
 
 
 def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
-    serve: Callable[..., Demo],
+    serve: Callable[..., DemoServer],
 ) -> None:
     demo = serve()
     first = demo.status()
@@ -139,7 +147,7 @@ def test_file_handles_stay_constant_across_100_reloads_of_db_and_100_of_views(
 
 
 def test_without_clone_every_reload_opens_a_new_connection_and_purge_closes_the_old(
-    serve: Callable[..., Demo],
+    serve: Callable[..., DemoServer],
 ) -> None:
     demo = serve(remove_from_db=("__mp_clone__",))
     demo.add("kept in the file")
@@ -156,7 +164,7 @@ def test_without_clone_every_reload_opens_a_new_connection_and_purge_closes_the_
     assert demo.failures == []
 
 
-def test_close_releases_the_database_file(serve: Callable[..., Demo]) -> None:
+def test_close_releases_the_database_file(serve: Callable[..., DemoServer]) -> None:
     demo = serve()
     demo.add("note")
     demo.reload("db")
@@ -170,7 +178,7 @@ def test_close_releases_the_database_file(serve: Callable[..., Demo]) -> None:
 
 
 def test_the_footer_shows_the_generation_that_served_the_request(
-    serve: Callable[..., Demo],
+    serve: Callable[..., DemoServer],
 ) -> None:
     demo = serve()
     demo.reload("views")
@@ -186,7 +194,7 @@ def test_hotmod_serve_keeps_its_handle_count_through_50_real_edits_of_a_view(
 ) -> None:
     # No DATABASE_URL reaches it (demo_root took it out of the environment): SQLite.
     script = str(Path(sys.executable).parent / "hotmod")
-    process = served(["serve", TARGET, "--port", str(port)], demo_root, command=[script]).process
+    process = served(["serve", DEMO_TARGET, "--port", str(port)], demo_root, command=[script]).process
     views_py = demo_root / "demo_app" / "views.py"
     original = views_py.read_text()
     first = wait_until(lambda: status_or_none(port), timeout=30, what="hotmod serve")

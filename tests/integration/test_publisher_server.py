@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
-from demo_support import demo_copy, serve_demo
-from support import call, replace, serving
+from support import call, demo_copy, replace, serve_demo, serving
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from hotmod import HotReload, Publisher
