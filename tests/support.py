@@ -41,7 +41,7 @@ from typing import IO, Any, NamedTuple, TypeVar
 from conftest import free_port, wait_until
 from werkzeug.serving import WSGIRequestHandler, make_server
 
-from hotmod.middleware import HotReload
+from hotmod.middleware import GENERATION_HEADER, HotReload
 
 T = TypeVar("T")
 
@@ -112,7 +112,7 @@ class Reply(NamedTuple):
 
     @property
     def generation(self) -> int:
-        return int(self.headers["X-Hotmod-Generation"])
+        return int(self.headers[GENERATION_HEADER])
 
 
 def call(
@@ -182,7 +182,6 @@ class Served:
         port: int | None = None,
     ) -> None:
         self.port = port
-        self.cwd = cwd
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,
