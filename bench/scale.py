@@ -28,6 +28,7 @@ import pstats
 import queue
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -156,10 +157,21 @@ def hotmod_worker(root: Path, spec: dict[str, Any], settings: Settings) -> None:
     engine.load()
     load_s = time.perf_counter() - t0
     engine.subscribe(events.put)
+    threads_before = threading.active_count()
     t0 = time.perf_counter()
     engine.watch()
     watch_s = time.perf_counter() - t0
-    _emit({"ready": True, "load_s": load_s, "watch_s": watch_s, "modules_loaded": len(engine.files())})
+    _emit(
+        {
+            "ready": True,
+            "load_s": load_s,
+            "watch_s": watch_s,
+            "modules_loaded": len(engine.files()),
+            "threads": threading.active_count(),
+            "watcher_threads": threading.active_count() - threads_before,
+            "folders_watched": engine.watcher.stats()["folders"],
+        }
+    )
     sys.stdin.readline()  # the parent measures idle CPU meanwhile
     out: dict[str, Any] = {}
     try:
@@ -276,8 +288,6 @@ def _read_json(stream: IO[str] | None, proc: subprocess.Popen[str], timeout: flo
     def reader() -> None:
         result.put(stream.readline())
 
-    import threading
-
     threading.Thread(target=reader, daemon=True).start()
     try:
         line = result.get(timeout=timeout)
@@ -336,6 +346,9 @@ def measure_size(scratch: Path, size: int, settings: Settings) -> dict[str, Any]
         "load_s": our_ready["load_s"],
         "watch_s": our_ready["watch_s"],
         "modules_loaded": our_ready["modules_loaded"],
+        "threads": our_ready["threads"],
+        "watcher_threads": our_ready["watcher_threads"],
+        "folders_watched": our_ready["folders_watched"],
         "werkzeug_first_scan_s": their_ready["watch_s"],
         "idle_window_s": elapsed,
         "idle_cpu_pct": 100.0 * (cpu1[0] - cpu0[0]) / elapsed,
@@ -376,13 +389,16 @@ def render(result: dict[str, Any]) -> str:
         f"(median of {s['leaf_edits']} leaf and {s['deep_edits']} deep edits); engine = the "
         f"event's `duration_ms`.",
         "",
-        "| modules | load s | watch() ms | idle CPU % | werkzeug stat idle CPU % (first scan ms) "
+        "| modules | load s | watch() ms | folders watched | threads: process (watcher) "
+        "| idle CPU % | werkzeug stat idle CPU % (first scan ms) "
         "| leaf edit ms (engine ms) | deep edit: modules reloaded, ms (engine ms) | misses |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['modules']} | {fmt(r['load_s'], 2)} | {fmt(r['watch_s'] * 1000)} "
+            f"| {r.get('folders_watched', '-')} "
+            f"| {r.get('threads', '-')} ({r.get('watcher_threads', '-')}) "
             f"| {fmt(r['idle_cpu_pct'], 2)} | {fmt(r['werkzeug_idle_cpu_pct'], 2)} "
             f"({fmt(r['werkzeug_first_scan_s'] * 1000, 0)}) "
             f"| {fmt(r['leaf']['latency']['median_ms'])} ({fmt(r['leaf']['engine']['median_ms'])})"

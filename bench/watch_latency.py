@@ -10,6 +10,10 @@ Measured in this process, with the real engine (``Reloader.watch()``) and real f
   saved (open, write, close) N times; the latency runs from just before the write to
   the engine's ``reloaded`` event, so it includes the watcher's debounce and the
   reload itself (whose own share, ``reload ms``, is reported by the engine).
+- **burst**: the same kind of app with a package of ``burst_files`` modules, all
+  rewritten in a tight loop (a ``git checkout``, a formatter); the latency runs from
+  the end of the last write to the ``reloaded`` event that completes the burst, and
+  the number of generations one burst made is counted (one batch: one generation).
 - **5,000-module tree**: 10 packages x 10 sub-packages x 50 modules, plus a
   ``node_modules`` and a virtualenv inside the root that must cost nothing. Start-up
   of the watch (``Reloader.watch()``), idle CPU of the whole process over a window,
@@ -157,6 +161,63 @@ def one_module_edit(backend: str, saves: int) -> dict[str, Any]:
             reloader.close()
 
 
+# --- a burst over many files ----------------------------------------------------------------
+
+
+def _burst_app(root: Path, package: str, files: int) -> list[Path]:
+    pkg = root / package
+    (pkg / "many").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    names = [f"b{i}" for i in range(files)]
+    (pkg / "many" / "__init__.py").write_text("".join(f"from . import {n}\n" for n in names))
+    for n in names:
+        (pkg / "many" / f"{n}.py").write_text("VALUE = 0\n")
+    (pkg / "wsgi.py").write_text(
+        f"from {package} import many\n\ndef app(environ, start_response):\n    return [b'']\n"
+    )
+    return [pkg / "many" / f"{n}.py" for n in names]
+
+
+def burst_edit(backend: str, bursts: int, files: int) -> dict[str, Any]:
+    """``bursts`` times: rewrite ``files`` modules back to back, wait for the reload
+    that covers them all, count the generations the burst made."""
+    with _scratch("hotmod-bench-burst-") as root:
+        package = f"wl_burst_{backend}_{os.getpid()}"
+        paths = _burst_app(root, package, files)
+        names = {f"{package}.many.{p.stem}" for p in paths}
+        reloader = Reloader(f"{package}.wsgi:app", roots=[root])
+        latencies: list[float] = []
+        generations_per_burst: list[int] = []
+        try:
+            reloader.load()
+            generations = _Generations(reloader)
+            reloader.watch(poll=backend == "polling")
+            for i in range(bursts):
+                first = reloader.current.number + 1
+                seen = len(generations.events)
+                for path in paths:
+                    with open(path, "w") as stream:
+                        stream.write(f"VALUE = {i + 1}\n")
+                ended = time.perf_counter()
+                covered: set[str] = set()
+                number = first
+                while not names <= covered:
+                    stamp, event = generations.wait_for(number)
+                    covered.update(event.modules)
+                    number = event.generation + 1
+                latencies.append(stamp - ended)
+                time.sleep(0.5)  # late batches of this burst would show up here
+                generations_per_burst.append(len(generations.events) - seen)
+            return {
+                "backend": reloader.watcher.backend,
+                "files": files,
+                "latency": _summary(latencies),
+                "generations": generations_per_burst,
+            }
+        finally:
+            reloader.close()
+
+
 # --- the 5,000-module tree ----------------------------------------------------------------
 
 
@@ -253,6 +314,22 @@ def render(result: dict[str, Any]) -> str:
             f" {_ms(lat['max_ms'])} | {_ms(rel['median_ms'])} | {_ms(wat['median_ms'])} |"
             f" {row['extra_generations']} |"
         )
+    if result.get("burst"):
+        files = next(iter(result["burst"].values()))["files"]
+        lines += [
+            "",
+            f"### A burst: {files} modules rewritten back to back",
+            "",
+            "| backend | bursts | last write to reload, median ms | p95 ms | max ms |"
+            " generations per burst |",
+            "|---|---|---|---|---|---|",
+        ]
+        for backend, row in result["burst"].items():
+            lat = row["latency"]
+            lines.append(
+                f"| {backend} | {lat['n']} | {_ms(lat['median_ms'])} | {_ms(lat['p95_ms'])} |"
+                f" {_ms(lat['max_ms'])} | {', '.join(map(str, row['generations']))} |"
+            )
     lines += [
         "",
         f"### {result['tree_modules']:,}-module tree",
@@ -281,20 +358,28 @@ def render(result: dict[str, Any]) -> str:
         + ", ".join(f"{b} {r['engine_load_s']:.1f} s" for b, r in result["tree"].items())
         + f". Command: `{result['command']}`.",
     ]
+    if "load_average_before" in result:
+        before = " ".join(map(str, result["load_average_before"]))
+        after = " ".join(map(str, result["load_average_after"]))
+        lines += ["", f"Load average {before} before, {after} after ({os.cpu_count()} CPUs)."]
     return "\n".join(lines) + "\n"
 
 
-#: mode -> (saves of the one-module edit, leaf saves in the tree, idle seconds, tree shape)
-MODES: dict[str, tuple[int, int, float, tuple[int, int, int]]] = {
-    "smoke": (3, 2, 1.0, (5, 5, 20)),
-    "quick": (15, 8, 5.0, (10, 10, 50)),
-    "full": (50, 20, 30.0, (10, 10, 50)),
+#: mode -> (saves of the one-module edit, leaf saves in the tree, idle seconds, tree shape,
+#: bursts)
+MODES: dict[str, tuple[int, int, float, tuple[int, int, int], int]] = {
+    "smoke": (3, 2, 1.0, (5, 5, 20), 2),
+    "quick": (15, 8, 5.0, (10, 10, 50), 5),
+    "full": (50, 20, 30.0, (10, 10, 50), 15),
 }
+
+#: Modules rewritten by one burst.
+BURST_FILES = 50
 
 
 def run(mode: str = "full") -> dict[str, Any]:
     """One run in ``mode`` (``smoke``: seconds, a 500-module tree; ``quick``; ``full``)."""
-    saves, tree_saves, idle, shape = MODES[mode]
+    saves, tree_saves, idle, shape, bursts = MODES[mode]
     top, sub, leaves = shape
     result: dict[str, Any] = {
         "mode": mode,
@@ -305,15 +390,21 @@ def run(mode: str = "full") -> dict[str, Any]:
         "tree_modules": top * sub * leaves,
         "tree_shape": f"{top} packages x {sub} sub-packages x {leaves} modules, plus"
         " node_modules (100 folders) and a virtualenv inside the root",
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
         "one_module": {},
+        "burst": {},
         "tree": {},
     }
     for backend in BACKENDS:
         _log(f"one-module edit, {backend}, {saves} saves")
         result["one_module"][backend] = one_module_edit(backend, saves)
     for backend in BACKENDS:
+        _log(f"burst of {BURST_FILES} files, {backend}, {bursts} bursts")
+        result["burst"][backend] = burst_edit(backend, bursts, BURST_FILES)
+    for backend in BACKENDS:
         _log(f"{top * sub * leaves}-module tree, {backend}: idle {idle:.0f} s, {tree_saves} saves")
         result["tree"][backend] = big_tree(backend, idle=idle, saves=tree_saves, shape=shape)
+    result["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     result["markdown"] = render(result)
     return result
 
