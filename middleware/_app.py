@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..reloader import LoadFailure, Reloader, ReloadError, default_root
+from ..reloader import LoadFailure, Reloader, ReloadError, default_root, file_signature
 from ._errorpage import PAGE_POLICY, render_error_page, render_exception_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
 from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
@@ -32,16 +32,14 @@ GENERATION_HEADER = "X-Hotmod-Generation"
 #: Environ key holding the number (an int) of the generation serving the request.
 GENERATION_KEY = "hotmod.generation"
 
-# Bumped in every child process after fork(). Requests compare it with the value each
-# HotReload saw last: one global read per request instead of an os.getpid() system call.
-_fork_epoch = 0
 _instances: weakref.WeakSet[HotReload] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    global _fork_epoch
-    _fork_epoch += 1
     for app in list(_instances):
+        # The next request of this child restarts watching (one attribute read per
+        # request, cheaper than comparing fork counters).
+        app._forked = True
         # A lock held by another thread at fork time would stay held forever in the child.
         app._fork_lock = threading.Lock()
         app._scan_lock = threading.Lock()
@@ -147,7 +145,8 @@ class HotReload:
         self._scan_interval = scan_interval
         # Fields below are written by the thread named in each comment; requests only read.
         self._closed = False  # owner: close()
-        self._fork_epoch = _fork_epoch  # owner: _after_fork(), under _fork_lock
+        # Set in a forked child by the at-fork hook; owner: _after_fork(), under _fork_lock.
+        self._forked = False
         self._fork_lock = threading.Lock()
         self._scan_lock = threading.Lock()
         # The error page of the latest failure, rendered once; owner: _serve_error_page().
@@ -188,8 +187,8 @@ class HotReload:
     # -- the request path -------------------------------------------------------------
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        # The production path: a global read, two attribute reads, enter, call, wrap.
-        if self._fork_epoch != _fork_epoch:
+        # The production path: three attribute reads, enter, call, wrap.
+        if self._forked:
             self._after_fork()
         if self._extras:  # an interval scan and/or the debug features
             if self._scan_at is not None and time.monotonic() >= self._scan_at:
@@ -352,10 +351,10 @@ class HotReload:
 
     def _after_fork(self) -> None:
         with self._fork_lock:
-            if self._fork_epoch == _fork_epoch:
+            if not self._forked:
                 return  # another request of this child got here first
             self._reloader.check_fork()
-            self._fork_epoch = _fork_epoch
+            self._forked = False
 
     def _scan(self) -> None:
         """Check the files and reload on this request's thread (``scan_interval`` mode)."""
@@ -380,15 +379,7 @@ class HotReload:
             self._scan_lock.release()
 
     def _signatures(self) -> dict[Path, tuple[int, int, int] | None]:
-        signatures: dict[Path, tuple[int, int, int] | None] = {}
-        for path in self._reloader.files():
-            try:
-                st = os.stat(path)
-            except OSError:
-                signatures[path] = None
-            else:
-                signatures[path] = (st.st_size, st.st_mtime_ns, st.st_ino)
-        return signatures
+        return {path: file_signature(path) for path in self._reloader.files()}
 
     # -- control ----------------------------------------------------------------------
 

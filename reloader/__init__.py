@@ -13,6 +13,7 @@ from ._engine import Reloader
 from ._events import ReloadEvent
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
+from ._signature import file_signature
 from ._target import default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
@@ -33,6 +34,7 @@ __all__ = [
     "Watcher",
     "check_paths",
     "default_root",
+    "file_signature",
 ]
 
 

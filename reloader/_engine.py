@@ -21,6 +21,7 @@ from typing import Any
 from . import _plan, _swap
 from ._events import ReloadEvent, Subscribers
 from ._extension import Extension
+from ._fork import fork_epoch
 from ._generation import Generation
 from ._graph import Graph
 from ._loader import Source, Stage, active_stage, find_spec_quietly, quiet
@@ -36,8 +37,6 @@ log = logging.getLogger("hotmod")
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
-#: Bumped in every forked child; an engine compares it with the value it last saw.
-_fork_epoch = [0]
 
 
 class Reloader:
@@ -132,7 +131,7 @@ class Reloader:
         self._closed = False
         self._watcher: Any = None
         self._watch_options: dict[str, Any] | None = None
-        self._epoch = _fork_epoch[0]
+        self._epoch = fork_epoch()
         self._retirement = Retirement(
             name=f"hotmod-janitor-{id(self):x}",
             drain_warning=drain_warning,
@@ -379,12 +378,12 @@ class Reloader:
     def check_fork(self) -> bool:
         """Cheap. In a forked child (first call after fork) restart the watcher and
         reload what changed since the parent loaded it. True if a fork was handled."""
-        if self._epoch == _fork_epoch[0]:
+        if self._epoch == fork_epoch():
             return False
         with self._reload_lock:
-            if self._epoch == _fork_epoch[0]:
+            if self._epoch == fork_epoch():
                 return False
-            self._epoch = _fork_epoch[0]
+            self._epoch = fork_epoch()
             self._watcher = None  # its threads did not survive fork()
             # The child dropped the callers it inherited (see _after_fork_child): a
             # generation that was draining may be drained now.
@@ -959,7 +958,6 @@ def _after_fork_parent() -> None:
 
 
 def _after_fork_child() -> None:
-    _fork_epoch[0] += 1
     for engine in list(_engines):
         engine._reload_lock.release()
         # Locks another thread held at fork time stay held forever in the child.

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._generation import Generation
 from ._graph import ImportRef, static_imports
+from ._signature import Signature, file_signature, signature_of
 from .errors import SourceChanged
 
 if TYPE_CHECKING:
@@ -94,7 +95,7 @@ class Source:
 
     path: str
     data: bytes
-    signature: tuple[int, int, int]  # size, mtime_ns, inode
+    signature: Signature
     digest: str
     read_at: float  # time.time() just before the read
 
@@ -105,17 +106,13 @@ class Source:
         with open(path, "rb") as f:
             data = f.read()
         after = os.stat(path)
-        sig = (after.st_size, after.st_mtime_ns, after.st_ino)
-        if (before.st_size, before.st_mtime_ns, before.st_ino) != sig or len(data) != sig[0]:
+        sig = signature_of(after)
+        if signature_of(before) != sig or len(data) != sig[0]:
             raise SourceChanged(f"{path} changed while it was read")
         return cls(path, data, sig, hashlib.blake2b(data, digest_size=16).hexdigest(), read_at)
 
     def unchanged(self) -> bool:
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
-        return (st.st_size, st.st_mtime_ns, st.st_ino) == self.signature
+        return file_signature(self.path) == self.signature
 
 
 @dataclass(frozen=True)

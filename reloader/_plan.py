@@ -21,6 +21,7 @@ from ._graph import Graph
 from ._loader import Source
 from ._registry import Registry
 from ._roots import ExtraGlobs, Roots
+from ._signature import signature_of
 from .errors import SourceChanged
 
 log = logging.getLogger("hotmod")
@@ -92,7 +93,7 @@ def find_changes(
         try:
             if scan:
                 st = os.stat(path)
-                same = (st.st_size, st.st_mtime_ns, st.st_ino) == record.signature
+                same = signature_of(st) == record.signature
                 # A file modified within the mtime tick of its read may have changed
                 # again in that tick with the same size (git's "racy clean"): hash it.
                 racy = record.read_at - st.st_mtime_ns / 1e9 < RACY_SECONDS
@@ -130,7 +131,7 @@ def _left_roots(registry: Registry, name: str, path: str) -> None:
     st = os.stat(path)
     record = registry.get(name)
     if record is not None:
-        record.signature, record.read_at = (st.st_size, st.st_mtime_ns, st.st_ino), time.time()
+        record.signature, record.read_at = signature_of(st), time.time()
     log.warning(
         "%s now leads to %s, outside the watched roots: it is not loaded;"
         " %s keeps the instance it has", path, os.path.realpath(path), name,

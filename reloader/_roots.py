@@ -7,6 +7,9 @@ packages, and matches no exclude glob.
 A root is a promise that everyone who can write there may run code in the server,
 so the file system's root and the home folder (or a folder above it) are refused as
 roots, and a root holding more files than :data:`LARGE_ROOT` is reported.
+
+The watcher places no watch where nothing is reloadable: it asks the same rules
+(:func:`inside`, :func:`is_virtualenv`, :func:`in_system_dir`, :data:`EXCLUDED_DIRS`).
 """
 
 from __future__ import annotations
@@ -64,8 +67,26 @@ LARGE_ROOT = 20_000
 CACHE_LIMIT = 4096
 
 
-def _inside(path: str, folder: str) -> bool:
+def inside(path: str, folder: str) -> bool:
+    """Whether ``path`` is ``folder`` or lies below it (both absolute, normalised)."""
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def in_system_dir(path: str) -> bool:
+    """Whether ``path`` lies in the standard library or site-packages: never loaded
+    from, never watched."""
+    return any(inside(path, d) for d in SYSTEM_DIRS)
+
+
+def is_virtualenv(folder: str) -> bool:
+    """Whether ``folder`` is a virtualenv (it holds a ``pyvenv.cfg``), whatever its
+    name. Not cached: a folder can become one, or stop being one, at any time (the
+    watcher asks each time a folder appears)."""
+    return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
+
+
+#: The same rule, memoised for the engine's hot path (each file's parent folders).
+_is_virtualenv = lru_cache(maxsize=4096)(is_virtualenv)
 
 
 def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
@@ -80,7 +101,7 @@ def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
             raise ValueError(f"watch root {os.fspath(root)!r} is not a folder")
         _refuse_too_wide(os.fspath(root), real)
         for system in SYSTEM_DIRS:
-            if _inside(real, system):
+            if inside(real, system):
                 raise ValueError(
                     f"watch root {os.fspath(root)!r} lies inside {system!r} (the standard"
                     " library or site-packages): installed code is never reloaded; watch"
@@ -97,7 +118,7 @@ def _refuse_too_wide(given: str, real: str) -> None:
     home = os.path.realpath(home) if os.path.isabs(home) else ""
     if real == os.sep:
         what = "the root of the file system"
-    elif home and _inside(home, real):
+    elif home and inside(home, real):
         what = "your home folder" if real == home else f"a folder above your home folder {home!r}"
     else:
         return
@@ -152,7 +173,7 @@ class Roots:
 
     def root_of(self, real: str) -> str | None:
         for root in self.paths:
-            if _inside(real, root):
+            if inside(real, root):
                 return root
         return None
 
@@ -171,7 +192,7 @@ class Roots:
         root = self.root_of(real)
         if root is None:
             return False
-        if any(_inside(real, d) for d in SYSTEM_DIRS + OWN_PACKAGES):
+        if in_system_dir(real) or any(inside(real, d) for d in OWN_PACKAGES):
             return False
         rel = os.path.relpath(real, root)
         parts = rel.split(os.sep)
@@ -185,9 +206,6 @@ class Roots:
         )
 
 
-@lru_cache(maxsize=4096)
-def _is_virtualenv(folder: str) -> bool:
-    return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
 
 
 def glob_regex(pattern: str) -> re.Pattern[str]:
@@ -281,7 +299,7 @@ class ExtraGlobs:
                 raise ValueError(f"extra pattern {pattern!r} can never match: there is no folder {base!r}")
             rest = "/".join(parts[len(fixed) :])
             self._absolute.append(glob_regex(base.rstrip("/") + "/" + rest))
-            if not any(_inside(base, root) for root in roots):
+            if not any(inside(base, root) for root in roots):
                 self.outside_bases[base] = self.outside_bases.get(base, False) or deep
             return
         if len(parts) == 1:

@@ -1,161 +1,174 @@
-"""The inotify backend: watchdog's inotify observer, one non-recursive watch per folder.
+"""The inotify backend: one inotify descriptor and one reader thread for the whole tree.
 
-Only created, modified, deleted, moved and closed-after-write events are asked for
-(watchdog's ``event_filter``, which also narrows the kernel's inotify mask): opened and
-closed-without-write events would put one event in the queue for every ``import`` and
-every template read, and flood it. The observer runs with ``generate_full_events`` so
-that a file moved in from an unwatched folder arrives as a move (its content is
-complete) rather than as a creation (a write that is about to start).
+Built on watchdog's ``InotifyFD`` (the descriptor with its reader thread), not on
+its observer, which runs one emitter thread per watched folder: 115 threads for a
+5,000-module tree in 112 folders. Here each folder is one watch on the same
+descriptor, and every event goes through one thread.
+
+The kernel mask asks only for what a save can be made of: created, modified,
+attribute change, closed-after-write, deleted, moved from and to. Never opened,
+accessed nor closed-without-write: every ``import`` and every template read would
+put an event in the kernel queue, and a busy server would overflow it and miss edits.
+
+Moves are not paired: a file moved out of a watched folder is reported as deleted,
+one moved in as ``moved_in`` (its content is complete, whether it came from a
+temporary file next to it or from an unwatched folder).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import threading
-import time
 from collections.abc import Callable, Iterable
 
-from watchdog.events import (
-    DirAttribEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    FileAttribEvent,
-    FileClosedEvent,
-    FileCreatedEvent,
-    FileDeletedEvent,
-    FileModifiedEvent,
-    FileMovedEvent,
-    FileSystemEvent,
-    FileSystemEventHandler,
+from watchdog.observers.inotify_c import (
+    CallbackId,
+    InotifyConstants,
+    InotifyEvent,
+    InotifyFD,
+    Mask,
+    WatchDescriptor,
 )
-from watchdog.observers.api import ObservedWatch
-from watchdog.observers.inotify import InotifyObserver
 
-from ._watcher import RawEvent
+from ._watch_backend import RawEvent
 
-#: The only events hotmod subscribes to; never opened nor closed-without-write.
-#: Attribute changes cost nothing more: watchdog asks the kernel for IN_ATTRIB with
-#: modifications anyway. They tell a ``touch`` apart from a write still in flight.
-EVENT_FILTER: list[type[FileSystemEvent]] = [
-    FileCreatedEvent,
-    FileModifiedEvent,
-    FileAttribEvent,
-    FileDeletedEvent,
-    FileMovedEvent,
-    FileClosedEvent,
-    DirCreatedEvent,
-    DirDeletedEvent,
-    DirMovedEvent,
-    DirAttribEvent,  # the barrier of sync()
-]
+__all__ = ["MASK", "InotifyBackend"]
 
-_KINDS: dict[type[FileSystemEvent], str] = {
-    FileCreatedEvent: "created",
-    FileModifiedEvent: "modified",
-    FileAttribEvent: "attrib",
-    FileDeletedEvent: "deleted",
-    FileMovedEvent: "moved",
-    FileClosedEvent: "closed",
-    DirCreatedEvent: "created",
-    DirDeletedEvent: "deleted",
-    DirMovedEvent: "moved",
-}
+_C = InotifyConstants
 
+#: The kernel mask of every watch. IN_ATTRIB tells a ``touch`` apart from a write
+#: still in flight, and carries the barrier of :meth:`InotifyBackend.sync`.
+MASK = Mask(
+    _C.IN_CREATE
+    | _C.IN_MODIFY
+    | _C.IN_ATTRIB
+    | _C.IN_CLOSE_WRITE
+    | _C.IN_DELETE
+    | _C.IN_MOVED_FROM
+    | _C.IN_MOVED_TO
+    | _C.IN_ONLYDIR  # a folder replaced by a file meanwhile is not watched
+    | _C.IN_DONT_FOLLOW
+    | _C.IN_EXCL_UNLINK  # nothing more about a file once it is deleted
+)
 
-def _text(path: bytes | str) -> str:
-    return os.fsdecode(path) if path else ""
+_FILE_KINDS = (
+    (_C.IN_CLOSE_WRITE, "closed"),
+    (_C.IN_MODIFY, "modified"),
+    (_C.IN_CREATE, "created"),
+    (_C.IN_MOVED_TO, "moved_in"),
+    (_C.IN_DELETE | _C.IN_MOVED_FROM, "deleted"),
+    (_C.IN_ATTRIB, "attrib"),
+)
+_DIR_KINDS = (
+    (_C.IN_CREATE, "created"),
+    (_C.IN_MOVED_TO, "moved_in"),
+    (_C.IN_DELETE | _C.IN_MOVED_FROM, "deleted"),
+)
 
-
-class _Handler(FileSystemEventHandler):
-    """The handler of one folder's watch: it knows which watch an event came through,
-    which is what makes that folder's attribute change a barrier (see ``sync``)."""
-
-    def __init__(self, backend: InotifyBackend, folder: str) -> None:
-        self._backend = backend
-        self._folder = folder
-
-    def dispatch(self, event: FileSystemEvent) -> None:
-        if isinstance(event, DirAttribEvent):
-            if _text(event.src_path) == self._folder:
-                self._backend._barrier_passed(self._folder)
-            return
-        kind = _KINDS.get(type(event))
-        if kind is not None:
-            self._backend._sink(
-                RawEvent(kind, _text(event.src_path), _text(event.dest_path), event.is_directory)
-            )
+_CALLBACK = CallbackId(0)  # one callback per watch: this backend
 
 
 class InotifyBackend:
-    """Watchdog's inotify observer behind the watcher's backend interface."""
+    """One inotify descriptor behind the watcher's backend interface."""
 
     name = "inotify"
     reports_close = True
 
     def __init__(self, sink: Callable[[RawEvent], None]) -> None:
         self._sink = sink
-        # Creating the observer opens the inotify descriptor: EMFILE surfaces here.
-        self._observer = InotifyObserver(generate_full_events=True)
-        self._observer.name = "hotmod-watch-inotify"
-        # Folder -> its watch, and the barriers awaited per folder; owned by _lock.
+        # Opens the descriptor: EMFILE (the instance limit) surfaces here.
+        self._fd = InotifyFD()
+        self._fd.name = "hotmod-watch-inotify"
+        # Folder <-> watch descriptor, and the barriers awaited per folder; owned by
+        # _lock, never held while calling the sink or the descriptor.
         self._lock = threading.Lock()
-        self._watches: dict[str, ObservedWatch] = {}
+        self._wd_of: dict[str, WatchDescriptor] = {}
+        self._folder_of: dict[WatchDescriptor, str] = {}
         self._barriers: dict[str, list[threading.Event]] = {}
 
     def start(self) -> None:
-        self._observer.start()
+        self._fd.start()
 
     def schedule(self, folder: str) -> bool:
         with self._lock:
-            if folder in self._watches:
+            if folder in self._wd_of:
                 return True
         try:
-            watch = self._observer.schedule(
-                _Handler(self, folder), folder, recursive=False, event_filter=EVENT_FILTER
-            )
-        except FileNotFoundError:
+            wd = self._fd.add_callback(os.fsencode(folder), MASK, self, _CALLBACK)
+        except (FileNotFoundError, NotADirectoryError):  # vanished meanwhile
             return False
-        except NotADirectoryError:
-            return False
+        if wd < 0:
+            # InotifyFD passes EACCES over silently and records a watch of -1.
+            self._fd.remove_callbacks([(wd, _CALLBACK)])
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), folder)
         with self._lock:
-            self._watches[folder] = watch
+            self._wd_of[folder] = wd
+            self._folder_of[wd] = folder
         return True
 
     def unschedule(self, folder: str) -> None:
         with self._lock:
-            watch = self._watches.pop(folder, None)
-        if watch is not None:
-            # The emitter of a deleted folder has already removed itself.
-            with contextlib.suppress(KeyError):
-                self._observer.unschedule(watch)
+            wd = self._wd_of.pop(folder, None)
+            if wd is not None and self._folder_of.get(wd) == folder:
+                del self._folder_of[wd]
+        if wd is not None:
+            self._fd.remove_callbacks([(wd, _CALLBACK)])
 
     def sync(self, folders: Iterable[str], timeout: float) -> bool:
-        """Return once every event that happened in ``folders`` before the call has
-        reached the sink; False if that could not be made sure within ``timeout``.
+        """Return once every event that happened before the call has reached the sink.
 
-        Events of one folder's watch travel in order through one emitter thread, so
-        an attribute change of the folder itself, made now, arrives after all of them:
-        the folder's times are set to what they already are (only its ctime moves).
+        One descriptor has one queue, in order, for all its watches: an attribute
+        change of one watched folder, made now, arrives after every earlier event of
+        the whole tree. The folder's times are set to what they already are (only
+        its ctime moves). The first of ``folders`` that takes it carries the barrier.
         """
-        deadline = time.monotonic() + timeout
-        waiting: list[threading.Event] = []
+        passed = threading.Event()
         for folder in folders:
-            passed = threading.Event()
             with self._lock:
-                if folder not in self._watches:
+                if folder not in self._wd_of:
                     continue
                 self._barriers.setdefault(folder, []).append(passed)
             try:
                 st = os.stat(folder)
                 os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
-            except OSError:
+            except OSError:  # gone, or not ours to touch: try the next one
                 with self._lock:
-                    self._barriers.pop(folder, None)
-                return False  # gone, or not ours to touch: no barrier possible
-            waiting.append(passed)
-        return all(passed.wait(max(0.0, deadline - time.monotonic())) for passed in waiting)
+                    waiting = self._barriers.get(folder, [])
+                    if passed in waiting:
+                        waiting.remove(passed)
+                continue
+            return passed.wait(max(0.0, timeout))
+        return False
+
+    # --- the reader thread (watchdog's InotifyFD calls these) ---------------------------
+
+    def on_event(self, event: InotifyEvent) -> None:
+        with self._lock:
+            folder = self._folder_of.get(event.wd)
+        if folder is None:
+            return  # a watch removed meanwhile
+        if not event.name:  # the watched folder itself
+            if event.is_attrib:
+                self._barrier_passed(folder)
+            return
+        path = os.path.join(folder, os.fsdecode(event.name))
+        is_dir = bool(event.mask & _C.IN_ISDIR)
+        for bits, kind in _DIR_KINDS if is_dir else _FILE_KINDS:
+            if event.mask & bits:
+                self._sink(RawEvent(kind, path, is_dir))
+                return
+
+    def on_watch_deleted(self, wd: WatchDescriptor) -> None:
+        # The folder was deleted or moved away; its parent's watch reports that.
+        with self._lock:
+            folder = self._folder_of.pop(wd, None)
+            if folder is not None and self._wd_of.get(folder) == wd:
+                del self._wd_of[folder]
+
+    def on_queue_overflow(self) -> None:
+        self._sink(RawEvent("overflow", ""))
 
     def _barrier_passed(self, folder: str) -> None:
         with self._lock:
@@ -163,33 +176,35 @@ class InotifyBackend:
         for event in passed:
             event.set()
 
+    # --- lifecycle -------------------------------------------------------------------
+
     def stop(self, timeout: float) -> list[threading.Thread]:
         with self._lock:
             barriers, self._barriers = self._barriers, {}
         for waiting in barriers.values():  # nobody will pass them now
             for event in waiting:
                 event.set()
-        emitters = list(self._observer.emitters)
-        self._observer.stop()  # stops and joins the emitters and the inotify reader
-        self._observer.join(timeout)
+        if self._fd.ident is not None:
+            self._fd.stop()  # removes every watch, wakes the reader, which closes the fd
+            if self._fd is not threading.current_thread():
+                self._fd.join(timeout)
+        else:
+            self._fd.close()  # never started: closes the descriptor at once
         with self._lock:
-            self._watches.clear()
-        return [t for t in [self._observer, *emitters] if t.is_alive()]
+            self._wd_of.clear()
+            self._folder_of.clear()
+        return [self._fd] if self._fd.is_alive() else []
 
     def abandon(self) -> None:
-        # In a forked child: the observer's threads do not exist here and its locks may
-        # be held forever, so nothing of it is called; only the descriptors the child
-        # inherited are closed, or the kernel would keep the parent's watches alive in
-        # every worker. Watchdog 7 keeps one descriptor on the observer; older versions
-        # keep one per emitter (emitter._inotify._inotify). Private names, so looked up
-        # defensively: a version that renamed them leaks descriptors, nothing worse.
-        holders: list[object] = [getattr(self._observer, "_inotify_fd", None)]
-        for emitter in list(getattr(self._observer, "_emitters", ())):
-            buffer = getattr(emitter, "_inotify", None)
-            holders += [buffer, getattr(buffer, "_inotify", None)]
-        for holder in holders:
-            for name in ("_inotify_fd", "_kill_r", "_kill_w"):
-                fd = getattr(holder, name, None)
-                if isinstance(fd, int) and not isinstance(fd, bool):
-                    with contextlib.suppress(OSError):
-                        os.close(fd)
+        # In a forked child: the reader thread does not exist here and the
+        # descriptor's lock may be held forever, so nothing of it is called; only the
+        # descriptors the child inherited are closed, or the kernel would keep the
+        # parent's watches alive in every worker. Private names of watchdog's
+        # InotifyFD, looked up defensively: a version that renamed them leaks
+        # descriptors, nothing worse.
+        for name in ("_inotify_fd", "_kill_r", "_kill_w"):
+            fd = getattr(self._fd, name, None)
+            if isinstance(fd, int) and not isinstance(fd, bool):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+

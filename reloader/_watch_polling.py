@@ -20,11 +20,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 
-from ._watcher import RawEvent
+from ._signature import Signature, signature_of
+from ._watch_backend import RawEvent
 
-# What a folder looked like: name -> (is_dir, inode, size, mtime_ns), or None for a
-# file that is not relevant (remembered so that its name is judged once).
-_Entry = tuple[bool, int, int, int] | None
+__all__ = ["PollingBackend"]
+
+# What a folder looked like: name -> (is_dir, signature; a folder's is (0, 0, inode)),
+# or None for a file that is not relevant (remembered so that its name is judged once).
+_Entry = tuple[bool, Signature] | None
 _Snapshot = dict[str, _Entry]
 
 
@@ -165,7 +168,7 @@ class PollingBackend:
                     name = entry.name
                     try:
                         if entry.is_dir(follow_symlinks=False):
-                            snapshot[name] = (True, entry.inode(), 0, 0)
+                            snapshot[name] = (True, (0, 0, entry.inode()))
                             continue
                         known = previous.get(name, False) if previous is not None else False
                         if known is None or (known is False and not self._relevant(entry.path)):
@@ -175,7 +178,7 @@ class PollingBackend:
                     except OSError:
                         continue  # vanished between listing and stat
                     if stat.S_ISREG(st.st_mode):
-                        snapshot[name] = (False, st.st_ino, st.st_size, st.st_mtime_ns)
+                        snapshot[name] = (False, signature_of(st))
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError:

@@ -3,91 +3,60 @@
 The watcher knows nothing of modules or generations. It watches the folders of the
 watched roots, one non-recursive watch per folder (as hupper does), never descending
 into a folder it does not own (``.git``, ``__pycache__``, virtualenvs, ``node_modules``
-and the like), keeps the events of the ``.py`` files (and of the ``extra`` globs), and
-gathers them until the tree has been quiet for a moment. Then it hands the burst, as
-one batch, to ``on_change`` on its single dispatch thread.
+and the like: :mod:`._watch_tree`), keeps the events of the ``.py`` files (and of the
+``extra`` globs), gathers them into bursts (:mod:`._debounce`) and hands each burst,
+as one batch, to ``on_change`` on its single dispatch thread.
 
-Two backends sit behind one small interface (:class:`Backend`): inotify through
-watchdog (:mod:`hotmod.reloader._watch_inotify`) and a stat-polling loop
-(:mod:`hotmod.reloader._watch_polling`) for the places inotify does not reach.
-
-Why a batch carries :meth:`ChangeBatch.still_valid` and :meth:`ChangeBatch.retry`:
-an editor's save is a burst (truncate, write, close; or write a temporary file and
-rename it over the target). A reload that reads a file between the truncate and the
-write would make an empty module current. So a close-after-write event is tracked
-per path, a path that is still being written holds the batch back (up to
-``max_wait``), the consumer can ask whether an event arrived after the batch was cut,
-and can hand the batch back to be delivered again after the next quiet window.
+Two backends sit behind one small interface (:mod:`._watch_backend`): inotify, one
+descriptor and one reader thread for the whole tree (:mod:`._watch_inotify`), and a
+stat-polling thread (:mod:`._watch_polling`) for the places inotify does not reach,
+or when the kernel's inotify limits are reached.
 """
 
 from __future__ import annotations
 
 import errno
-import fnmatch
-import importlib
 import logging
 import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
-from ._roots import EXCLUDED_DIRS, SYSTEM_DIRS, ExtraGlobs, resolve_roots
+from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer
+from ._fork import fork_epoch
+from ._roots import inside, resolve_roots
+from ._signature import file_signature
+from ._watch_backend import Backend, RawEvent, backend_class
+from ._watch_tree import WatchedTree
 
-__all__ = ["EXCLUDED_DIRS", "ChangeBatch", "Watcher", "fork_epoch"]
+__all__ = ["MAX_RETRIES", "ChangeBatch", "Watcher", "fork_epoch"]
 
 logger = logging.getLogger("hotmod.watcher")
 
-
-#: Names editors write next to the file they save: never a change of the file itself.
-_EDITOR_PREFIXES = (".#", "#", ".goutputstream-")
-_EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".swpx", ".bak", ".orig")
-_EDITOR_INFIXES = ("___jb_tmp___", "___jb_old___", "___jb_bak___")
-
-#: How many times a batch handed back by :meth:`ChangeBatch.retry` is delivered again.
-MAX_RETRIES = 5
-
-#: A burst of one file, closed after writing (or renamed into place), is cut after
-#: this fraction of ``quiet``: that is how one save reloads in a few ms. A burst of
-#: several files waits the whole ``quiet``: events reach Python through several
-#: threads, and gaps of 10-15 ms between two events of one ``git checkout`` are common
-#: when other threads hold the GIL.
-_SINGLE_FILE_FRACTION = 0.2
-
 _INOTIFY_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 
+#: The state a file is in after each kind of event.
+_STATE_AFTER = {
+    "created": WRITING,
+    "modified": WRITING,
+    "closed": CLOSED,
+    "moved_in": CLOSED,
+    "deleted": GONE,
+}
 
-# The engine's list: what is never loaded is never watched either.
-_SYSTEM_DIRS = SYSTEM_DIRS
+
+def _env_wants_polling() -> bool:
+    return os.environ.get("HOTMOD_POLL", "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _inside(path: str, folder: str) -> bool:
-    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
-
-
-# --- fork detection --------------------------------------------------------------------
-
-# Bumped in every child right after fork(); a watcher compares it with the value it
-# saw when it started. Written only by the at-fork hook, when the child has one thread.
-_fork_epoch = 0
+# Watchers of this process, for the at-fork hook.
 _live_watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
 
 
-def fork_epoch() -> int:
-    """A number that changes in a child process after every ``fork()``.
-
-    Save it, compare it later: a difference means this process is a fork of the one
-    that saved it. One global read, cheap enough for every request.
-    """
-    return _fork_epoch
-
-
 def _after_fork_in_child() -> None:
-    global _fork_epoch
-    _fork_epoch += 1
     for watcher in list(_live_watchers):
         try:
             watcher._drop_inherited()
@@ -95,288 +64,7 @@ def _after_fork_in_child() -> None:
             logger.exception("could not reset %r in the forked child", watcher)
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-# --- what backends report --------------------------------------------------------------
-
-
-class RawEvent(NamedTuple):
-    """One file-system event as a backend reports it.
-
-    ``kind`` is ``"created"``, ``"modified"``, ``"closed"`` (closed after writing),
-    ``"attrib"`` (metadata only: ``touch``, ``chmod``), ``"deleted"`` or ``"moved"``.
-    For a move, ``path`` is the source and ``dest`` the destination; either may be
-    ``""`` when it lies outside every watched folder.
-    """
-
-    kind: str
-    path: str
-    dest: str = ""
-    is_dir: bool = False
-
-
-class Backend(Protocol):
-    """What the watcher needs from a backend; each method is thread-safe."""
-
-    name: str
-    #: Whether the backend reports close-after-write events.
-    reports_close: bool
-
-    def start(self) -> None: ...
-
-    def schedule(self, folder: str) -> bool:
-        """Watch ``folder`` (not its sub-folders). False if it vanished meanwhile.
-
-        Raises :class:`OSError` with ``ENOSPC``/``EMFILE`` when a kernel limit is hit.
-        """
-
-    def unschedule(self, folder: str) -> None: ...
-
-    def sync(self, folders: Iterable[str], timeout: float) -> bool:
-        """Return once the events of ``folders`` that happened before the call have
-        reached the sink (False if unsure after ``timeout``)."""
-
-    def stop(self, timeout: float) -> list[threading.Thread]:
-        """Stop and join; returns the threads still alive after ``timeout``."""
-
-    def abandon(self) -> None:
-        """In a forked child: drop the parent's threads, close inherited descriptors."""
-
-
-#: Backends by name, imported on first use (so polling never imports watchdog).
-_BACKENDS = {
-    "inotify": "hotmod.reloader._watch_inotify:InotifyBackend",
-    "polling": "hotmod.reloader._watch_polling:PollingBackend",
-}
-
-
-def _backend_class(name: str) -> Callable[..., Backend]:
-    module_name, _, class_name = _BACKENDS[name].partition(":")
-    return getattr(importlib.import_module(module_name), class_name)  # type: ignore[no-any-return]
-
-
-# --- batches ---------------------------------------------------------------------------
-
-# Per-path states within a burst.
-_WRITING = "writing"  # created or modified, no close-after-write seen yet
-_CLOSED = "closed"  # closed after writing, or renamed into place: content complete
-_GONE = "gone"  # deleted or moved away
-_LISTED = "listed"  # seen by looking at the file (a new folder's listing, a change
-# noticed before its event arrived): no event describes what it holds
-
-
-# What a file looked like: (size, mtime_ns, inode), or None when it does not exist.
-_Signature = tuple[int, int, int] | None
-
-
-def _signature(path: str) -> _Signature:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-@dataclass
-class _Pending:
-    state: str
-    seq: int
-    #: For _CLOSED: the file as it was when its close (or move) event was handled.
-    signature: _Signature = None
-    requeued: bool = False
-
-
-class ChangeBatch:
-    """The changed files of one burst, handed to ``on_change``.
-
-    :ivar paths: resolved absolute paths that were created, modified, renamed into
-        place (a move counts for its destination, and its source as deleted) or
-        deleted during the burst.
-    :ivar closed: the subset whose last event was a close-after-write, or a rename
-        into place, and that have not changed since: their content is complete, so
-        an empty file there really is empty. A file found empty just after its close
-        is left out (that emptiness may be the next save's truncate), until a batch
-        handed back by :meth:`retry` brings it again unchanged. Under polling, where
-        no close events exist, that second look is the only way in.
-    """
-
-    __slots__ = (
-        "_cut_seq",
-        "_handed_back",
-        "_signatures",
-        "_states",
-        "_unsettled",
-        "_watcher",
-        "closed",
-        "paths",
-    )
-
-    def __init__(
-        self,
-        watcher: Watcher,
-        states: dict[str, _Pending],
-        closed: frozenset[Path],
-        cut_seq: int,
-        signatures: dict[str, _Signature],
-        unsettled: bool,
-    ) -> None:
-        self._watcher = watcher
-        self._states = states
-        self._cut_seq = cut_seq
-        self._signatures = signatures
-        # Cut (at the hard cap) while a file was still being written: never valid.
-        self._unsettled = unsettled
-        self._handed_back = False
-        self.paths: frozenset[Path] = frozenset(Path(p) for p in states)
-        self.closed: frozenset[Path] = closed
-
-    def __repr__(self) -> str:
-        return f"<ChangeBatch {len(self.paths)} path(s), {len(self.closed)} closed>"
-
-    def still_valid(self) -> bool:
-        """False if one of these files changed after the batch was cut.
-
-        That is: an event for it arrived since, or its size, mtime or inode differ
-        from what they were at the cut (a write whose events are still on their way
-        through the observer's threads). A consumer calls it after reading the
-        files: False means what it read may be a write in progress, and a newer
-        batch with these paths is coming. Also False for a batch cut by the cap
-        (``2 x max_wait``) while one of its files was still being written (inotify):
-        it is delivered, so that the consumer knows, but nothing read from it can be
-        trusted; that file's close brings it back.
-        """
-        if self._unsettled:
-            return False
-        if not self._watcher._unchanged_since(self._states, self._cut_seq):
-            return False
-        return all(_signature(path) == sig for path, sig in self._signatures.items())
-
-    def retry(self) -> None:
-        """Deliver these paths again after the next quiet window.
-
-        For a consumer that found a file mid-write. Bounded: a path handed back more
-        than a few times in a row is dropped with a WARNING (its next change brings
-        it back). Calling it twice is harmless.
-        """
-        if not self._handed_back:
-            self._handed_back = True
-            self._watcher._requeue(self._states, self._cut_seq, self._signatures)
-
-
-# --- which folders and files matter ----------------------------------------------------
-
-
-class _Tree:
-    """The watched roots with the rules that say which folders to watch, which
-    files matter. Pure functions of paths (plus one ``pyvenv.cfg`` stat per folder).
-    """
-
-    def __init__(
-        self, roots: tuple[str, ...], extra: Sequence[str], exclude: Sequence[str]
-    ) -> None:
-        self.roots = roots
-        self.exclude = tuple(exclude)
-        self.extra = ExtraGlobs(extra, roots)
-        # Folders outside the roots that an absolute extra glob points into:
-        # base -> whether its sub-folders are watched too.
-        self.extra_bases = self.extra.outside_bases
-
-    def bases(self) -> list[str]:
-        return list(self.roots) + [b for b in self.extra_bases if os.path.isdir(b)]
-
-    def _root_of(self, path: str) -> str | None:
-        for root in self.roots:
-            if _inside(path, root):
-                return root
-        return None
-
-    def folder_wanted(self, folder: str) -> bool:
-        """Whether ``folder`` gets a watch: inside a base, not excluded, not system."""
-        root = self._root_of(folder)
-        if root is None and not any(
-            folder == base or (deep and _inside(folder, base)) for base, deep in self.extra_bases.items()
-        ):
-            return False  # (one base may lie inside another: any that takes it will do)
-        name = os.path.basename(folder)
-        if folder != root and (name in EXCLUDED_DIRS or _is_virtualenv(folder)):
-            return False
-        if any(_inside(folder, d) for d in _SYSTEM_DIRS):
-            return False
-        if root is not None and folder != root and self.exclude:
-            rel = _relative(folder, root) + "/"
-            # Pruned only when the glob swallows every path below the folder.
-            if any(p.endswith("*") and fnmatch.fnmatch(rel, p) for p in self.exclude):
-                return False
-        return True
-
-    def wants(self, path: str) -> bool:
-        """Whether a change of the file at ``path`` is reported."""
-        name = os.path.basename(path)
-        if _is_editor_file(name):
-            return False
-        root = self._root_of(path)
-        if root is not None:
-            is_source = name.endswith(".py")
-            if not self.exclude and (is_source or not self.extra):
-                return is_source  # the common case, without computing a relative path
-            rel = _relative(path, root)
-            if any(fnmatch.fnmatch(rel, p) or fnmatch.fnmatch(name, p) for p in self.exclude):
-                return False
-            if is_source:
-                return True
-        return self.extra.match(path, root)
-
-    def walk(self, top: str) -> Iterator[tuple[str, list[str]]]:
-        """Each wanted folder at or below ``top`` with its wanted files, pruning as it goes."""
-        if not self.folder_wanted(top):
-            return
-        stack = [top]
-        while stack:
-            folder = stack.pop()
-            try:
-                with os.scandir(folder) as entries:
-                    listing = list(entries)
-            except OSError:
-                continue  # vanished or unreadable meanwhile: nothing to watch there
-            files: list[str] = []
-            for entry in listing:
-                try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
-                except OSError:
-                    continue
-                if is_dir:
-                    if self.folder_wanted(entry.path):
-                        stack.append(entry.path)
-                elif self.wants(entry.path):
-                    files.append(entry.path)
-            yield folder, files
-
-
-def _relative(path: str, root: str) -> str:
-    """``path`` relative to ``root`` (which holds it), with forward slashes."""
-    return path[len(root.rstrip(os.sep)) + 1 :].replace(os.sep, "/")
-
-
-def _is_virtualenv(folder: str) -> bool:
-    return os.path.exists(os.path.join(folder, "pyvenv.cfg"))
-
-
-def _is_editor_file(name: str) -> bool:
-    return (
-        name.startswith(_EDITOR_PREFIXES)
-        or name.endswith(_EDITOR_SUFFIXES)
-        or any(i in name for i in _EDITOR_INFIXES)
-        or name.isdigit()  # vim's write probe, "4913"
-    )
-
-
-def _env_wants_polling() -> bool:
-    return os.environ.get("HOTMOD_POLL", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-# --- the watcher -----------------------------------------------------------------------
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Watcher:
@@ -395,10 +83,11 @@ class Watcher:
         whose every path matches a pattern ending in ``*`` (``tests/*``) gets no watch.
     :param poll: True for the polling backend, False for inotify, None (default) for
         polling when the environment has ``HOTMOD_POLL=1``, else inotify.
-    :param quiet: seconds without events that end a burst. For a burst of one file
-        closed after writing (or renamed into place), a fifth of it is enough: one
-        save reloads in about 10 ms by default. While a file is still open for
-        writing, the burst waits for its close (up to ``max_wait``).
+    :param quiet: seconds without events that end a burst of several files (or a
+        deletion, or any burst under polling). One file closed after writing (or
+        renamed into place) is handed over at once, once a barrier has shown that no
+        other event is on its way. While a file is still open for writing, the
+        burst waits for its close.
     :param max_wait: seconds after a burst's first event when the batch is cut
         anyway: a never-ending stream of changes still reloads.
     :param poll_interval: seconds between two scans of the polling backend.
@@ -427,7 +116,7 @@ class Watcher:
             raise ValueError(f"poll_interval must be positive, not {poll_interval!r}")
 
         self.roots: tuple[Path, ...] = tuple(Path(r) for r in sorted(set(resolved)))
-        self._tree = _Tree(tuple(str(r) for r in self.roots), extra, exclude)
+        self._tree = WatchedTree(tuple(str(r) for r in self.roots), extra, exclude)
         self._on_change = on_change
         self.quiet = float(quiet)
         self.max_wait = float(max_wait)
@@ -441,28 +130,16 @@ class Watcher:
         self._backend: Backend | None = None
         self._dispatcher: threading.Thread | None = None
         self._started = False
-        self._epoch = _fork_epoch
+        self._epoch = fork_epoch()
         self._restart_after_fork = False
         self._fallback_warned = False
         # Watched folders -> wanted file names in them; owned by _tree_lock, which is
         # never held while calling a backend.
         self._folders: dict[str, set[str]] = {}
-        # The burst being gathered and the fallback request, owned by _cond.
+        # The burst being gathered, the stop flag and the fallback request; owned by _cond.
+        self._debounce = Debouncer(quiet=self.quiet, max_wait=self.max_wait)
         self._stopping = False
-        self._pending: dict[str, _Pending] = {}
-        self._seq = 0
-        self._last_seq: dict[str, int] = {}
-        self._burst_start: float | None = None
-        self._last_event: float | None = None
-        self._retry_at: float | None = None
-        self._hold_until: float | None = None
-        self._attempts: dict[str, int] = {}
         self._fallback_reason: str | None = None
-        # Counters for stats(), owned by _cond.
-        self._events = 0
-        self._batches = 0
-        self._retries = 0
-        self._gave_up = 0
         _live_watchers.add(self)
 
     def _renew_locks(self) -> None:
@@ -485,7 +162,7 @@ class Watcher:
         self._dispatcher = None
         self._started = False
         self._stopping = False
-        self._clear_burst()
+        self._debounce.clear()
         self._folders.clear()
 
     def __repr__(self) -> str:
@@ -498,7 +175,7 @@ class Watcher:
     @property
     def running(self) -> bool:
         """True between :meth:`start` and :meth:`stop`, in the process that started it."""
-        return self._started and self._epoch == _fork_epoch
+        return self._started and self._epoch == fork_epoch()
 
     def start(self) -> None:
         """Place the watches and start the threads. Idempotent.
@@ -507,7 +184,7 @@ class Watcher:
         (see :meth:`after_fork`).
         """
         with self._life_lock:
-            self._epoch = _fork_epoch
+            self._epoch = fork_epoch()
             self._restart_after_fork = False
             if self._started:
                 return
@@ -524,7 +201,7 @@ class Watcher:
         (a thread that did not finish in time is named in a WARNING). Idempotent.
         """
         with self._life_lock:
-            self._epoch = _fork_epoch
+            self._epoch = fork_epoch()
             self._restart_after_fork = False
             if self._started:
                 self._stop_locked(timeout)
@@ -538,12 +215,12 @@ class Watcher:
         Returns True when it restarted. Cheap when nothing forked (one integer
         comparison), so it may be called per request.
         """
-        if self._epoch == _fork_epoch:
+        if self._epoch == fork_epoch():
             return False
         with self._life_lock:
-            if self._epoch == _fork_epoch:
+            if self._epoch == fork_epoch():
                 return False
-            self._epoch = _fork_epoch
+            self._epoch = fork_epoch()
             restart, self._restart_after_fork = self._restart_after_fork, False
             if restart and not self._started:
                 try:
@@ -564,24 +241,33 @@ class Watcher:
             folders = len(self._folders)
             files = sum(len(v) for v in self._folders.values())
         with self._cond:
+            d = self._debounce
             return {
                 "backend": self.backend,
                 "running": self.running,
                 "folders": folders,
                 "files": files,
-                "events": self._events,
-                "batches": self._batches,
-                "retries": self._retries,
-                "gave_up": self._gave_up,
-                "pending": len(self._pending),
+                "events": d.events,
+                "batches": d.batches,
+                "retries": d.retries,
+                "gave_up": d.gave_up,
+                "pending": len(d.pending),
             }
+
+    def touched(self, paths: Iterable[str | os.PathLike[str]]) -> None:
+        """Report files that changed while no watcher ran, so that no event will
+        come for them: they are delivered as saved (or gone), through the same
+        checks as any save."""
+        for path in paths:
+            real = os.fspath(path)
+            self._note(real, CLOSED if os.path.exists(real) else GONE)
 
     # --- lifecycle -----------------------------------------------------------------------
 
     def _start_locked(self) -> None:
         with self._cond:
             self._stopping = False
-        self._epoch = _fork_epoch
+        self._epoch = fork_epoch()
         self._started = True
         self._backend = self._open_backend("polling" if self._poll_requested else "inotify")
         self._dispatcher = threading.Thread(
@@ -617,29 +303,33 @@ class Watcher:
         self._dispatcher = None
         self._started = False
         with self._cond:
-            self._clear_burst()
+            self._debounce.clear()
         with self._tree_lock:
             self._folders.clear()
 
     def _open_backend(self, name: str) -> Backend:
+        backend: Backend | None = None
         if name == "inotify":
             try:
-                backend = _backend_class("inotify")(self._on_raw)
-                backend.start()
-                self.backend = "inotify"
-                return backend
+                backend = backend_class("inotify")(self._on_raw)
             except OSError as exc:
                 self._warn_fallback(self._describe_limit(exc))
             except ImportError as exc:  # not Linux, or a libc without inotify
                 self._warn_fallback(f"inotify is not available here ({exc})")
-        backend = _backend_class("polling")(
-            self._on_raw,
-            interval=self.poll_interval,
-            recheck=self.quiet / 2,
-            relevant=self._tree_relevant,
-        )
+        if backend is None:
+            backend = backend_class("polling")(
+                self._on_raw,
+                interval=self.poll_interval,
+                recheck=self.quiet / 2,
+                relevant=self._tree_relevant,
+            )
+        with self._cond:
+            self._debounce.reports_close = backend.reports_close
+            # Polling confirms a file by seeing it unchanged again: give a slow writer
+            # at least one scan to show its next change before a handed-back path.
+            self._debounce.retry_floor = 0.0 if backend.reports_close else self.poll_interval
         backend.start()
-        self.backend = "polling"
+        self.backend = backend.name
         return backend
 
     def _tree_relevant(self, path: str) -> bool:
@@ -682,16 +372,13 @@ class Watcher:
         old.stop(2.0)
         # Changes made while no backend watched are not lost: every known file is
         # delivered once; the consumer compares content and skips what is unchanged.
+        self._note_known_files()
+
+    def _note_known_files(self) -> None:
         with self._tree_lock:
             known = [os.path.join(f, n) for f, names in self._folders.items() for n in names]
         for path in known:
-            self._note(path, _LISTED)
-
-    def _clear_burst(self) -> None:
-        self._pending.clear()
-        self._last_seq.clear()
-        self._attempts.clear()
-        self._burst_start = self._last_event = self._retry_at = self._hold_until = None
+            self._note(path, LISTED)
 
     # --- folders -------------------------------------------------------------------------
 
@@ -707,7 +394,7 @@ class Watcher:
                     known.update(os.path.basename(f) for f in files)
             if report:
                 for path in files:
-                    self._note(path, _LISTED)
+                    self._note(path, LISTED)
 
     def _watch_folder(self, folder: str) -> bool:
         backend = self._backend
@@ -738,7 +425,7 @@ class Watcher:
         """Drop the watches at and below ``top``; with ``report``, its known files
         are delivered as deleted (a folder moved away sends no event per file)."""
         with self._tree_lock:
-            gone = [f for f in self._folders if _inside(f, top)]
+            gone = [f for f in self._folders if inside(f, top)]
             files = [os.path.join(f, n) for f in gone for n in self._folders[f]]
             for folder in gone:
                 del self._folders[folder]
@@ -748,18 +435,15 @@ class Watcher:
                 backend.unschedule(folder)
         if report:
             for path in files:
-                self._note(path, _GONE)
+                self._note(path, GONE)
 
     # --- events (backend threads) ----------------------------------------------------------
 
     def _on_raw(self, event: RawEvent) -> None:
         """Called by a backend on its own thread, for every event in a watched folder."""
         try:
-            if event.kind == "moved":
-                if event.path:
-                    self._on_path(event.path, "deleted", event.is_dir)
-                if event.dest:
-                    self._on_path(event.dest, "moved_in", event.is_dir)
+            if event.kind == "overflow":
+                self._rescan()
             else:
                 self._on_path(event.path, event.kind, event.is_dir)
         except Exception:
@@ -792,108 +476,37 @@ class Watcher:
                     known.discard(name)
                 else:
                     known.add(name)
-        state = {
-            "created": _WRITING,
-            "modified": _WRITING,
-            "closed": _CLOSED,
-            "moved_in": _CLOSED,
-            "deleted": _GONE,
-        }[kind]
-        self._note(path, state)
+        self._note(path, _STATE_AFTER[kind])
 
-    def touched(self, paths: Iterable[str | os.PathLike[str]]) -> None:
-        """Report files that changed while no watcher ran, so that no event will
-        come for them: they are delivered as saved (or gone), through the same
-        quiet window and checks as any save."""
-        for path in paths:
-            real = os.fspath(path)
-            self._note(real, _CLOSED if os.path.exists(real) else _GONE)
+    def _rescan(self) -> None:
+        """The kernel's queue overflowed and events were lost: every known file is
+        delivered once (the consumer compares content), and folders created meanwhile
+        get their watches."""
+        logger.warning("inotify queue overflowed (events were lost): looking at every file again")
+        self._note_known_files()
+        for base in self._tree.bases():
+            self._watch_tree(base, report=True)
 
     def _refresh(self, path: str) -> None:
-        """A metadata change (``touch``): not a reload on its own, but the file's new
-        signature is expected, not the sign of a write still in flight."""
-        signature = _signature(path)
+        signature = file_signature(path)
         with self._cond:
-            pending = self._pending.get(path)
-            if pending is not None and not pending.requeued:
-                pending.signature = signature
+            self._debounce.refresh(path, signature)
+            self._cond.notify_all()
 
     def _note(self, path: str, state: str) -> None:
         # The file as this event leaves it: a later difference without an event means
-        # a write whose events have not arrived yet (see _in_flight).
-        signature = _signature(path)
+        # a write whose events have not arrived yet (Debouncer.hold_in_flight).
+        signature = file_signature(path)
         with self._cond:
             if self._stopping:
                 return
-            self._seq += 1
-            self._events += 1
-            self._last_seq[path] = self._seq
-            self._pending[path] = _Pending(state, self._seq, signature)
-            self._attempts.pop(path, None)
-            now = time.monotonic()
-            if self._burst_start is None:
-                self._burst_start = now
-            self._last_event = now
+            self._debounce.note(path, state, signature)
             self._cond.notify_all()
 
     # --- batches (dispatch thread) ---------------------------------------------------------
 
-    def _due(self) -> float | None:
-        """When the gathered burst is to be cut; None if there is nothing. Under _cond."""
-        if not self._pending:
-            return None
-        if self._last_event is None or self._burst_start is None:
-            return self._retry_at  # only handed-back paths: their own schedule
-        fresh = [p.state for p in self._pending.values() if not p.requeued]
-        cap = self._burst_start + self.max_wait
-        reports_close = self._backend is not None and self._backend.reports_close
-        hard = self._burst_start + 2 * self.max_wait
-        if reports_close and _WRITING in fresh:
-            # A file is still open for writing: its close ends the wait. Even past
-            # max_wait, cutting now would hand over a file in the middle of a save.
-            due = hard
-        elif reports_close and fresh == [_CLOSED]:
-            due = min(cap, self._last_event + self.quiet * _SINGLE_FILE_FRACTION)
-        else:
-            due = min(cap, self._last_event + self.quiet)
-        if self._hold_until is not None:
-            due = max(due, min(hard, self._hold_until))
-        return due
-
-    def _cut(self, signatures: dict[str, _Signature], in_flight: list[str]) -> ChangeBatch:
-        """Take the gathered burst as a batch; ``signatures`` are its files as they were
-        just before, ``in_flight`` those that changed with no event yet. Under _cond."""
-        states, self._pending = self._pending, {}
-        reports_close = self._backend is not None and self._backend.reports_close
-        unsettled = reports_close and (
-            bool(in_flight) or any(p.state == _WRITING and not p.requeued for p in states.values())
-        )
-
-        def complete(path: str, p: _Pending) -> bool:
-            sig = signatures.get(path)
-            if sig is None:
-                return False
-            if p.requeued:
-                # Handed back and unchanged since: a second look confirms it, even empty.
-                return sig == p.signature and (p.state == _CLOSED or not reports_close)
-            return p.state == _CLOSED and sig == p.signature and sig[0] > 0
-
-        closed = frozenset(Path(path) for path, p in states.items() if complete(path, p))
-        self._burst_start = self._last_event = self._retry_at = self._hold_until = None
-        self._batches += 1
-        return ChangeBatch(self, states, closed, self._seq, signatures, unsettled)
-
-    def _in_flight(self, signatures: dict[str, _Signature]) -> list[str]:
-        """Files that changed since their last event was handled, with no event for it
-        yet: a write whose events are still in the observer's threads, or that the
-        polling scan has not seen. Under _cond."""
-        return [
-            path
-            for path, p in self._pending.items()
-            if not p.requeued and signatures.get(path) != p.signature
-        ]
-
     def _dispatch_loop(self) -> None:
+        debounce = self._debounce
         while True:
             with self._cond:
                 while True:
@@ -902,14 +515,14 @@ class Watcher:
                     reason, self._fallback_reason = self._fallback_reason, None
                     if reason is not None:
                         break
-                    due = self._due()
+                    due = debounce.due()
                     now = time.monotonic()
                     if due is not None and due <= now:
                         break
                     self._cond.wait(None if due is None else due - now)
-                seq = self._seq
-                paths = list(self._pending)
-                burst_start = self._burst_start
+                seq = debounce.seq
+                paths = list(debounce.pending)
+                deadline = debounce.deadline()
                 backend = self._backend
             if reason is not None:
                 try:
@@ -919,77 +532,42 @@ class Watcher:
                 continue
             # Outside the lock: the backend's thread keeps delivering events meanwhile.
             # First make sure no event that happened before now is still on its way
-            # (a save's truncate queued behind the close of the previous save), then
-            # look at the files.
-            if backend is not None and backend.reports_close and burst_start is not None:
-                hard = burst_start + 2 * self.max_wait
-                timeout = max(self.quiet, hard - time.monotonic())
-                backend.sync({os.path.dirname(p) for p in paths}, timeout)
-            signatures = {path: _signature(path) for path in paths}
+            # (a save's truncate queued behind the close of the previous save, or the
+            # next file of a burst), then look at the files.
+            confirmed = True
+            if backend is not None and backend.reports_close and deadline is not None:
+                where = [os.path.dirname(p) for p in paths] + [str(r) for r in self.roots]
+                timeout = max(self.quiet, deadline - time.monotonic())
+                confirmed = backend.sync(dict.fromkeys(where), timeout)
+            signatures = {path: file_signature(path) for path in paths}
             with self._cond:
                 if self._stopping:
                     return
-                if self._seq != seq:
-                    continue  # new events came in while the files were looked at
-                in_flight = self._in_flight(signatures)
-                if self._burst_start is not None:
-                    now = time.monotonic()
-                    if in_flight and now < self._burst_start + 2 * self.max_wait:
-                        reports_close = self._backend is not None and self._backend.reports_close
-                        for path in in_flight:
-                            pending = self._pending[path]
-                            pending.signature = signatures[path]
-                            # With inotify the events of that write are on their way
-                            # (a touch has its own): wait for its close, as for any
-                            # file open for writing. Polling gets one more look.
-                            pending.state = _WRITING if reports_close else _LISTED
-                        self._hold_until = now + self.quiet * _SINGLE_FILE_FRACTION
-                        continue
-                batch = self._cut(signatures, in_flight)
+                if debounce.seq != seq:
+                    continue  # new events came in meanwhile: judge the burst again
+                if not confirmed and debounce.hold_unconfirmed():
+                    continue
+                if debounce.hold_in_flight(signatures):
+                    continue
+                cut = debounce.cut(signatures)
+            batch = ChangeBatch(self, cut)
             try:
                 self._on_change(batch)
             except Exception:
                 logger.exception("on_change failed for %r", batch)
 
-    def _unchanged_since(self, states: dict[str, _Pending], cut_seq: int) -> bool:
-        with self._cond:
-            return all(self._last_seq.get(p, 0) <= cut_seq for p in states)
+    # --- what a batch asks (any thread) ----------------------------------------------------
 
-    def _requeue(
-        self, states: dict[str, _Pending], cut_seq: int, signatures: dict[str, _Signature]
-    ) -> None:
-        given_up: list[str] = []
+    def _changed_since(self, cut: Cut) -> bool:
+        with self._cond:
+            return self._debounce.changed_since(cut)
+
+    def _requeue(self, cut: Cut) -> None:
         with self._cond:
             if self._stopping:
                 return
-            attempts_max = 0
-            reports_close = self._backend is not None and self._backend.reports_close
-            for path, pending in states.items():
-                if self._last_seq.get(path, 0) > cut_seq:
-                    continue  # a newer event already brings it back
-                if reports_close and pending.state == _WRITING:
-                    continue  # still open for writing: its close-after-write brings it back
-                attempts = self._attempts.get(path, 0) + 1
-                if attempts > MAX_RETRIES:
-                    self._attempts.pop(path, None)
-                    given_up.append(path)
-                    continue
-                self._attempts[path] = attempts
-                attempts_max = max(attempts_max, attempts)
-                self._pending.setdefault(
-                    path, _Pending(pending.state, pending.seq, signatures.get(path), requeued=True)
-                )
-            if attempts_max:
-                self._retries += 1
-                delay = self.quiet * 2 ** (attempts_max - 1)
-                if not reports_close:
-                    # Polling confirms a file by seeing it unchanged again: give a slow
-                    # writer at least one scan to show its next change.
-                    delay = max(delay, self.poll_interval)
-                at = time.monotonic() + delay
-                self._retry_at = at if self._retry_at is None else min(self._retry_at, at)
-                self._cond.notify_all()
-            self._gave_up += len(given_up)
+            given_up = self._debounce.requeue(cut)
+            self._cond.notify_all()
         if given_up:
             logger.warning(
                 "gave up on %d changed file(s) after %d retries (%s); the next change"
