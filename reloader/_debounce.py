@@ -5,17 +5,23 @@ rename it over the target; vim: rename to a backup, probe, write, delete the bac
 and a ``git checkout`` is a burst over many files. :class:`Debouncer` keeps, for every
 path of the current burst, the state its last event left it in, and says when to cut:
 
-- one file, closed after writing or renamed into place: at once. The watcher first
-  sends a barrier through the backend (every event older than the cut has then
-  arrived) and looks at the file again; an event that arrived meanwhile means the
-  burst goes on, and it is judged again with the new event.
+- one file, closed after writing or renamed into place, that was the only file of
+  an earlier batch (the file being edited): at once. The watcher first sends a
+  barrier through the backend (every event older than the cut has then arrived) and
+  looks at the file again; an event that arrived meanwhile means the burst goes on,
+  and it is judged again with the new event.
+- one file closed after writing that was not saved alone before: after a short
+  settle window (``quiet / 5``). Nothing tells the first file of a burst from a
+  single save but what comes next, and a writer may need a few milliseconds to get
+  the processor back: a ``git checkout`` on a busy machine, or a writer thread in
+  this very process that our own threads kept off the GIL since its close.
 - a file still open for writing (modified, no close yet; inotify): at its close, at
   most ``2 x max_wait`` after the burst began.
 - anything else (several files, a deletion, anything under polling, which sees no
   close): after ``quiet`` seconds without an event, at most ``max_wait`` after the
   burst began (then at the first moment no file is open for writing).
 
-A batch of one file cut at its close is a bet that the burst is over. When any other
+A batch of one file cut at once is a bet that the burst is over. When any other
 event arrives before the consumer has used it (a ``git checkout`` whose writer paused
 right after its first file), :meth:`ChangeBatch.still_valid` says False, and the
 consumer's :meth:`ChangeBatch.retry` puts the file back into the burst that goes on:
@@ -41,10 +47,14 @@ __all__ = ["CLOSED", "GONE", "LISTED", "MAX_RETRIES", "WRITING", "ChangeBatch", 
 #: delivered again before it is dropped.
 MAX_RETRIES = 5
 
-#: The fraction of ``quiet`` waited when the barrier cannot be sent (no watched folder
-#: may be touched), and, under polling, before looking again at a file that changed
-#: with no event yet.
+#: The fraction of ``quiet`` that a single file not saved alone before waits, that a
+#: single file waits when the barrier cannot be sent (no watched folder may be
+#: touched), and that polling waits before looking again at a file that changed with
+#: no event yet.
 SETTLE = 0.2
+
+#: How many files saved alone are remembered (the oldest is forgotten first).
+EDITED_MEMORY = 256
 
 # Per-path states within a burst.
 WRITING = "writing"  # created or modified, no close-after-write seen yet
@@ -82,7 +92,7 @@ class Cut:
     signatures: dict[str, Signature | None]
     #: Cut (at the hard cap) while a file was still being written: never valid.
     unsettled: bool
-    #: One file cut at once at its close: any later event voids it.
+    #: One file closed after writing, cut alone: any later event voids it.
     single: bool
 
 
@@ -114,6 +124,8 @@ class Debouncer:
         self._last_event: float | None = None
         self._retry_at: float | None = None
         self._hold_until: float | None = None
+        # Files that were the only file of a batch, oldest first: being edited.
+        self._edited: dict[str, None] = {}
         # Counters for the owner's stats().
         self.events = 0
         self.batches = 0
@@ -160,7 +172,9 @@ class Debouncer:
             # max_wait, cutting now would hand over a file in the middle of a save.
             due = hard
         elif self.reports_close and fresh == [CLOSED]:
-            due = self._last_event
+            path = next(p for p, pending in self.pending.items() if not pending.requeued)
+            settle = 0.0 if path in self._edited else self.quiet * SETTLE
+            due = min(self._burst_start + self.max_wait, self._last_event + settle)
         else:
             due = min(self._burst_start + self.max_wait, self._last_event + self.quiet)
         if self._hold_until is not None:
@@ -239,6 +253,12 @@ class Debouncer:
             return p.state == CLOSED and sig == p.signature and sig[0] > 0
 
         closed = frozenset(path for path, p in states.items() if complete(path, p))
+        if single:
+            (path,) = states
+            self._edited.pop(path, None)
+            self._edited[path] = None
+            if len(self._edited) > EDITED_MEMORY:
+                del self._edited[next(iter(self._edited))]
         self._burst_start = self._last_event = self._retry_at = self._hold_until = None
         self.batches += 1
         return Cut(states, closed, self.seq, dict(signatures), unsettled, single)
@@ -294,6 +314,7 @@ class Debouncer:
         self.pending.clear()
         self._last_seq.clear()
         self._attempts.clear()
+        self._edited.clear()
         self._burst_start = self._last_event = self._retry_at = self._hold_until = None
 
 

@@ -81,12 +81,16 @@ class InotifyBackend:
         # Opens the descriptor: EMFILE (the instance limit) surfaces here.
         self._fd = InotifyFD()
         self._fd.name = "hotmod-watch-inotify"
-        # Folder <-> watch descriptor, and the barriers awaited per folder; owned by
+        # Folder <-> watch descriptor, the barrier awaited (per folder) and the
+        # folders whose barrier came back too late to be awaited any more; owned by
         # _lock, never held while calling the sink or the descriptor.
         self._lock = threading.Lock()
         self._wd_of: dict[str, WatchDescriptor] = {}
         self._folder_of: dict[WatchDescriptor, str] = {}
-        self._barriers: dict[str, list[threading.Event]] = {}
+        self._awaited: dict[str, threading.Event] = {}
+        self._late: set[str] = set()
+        # One barrier on its way at a time: an arrival then answers exactly one sync().
+        self._sync_lock = threading.Lock()
 
     def start(self) -> None:
         self._fd.start()
@@ -113,6 +117,7 @@ class InotifyBackend:
             wd = self._wd_of.pop(folder, None)
             if wd is not None and self._folder_of.get(wd) == folder:
                 del self._folder_of[wd]
+            self._late.discard(folder)
         if wd is not None:
             self._fd.remove_callbacks([(wd, _CALLBACK)])
 
@@ -123,24 +128,30 @@ class InotifyBackend:
         change of one watched folder, made now, arrives after every earlier event of
         the whole tree. The folder's times are set to what they already are (only
         its ctime moves). The first of ``folders`` that takes it carries the barrier.
+        A barrier that does not come back within ``timeout`` leaves its folder out of
+        later barriers until it arrives, so that it never answers a later call.
         """
-        passed = threading.Event()
-        for folder in folders:
-            with self._lock:
-                if folder not in self._wd_of:
-                    continue
-                self._barriers.setdefault(folder, []).append(passed)
-            try:
-                st = os.stat(folder)
-                os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
-            except OSError:  # gone, or not ours to touch: try the next one
+        with self._sync_lock:
+            for folder in folders:
+                passed = threading.Event()
                 with self._lock:
-                    waiting = self._barriers.get(folder, [])
-                    if passed in waiting:
-                        waiting.remove(passed)
-                continue
-            return passed.wait(max(0.0, timeout))
-        return False
+                    if folder not in self._wd_of or folder in self._late:
+                        continue
+                    self._awaited[folder] = passed
+                try:
+                    st = os.stat(folder)
+                    os.utime(folder, ns=(st.st_atime_ns, st.st_mtime_ns))
+                except OSError:  # gone, or not ours to touch: try the next one
+                    with self._lock:
+                        self._awaited.pop(folder, None)
+                    continue
+                if passed.wait(max(0.0, timeout)):
+                    return True
+                with self._lock:
+                    if self._awaited.pop(folder, None) is passed:
+                        self._late.add(folder)
+                return False
+            return False
 
     # --- the reader thread (watchdog's InotifyFD calls these) ---------------------------
 
@@ -172,18 +183,19 @@ class InotifyBackend:
 
     def _barrier_passed(self, folder: str) -> None:
         with self._lock:
-            passed = self._barriers.pop(folder, [])
-        for event in passed:
-            event.set()
+            passed = self._awaited.pop(folder, None)
+            if passed is None:
+                self._late.discard(folder)
+        if passed is not None:
+            passed.set()
 
     # --- lifecycle -------------------------------------------------------------------
 
     def stop(self, timeout: float) -> list[threading.Thread]:
         with self._lock:
-            barriers, self._barriers = self._barriers, {}
-        for waiting in barriers.values():  # nobody will pass them now
-            for event in waiting:
-                event.set()
+            awaited, self._awaited = self._awaited, {}
+        for passed in awaited.values():  # nothing will come back now
+            passed.set()
         if self._fd.ident is not None:
             self._fd.stop()  # removes every watch, wakes the reader, which closes the fd
             if self._fd is not threading.current_thread():

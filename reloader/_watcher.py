@@ -534,11 +534,8 @@ class Watcher:
             # First make sure no event that happened before now is still on its way
             # (a save's truncate queued behind the close of the previous save, or the
             # next file of a burst), then look at the files.
-            confirmed = True
-            if backend is not None and backend.reports_close and deadline is not None:
-                where = [os.path.dirname(p) for p in paths] + [str(r) for r in self.roots]
-                timeout = max(self.quiet, deadline - time.monotonic())
-                confirmed = backend.sync(dict.fromkeys(where), timeout)
+            timeout = self.max_wait if deadline is None else deadline - time.monotonic()
+            confirmed = self._sync(backend, paths, max(self.quiet, timeout))
             signatures = {path: file_signature(path) for path in paths}
             with self._cond:
                 if self._stopping:
@@ -556,9 +553,20 @@ class Watcher:
             except Exception:
                 logger.exception("on_change failed for %r", batch)
 
+    def _sync(self, backend: Backend | None, paths: Iterable[str], timeout: float) -> bool:
+        """Wait until every event older than now has been handled (inotify); True when
+        that is sure. The barrier goes through the folders of ``paths`` or a root."""
+        if backend is None or not backend.reports_close:
+            return True
+        where = [os.path.dirname(p) for p in paths] + [str(r) for r in self.roots]
+        return backend.sync(dict.fromkeys(where), timeout)
+
     # --- what a batch asks (any thread) ----------------------------------------------------
 
     def _changed_since(self, cut: Cut) -> bool:
+        # A write that the consumer's read saw happened before now: once the barrier
+        # is back, its event has been counted, however far it lagged behind.
+        self._sync(self._backend, cut.states, self.max_wait)
         with self._cond:
             return self._debounce.changed_since(cut)
 
@@ -568,9 +576,10 @@ class Watcher:
                 return
             given_up = self._debounce.requeue(cut)
             self._cond.notify_all()
-        if given_up:
-            logger.warning(
-                "gave up on %d changed file(s) after %d retries (%s); the next change"
-                " of a file brings it back",
-                len(given_up), MAX_RETRIES, ", ".join(sorted(given_up)[:3]),
-            )
+            if given_up:
+                # Logged before stats() can show the count: whoever sees one sees both.
+                logger.warning(
+                    "gave up on %d changed file(s) after %d retries (%s); the next change"
+                    " of a file brings it back",
+                    len(given_up), MAX_RETRIES, ", ".join(sorted(given_up)[:3]),
+                )

@@ -768,6 +768,76 @@ def test_a_server_importing_hundreds_of_modules_and_reading_files_never_floods_i
             sys.modules.pop(name, None)
 
 
+def test_one_inotify_descriptor_and_one_reader_thread_watch_the_whole_tree(root: Path) -> None:
+    for i in range(40):
+        (root / "pkg" / f"sub{i}").mkdir()
+    threads_before = set(threading.enumerate())
+    fds_before = set(inotify_fds())
+    watcher = Watcher([root], on_change=lambda b: None, poll=False)
+    watcher.start()
+    try:
+        new_fds = set(inotify_fds()) - fds_before
+        new_threads = set(threading.enumerate()) - threads_before
+        assert len(watcher.folders()) == 42
+        assert len(new_fds) == 1
+        assert len(inotify_watch_masks(new_fds)) == 42
+        assert sorted(t.name for t in new_threads) == ["hotmod-watch-dispatch", "hotmod-watch-inotify"]
+    finally:
+        watcher.stop()
+
+
+def test_a_single_file_batch_is_void_once_another_file_changes_and_its_retry_joins_that_burst(
+    root: Path,
+) -> None:
+    """One file closed after writing is handed over at once; if the burst goes on
+    (a git checkout whose writer paused after its first file), the consumer learns it
+    from still_valid() before using the batch, and the retried file comes with the rest."""
+    mod = root / "pkg" / "mod.py"
+    other = root / "pkg" / "other.py"
+    verdicts: list[bool] = []
+
+    def react(batch: ChangeBatch) -> None:
+        if not verdicts:
+            assert batch.still_valid()
+            other.write_text("OTHER = 1\n")  # while the consumer is still "loading"
+            wait_until(lambda: not batch.still_valid(), what="the burst going on")
+            verdicts.append(batch.still_valid())
+            batch.retry()
+
+    recorder = Recorder(react)
+    watcher = Watcher([root], on_change=recorder, poll=False)
+    watcher.start()
+    try:
+        mod.write_text("VALUE = 2\n")
+        wait_until(lambda: len(recorder.batches) >= 2)
+
+        assert recorder.batches[0].paths == {mod}
+        assert verdicts == [False]
+        assert recorder.batches[1].paths == {mod, other}
+        assert recorder.batches[1].still_valid()
+    finally:
+        watcher.stop()
+
+
+def test_lost_inotify_events_deliver_every_known_file_again(
+    root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    recorder = Recorder()
+    watcher = Watcher([root], on_change=recorder, poll=False)
+    watcher.start()
+    try:
+        backend = watcher._backend
+        assert backend is not None
+        with caplog.at_level(logging.WARNING, logger="hotmod.watcher"):
+            backend.on_queue_overflow()  # type: ignore[attr-defined]  # what the kernel's IN_Q_OVERFLOW triggers
+            wait_until(
+                lambda: recorder.all_paths() >= {root / "pkg" / "__init__.py", root / "pkg" / "mod.py"}
+            )
+        assert "overflowed" in caplog.text
+    finally:
+        watcher.stop()
+
+
 # --- fork -----------------------------------------------------------------------------------
 
 
