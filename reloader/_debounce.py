@@ -9,7 +9,9 @@ path of the current burst, the state its last event left it in, and says when to
   an earlier batch (the file being edited): at once. The watcher first sends a
   barrier through the backend (every event older than the cut has then arrived) and
   looks at the file again; an event that arrived meanwhile means the burst goes on,
-  and it is judged again with the new event.
+  and it is judged again with the new event. A file whose batch was followed within
+  ``quiet`` by another file's event, or handed back, is no longer taken as being
+  edited.
 - one file closed after writing that was not saved alone before: after a short
   settle window (``quiet / 5``). Nothing tells the first file of a burst from a
   single save but what comes next, and a writer may need a few milliseconds to get
@@ -126,6 +128,9 @@ class Debouncer:
         self._hold_until: float | None = None
         # Files that were the only file of a batch, oldest first: being edited.
         self._edited: dict[str, None] = {}
+        # The last batch of one file and when it was cut: a burst that follows within
+        # ``quiet`` shows that the file starts bursts rather than being edited alone.
+        self._last_single: tuple[str, float] | None = None
         # Counters for the owner's stats().
         self.events = 0
         self.batches = 0
@@ -137,6 +142,11 @@ class Debouncer:
     def note(self, path: str, state: str, signature: Signature | None) -> None:
         """An event left the file at ``path`` in ``state``, looking like ``signature``."""
         now = self.clock()
+        if self._last_single is not None:
+            alone, cut_at = self._last_single
+            if path != alone and now - cut_at < self.quiet:
+                self._edited.pop(alone, None)
+            self._last_single = None
         self.seq += 1
         self.events += 1
         self._last_seq[path] = self.seq
@@ -259,6 +269,7 @@ class Debouncer:
             self._edited[path] = None
             if len(self._edited) > EDITED_MEMORY:
                 del self._edited[next(iter(self._edited))]
+            self._last_single = (path, self.clock())
         self._burst_start = self._last_event = self._retry_at = self._hold_until = None
         self.batches += 1
         return Cut(states, closed, self.seq, dict(signatures), unsettled, single)
@@ -285,6 +296,10 @@ class Debouncer:
         :data:`MAX_RETRIES` attempts in a row."""
         given_up: list[str] = []
         attempts_max = 0
+        if cut.single:
+            # The bet that the burst was over was lost, or the file was mid-write.
+            for path in cut.states:
+                self._edited.pop(path, None)
         for path, pending in cut.states.items():
             if self._last_seq.get(path, 0) > cut.seq:
                 continue  # a newer event already brings it back
@@ -315,6 +330,7 @@ class Debouncer:
         self._last_seq.clear()
         self._attempts.clear()
         self._edited.clear()
+        self._last_single = None
         self._burst_start = self._last_event = self._retry_at = self._hold_until = None
 
 

@@ -115,9 +115,37 @@ def test_the_first_single_save_of_a_file_waits_a_short_settle_window(
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
 
 
+def test_a_file_whose_single_batch_is_followed_by_a_burst_is_no_longer_taken_as_edited(
+    debounce: Debouncer, clock: Clock
+) -> None:
+    edited(debounce, "/p/a.py")
+    debounce.note("/p/b.py", CLOSED, SIG)  # within quiet of a.py's batch: a burst went on
+    clock.advance(QUIET)
+    cut_now(debounce, {"/p/b.py": SIG})
+    clock.advance(5.0)
+
+    debounce.note("/p/a.py", CLOSED, SIG)
+
+    assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+
+
+def test_a_file_whose_single_batch_is_handed_back_is_no_longer_taken_as_edited(
+    debounce: Debouncer, clock: Clock
+) -> None:
+    debounce.note("/p/a.py", CLOSED, SIG)
+    debounce.requeue(cut_now(debounce, {"/p/a.py": SIG}))
+    cut_now(debounce, {"/p/a.py": SIG})  # the handed-back batch: not single
+    clock.advance(5.0)
+
+    debounce.note("/p/a.py", CLOSED, SIG)
+
+    assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+
+
 def test_only_the_latest_files_saved_alone_are_remembered(debounce: Debouncer, clock: Clock) -> None:
     for i in range(EDITED_MEMORY + 1):
         edited(debounce, f"/p/m{i}.py")
+        clock.advance(1.0)  # saved one after another, not in a burst
 
     debounce.note("/p/m0.py", CLOSED, SIG)
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
