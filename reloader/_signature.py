@@ -24,7 +24,6 @@ def file_signature(path: str | os.PathLike[str]) -> Signature | None:
     """The signature of the file at ``path``; None when it does not exist (or
     cannot be looked at)."""
     try:
-        st = os.stat(path)
+        return signature_of(os.stat(path))
     except OSError:
         return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
