@@ -23,6 +23,7 @@ import http.client
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -518,3 +519,24 @@ def demo_starter(root: Path, port: int) -> Iterator[Callable[..., DemoServer]]:
             return DemoServer(root, port, serve_demo(stack, root, port, remove_from_db))
 
         yield start
+
+
+def child_report(pid: int, read_end: int, write_end: int) -> list[str]:
+    """The words a forked child wrote to the pipe before it exited. Waits a bounded
+    time for both; a child still running afterwards is killed, and the pipe closed."""
+    os.close(write_end)
+    try:
+        ready, _, _ = select.select([read_end], [], [], 30)
+        assert ready, "the child reported nothing in 30 s"
+        report = os.read(read_end, 4096).decode().split()
+        deadline = time.monotonic() + 10
+        while os.waitpid(pid, os.WNOHANG) == (0, 0):
+            assert time.monotonic() < deadline, "the child did not exit"
+            time.sleep(0.01)
+        pid = 0
+        return report
+    finally:
+        os.close(read_end)
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)

@@ -12,18 +12,16 @@ import io
 import json
 import logging
 import os
-import select
 import sys
 import textwrap
 import threading
-import time
 from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import wait_until
-from support import call, serving, write
+from support import call, child_report, serving, write
 from werkzeug.test import Client
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload, cli
@@ -370,21 +368,7 @@ def test_a_forked_child_drains_the_generations_its_parent_had_requests_in(
             finally:
                 os.write(write_end, " ".join(report).encode())
                 os._exit(0)
-        try:
-            os.close(write_end)
-            ready, _, _ = select.select([read_end], [], [], 30)
-            assert ready, "the child reported nothing in 30 s"
-            report = os.read(read_end, 4096).decode().split()
-            deadline = time.monotonic() + 10
-            while os.waitpid(pid, os.WNOHANG) == (0, 0):
-                assert time.monotonic() < deadline, "the child did not exit"
-                time.sleep(0.01)
-            pid = 0
-        finally:
-            os.close(read_end)
-            if pid:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
+        report = child_report(pid, read_end, write_end)
         assert report == ["handled=True", "first=retired", "reloaded=3", "second=retired", "purged=v1,v2"]
         # In the parent the requests are still running: nothing retired under them.
         assert (first.state, first.in_flight, second.state) == ("draining", 1, "current")

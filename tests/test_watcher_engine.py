@@ -9,7 +9,6 @@ module in it.
 from __future__ import annotations
 
 import os
-import select
 import sys
 import textwrap
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import wait_until
+from support import child_report
 
 from hotmod.reloader import Reloader, ReloadEvent
 
@@ -316,24 +316,10 @@ def test_a_forked_child_watches_and_reloads_on_its_own(
             status = 0
         finally:
             os._exit(status)
-    try:
-        os.close(write_end)
-        ready, _, _ = select.select([read_end], [], [], 30)
-        assert ready, "the child reported nothing in 30 s"
-        report = os.read(read_end, 4096).decode().split()
-        deadline = time.monotonic() + 10
-        while os.waitpid(pid, os.WNOHANG) == (0, 0):
-            assert time.monotonic() < deadline, "the child did not exit"
-            time.sleep(0.01)
-        pid = 0
-        assert report == ["inherited-inotify=0", "handled=True", "value=child"]
-        # The parent's own watcher saw the same edit.
-        wait_until(lambda: e.r.current.target({}, None) == "child")
-    finally:
-        os.close(read_end)
-        if pid:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
+    report = child_report(pid, read_end, write_end)
+    assert report == ["inherited-inotify=0", "handled=True", "value=child"]
+    # The parent's own watcher saw the same edit.
+    wait_until(lambda: e.r.current.target({}, None) == "child")
 
 
 def test_a_busy_app_importing_hundreds_of_modules_and_reading_files_reloads_every_edit(
