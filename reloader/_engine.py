@@ -522,6 +522,11 @@ class Reloader:
                 force=False, scan=True, empty_ok=empty_ok, probe=probe,
             )
         names, by_extra = _plan.modules_of(paths, self._registry, self.roots, self._extra, self._module_name)
+        if self.last_error is not None:
+            # A failed plan's edits are still unloaded: a fix that lands in another
+            # file (a view registered for a route the same save removed) must bring
+            # them in too, or the next generation serves their old code.
+            names |= {n for n in self._attempted if n in self._registry}
         return _plan.find_changes(
             names, self._registry, self.roots,
             force=force or by_extra, scan=False, empty_ok=empty_ok, probe=probe,

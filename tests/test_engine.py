@@ -814,6 +814,37 @@ def test_undoing_a_failed_edit_clears_the_error_without_a_new_generation(
     assert r.last_error is None and got == ["recovered"]
 
 
+CHECKED_APP = """
+from app import routes, views
+if routes.ROUTES != views.VIEWS:
+    raise LookupError(f"no view for {set(views.VIEWS) ^ set(routes.ROUTES)}")
+
+def app(environ, start_response):
+    return routes.ROUTES
+"""
+
+
+def test_a_fix_in_another_file_also_loads_the_failed_edit(
+    app: Path, write: Write, engines: Callable[..., Reloader]
+) -> None:
+    # A route removed while its view stays fails in the app, which checks both; the
+    # fix lands in views.py, which routes.py does not import: the next generation must
+    # hold both edits, not the fix over the old routes.py.
+    r = engines()
+    r.load()
+    write("app/routes.py", "ROUTES = ['home', 'about']\n")
+    write("app/views.py", "VIEWS = ['home', 'about']\n")
+    write("app/wsgi.py", CHECKED_APP)
+    assert r.reload([app / "wsgi.py"]) == 2
+    routes = write("app/routes.py", "ROUTES = ['home']\n")
+    with pytest.raises(ReloadError):
+        r.reload([routes])
+    write("app/views.py", "VIEWS = ['home']\n")
+    assert r.reload([app / "views.py"]) == 3
+    assert r.last_error is None
+    assert r.current.target({}, None) == ["home"]
+
+
 def test_keeping_a_reload_error_keeps_no_old_generation_alive(
     app: Path, write: Write, engines: Callable[..., Reloader]
 ) -> None:
