@@ -528,6 +528,12 @@ class EngineModel(RuleBasedStateMachine):
         else:
             changed = {s for s in paths if s in self.loaded and self.disk[s] is not None}
             deleted = {s for s in paths if s in self.loaded and self.disk[s] is None}
+            if self.failed:
+                # A failed plan's edits come again with the next one, whichever file
+                # that names: they are still not loaded.
+                changed |= {s for s in self.attempted if s in self.loaded
+                            and self.disk[s] is not None and self.disk[s] != self.loaded[s].spec}
+                deleted |= {s for s in self.attempted if s in self.loaded and self.disk[s] is None}
             real = [self.path(s) for s in paths]
         self.reload_and_check(changed, deleted, real)
         self.check_state()
