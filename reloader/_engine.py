@@ -109,7 +109,6 @@ class Reloader:
         self._pending: set[str] = set()
         # A copy of the graph's edges, published with each generation, so that graph()
         # never waits on a reload (a plan may run slow module code).
-        self._published_deps: dict[str, frozenset[str]] = {}
         # Written by the reload path; None until a restart is needed.
         self._restart: dict[str, Any] | None = None
 
@@ -237,7 +236,7 @@ class Reloader:
 
         Never waits on a reload: it reads what was published with the current generation."""
         with self._state_lock:
-            deps, present = self._published_deps, self.current.modules
+            deps, present = self._graph.published(), self.current.modules
         return {m: sorted(d for d in ds if d in present) for m, ds in sorted(deps.items())}
 
     def imports(self) -> set[str]:
@@ -651,9 +650,8 @@ class Reloader:
     def _publish_graph(self) -> None:
         """Publish the graph's edges for :meth:`graph` after a change made outside a
         swap (which publishes them with the new generation)."""
-        edges = self._graph.edges()
         with self._state_lock:
-            self._published_deps = edges
+            self._graph.publish()
 
     # -- one plan ------------------------------------------------------------------
 
@@ -668,7 +666,9 @@ class Reloader:
         started = time.perf_counter()
         self._loaded_at = time.time()
         base_gen = self._current
-        base: dict[str, ModuleType] = dict(base_gen._modules or {}) if base_gen else {}
+        # The current generation's table is not written while a plan runs (strays
+        # are adopted before planning, under the same lock): read it in place.
+        base: dict[str, ModuleType] = (base_gen._modules or {}) if base_gen else {}
         table = dict(base)
         for name in changes.deleted:
             table.pop(name, None)
@@ -805,14 +805,13 @@ class Reloader:
         replaced = _swap.replaced_instances(stage, base, deleted, self._registry)
         _swap.record_plan(stage, deleted, self._registry, self._graph, number, self._loaded_at)
         stage.importer.stage = None
-        edges = self._graph.edges()
         with self._state_lock:
             _swap.bind_packages(stage, base, deleted, self._registry)
             previous = self._current
             gen._make_current()
             self._retirement.add(gen, replaced)
             self._current = gen
-            self._published_deps = edges
+            self._graph.publish()
             self.last_error = None
             self._counts["reloads"] += 0 if previous is None else 1
             self._counts["clone_errors"] += len(stage.clone_failed)

@@ -88,6 +88,9 @@ class Graph:
     def __init__(self) -> None:
         self._deps: dict[str, frozenset[str]] = {}
         self._importers: dict[str, set[str]] = {}
+        # What readers see (:meth:`publish`), and the modules changed since.
+        self._published: dict[str, frozenset[str]] = {}
+        self._unpublished: set[str] = set()
 
     def set_deps(self, module: str, deps: Iterable[str]) -> None:
         new = frozenset(d for d in deps if d != module)
@@ -101,6 +104,7 @@ class Graph:
         for dep in new - old:
             self._importers.setdefault(dep, set()).add(module)
         self._deps[module] = new
+        self._unpublished.add(module)
 
     def remove(self, module: str) -> None:
         self.set_deps(module, ())
@@ -112,9 +116,20 @@ class Graph:
     def deps(self, module: str) -> frozenset[str]:
         return self._deps.get(module, frozenset())
 
-    def edges(self) -> dict[str, frozenset[str]]:
-        """A copy of every module's edges (the sets themselves are immutable)."""
-        return dict(self._deps)
+    def publish(self) -> None:
+        """Make the edges changed since the last call visible to :meth:`published`:
+        O(changed modules). The caller holds the lock that readers take."""
+        for module in self._unpublished:
+            deps = self._deps.get(module)
+            if deps is None:
+                self._published.pop(module, None)
+            else:
+                self._published[module] = deps
+        self._unpublished.clear()
+
+    def published(self) -> dict[str, frozenset[str]]:
+        """A copy of the edges as last published (under the lock :meth:`publish` takes)."""
+        return dict(self._published)
 
     def snapshot(self, present: Mapping[str, object]) -> dict[str, list[str]]:
         return {m: sorted(d for d in deps if d in present) for m, deps in sorted(self._deps.items())}

@@ -48,6 +48,7 @@ class Registry:
         self._children: dict[str, set[str]] = {}  # package → its loaded submodules
         #: Extra (non-Python) file → modules that opened it while executing.
         self.readers: dict[str, set[str]] = {}
+        self._read_by: dict[str, set[str]] = {}  # module → the files it opened
         #: Importer → modules it loaded by name (importlib, a framework's include): no
         #: statement names them, so they are kept across the importer's re-runs.
         self.by_name: dict[str, set[str]] = {}
@@ -104,16 +105,19 @@ class Registry:
 
     def replace_readers(self, gone: set[str], opened: dict[str, set[str]]) -> None:
         """Each re-executed module's readings replace its previous ones, so that a
-        module opening a new file name on every load (a temporary file) grows nothing."""
-        if gone and self.readers:
-            for path in list(self.readers):
-                readers = self.readers[path] - gone
-                if readers:
-                    self.readers[path] = readers
-                else:
-                    del self.readers[path]
+        module opening a new file name on every load (a temporary file) grows nothing.
+        O(the plan's modules and their files), whatever the tree's size."""
+        for name in gone:
+            for path in self._read_by.pop(name, ()):
+                readers = self.readers.get(path)
+                if readers is not None:
+                    readers.discard(name)
+                    if not readers:
+                        del self.readers[path]
         for path, names in opened.items():
             self.readers.setdefault(path, set()).update(names)
+            for name in names:
+                self._read_by.setdefault(name, set()).add(path)
 
     def note_by_name(self, graph: Graph, importer: str, names: Iterable[str]) -> None:
         """Record that ``importer`` loaded ``names`` by name: edges kept across its re-runs."""
