@@ -6,17 +6,18 @@ and a ``git checkout`` is a burst over many files. :class:`Debouncer` keeps, for
 path of the current burst, the state its last event left it in, and says when to cut:
 
 - one file, closed after writing or renamed into place, that was the only file of
-  an earlier batch (the file being edited): at once. The watcher first sends a
-  barrier through the backend (every event older than the cut has then arrived) and
-  looks at the file again; an event that arrived meanwhile means the burst goes on,
-  and it is judged again with the new event. A file whose batch was followed within
-  ``quiet`` by another file's event, or handed back, is no longer taken as being
-  edited.
+  an earlier batch (the file being edited): at once, with no barrier. The consumer's
+  :meth:`ChangeBatch.still_valid` sends the barrier through the backend before it
+  acts (every event older than it has then arrived): an event that came after the
+  cut voids the batch, and :meth:`ChangeBatch.retry` puts the file back into the
+  burst that goes on. A file whose batch was followed within ``quiet`` by another
+  file's event, or handed back, is no longer taken as being edited.
 - one file closed after writing that was not saved alone before: after a short
-  settle window (``quiet / 5``). Nothing tells the first file of a burst from a
-  single save but what comes next, and a writer may need a few milliseconds to get
-  the processor back: a ``git checkout`` on a busy machine, or a writer thread in
-  this very process that our own threads kept off the GIL since its close.
+  settle window (``quiet / 5``) and a barrier. Nothing tells the first file of a
+  burst from a single save but what comes next, and a writer may need a few
+  milliseconds to get the processor back: a ``git checkout`` on a busy machine, or a
+  writer thread in this very process that our own threads kept off the GIL since
+  its close.
 - a file still open for writing (modified, no close yet; inotify): at its close, at
   most ``2 x max_wait`` after the burst began.
 - anything else (several files, a deletion, anything under polling, which sees no
@@ -202,6 +203,14 @@ class Debouncer:
         """Whether the burst is one file closed after writing (or renamed into place)."""
         fresh = [p.state for p in self.pending.values() if not p.requeued]
         return self.reports_close and fresh == [CLOSED]
+
+    def needs_barrier(self) -> bool:
+        """Whether the watcher sends a barrier before the cut. Not for the file being
+        edited, saved alone again: the consumer's :meth:`ChangeBatch.still_valid`
+        sends one before it acts, and any event older than it voids the batch."""
+        if not self.is_single() or len(self.pending) != 1:
+            return True
+        return next(iter(self.pending)) not in self._edited
 
     # --- just before a cut: the owner has sent the barrier and looked at the files ---------
 

@@ -8,6 +8,7 @@ import gc
 import logging
 import sys
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -18,6 +19,10 @@ from ._events import ReloadEvent
 from ._loader import TOKEN, InstanceToken
 
 log = logging.getLogger("hotmod")
+
+#: While retirements keep coming, the leak check waits at most this many times its
+#: delay after the first one waiting for it.
+QUIET_CAP = 10
 
 #: (module name, generation it was born in, its weak reference, its token's, looks so far)
 _Watched = tuple[str, int, weakref.ref[ModuleType], weakref.ref[InstanceToken] | None, int]
@@ -39,18 +44,28 @@ class LeakWatch:
         self._publish = publish
         self._lock = threading.Lock()  # guards the three fields below
         self._watch: list[_Watched] = []
+        # When the first and the latest retirement waiting for the check came.
+        self._first = self._latest = 0.0
         # The latest leaks only (the status serves them whole); ``count`` counts them all.
         self.leaked: deque[dict[str, Any]] = deque(maxlen=keep)
         self.count = 0
 
     def watch(self, instances: Iterable[tuple[str, int, ModuleType]]) -> None:
-        """Check ``(name, born, instance)`` after ``delay`` seconds and a collection."""
+        """Check ``(name, born, instance)`` with a collection once no retirement has
+        come for ``delay`` seconds: a full collection takes milliseconds on a large
+        heap, and while edits keep coming it would land in the next reload or its
+        first request. While they never stop, the check runs ``QUIET_CAP x delay``
+        after the first retirement waiting for it."""
         watch = [(name, born, weakref.ref(module), token_ref(module), 0) for name, born, module in instances]
         if not watch:
             return
+        now = time.monotonic()
         with self._lock:
             # One collection covers every retirement queued before it runs.
             schedule = not self._watch
+            if schedule:
+                self._first = now
+            self._latest = now
             self._watch.extend(watch)
         if schedule:
             self._submit(self._check, self.delay)
@@ -64,7 +79,16 @@ class LeakWatch:
 
     def _check(self) -> None:
         with self._lock:
-            watch, self._watch = self._watch, []
+            now = time.monotonic()
+            wait = self._latest + self.delay - now
+            if wait > 0 and now - self._first < QUIET_CAP * self.delay:
+                later = True  # a retirement came meanwhile: edits are still coming
+            else:
+                later = False
+                watch, self._watch = self._watch, []
+        if later:
+            self._submit(self._check, wait)
+            return
         gc.collect()
         again = []
         for name, born, module_ref, token_ref_, checks in watch:

@@ -523,7 +523,7 @@ class Watcher:
                 seq = debounce.seq
                 paths = list(debounce.pending)
                 deadline = debounce.deadline()
-                backend = self._backend
+                backend = self._backend if debounce.needs_barrier() else None
             if reason is not None:
                 try:
                     self._switch_to_polling(reason)
@@ -532,8 +532,8 @@ class Watcher:
                 continue
             # Outside the lock: the backend's thread keeps delivering events meanwhile.
             # First make sure no event that happened before now is still on its way
-            # (a save's truncate queued behind the close of the previous save, or the
-            # next file of a burst), then look at the files.
+            # (the next file of a burst), then look at the files. The file being
+            # edited skips this: the consumer's still_valid() carries the barrier.
             timeout = self.max_wait if deadline is None else deadline - time.monotonic()
             confirmed = self._sync(backend, paths, max(self.quiet, timeout))
             signatures = {path: file_signature(path) for path in paths}

@@ -84,7 +84,7 @@ def edited(debounce: Debouncer, path: str) -> None:
     assert cut_now(debounce, {path: SIG}).single
 
 
-def test_a_file_saved_alone_before_is_due_at_once_when_saved_again(
+def test_a_file_saved_alone_before_is_due_at_once_when_saved_again_with_no_barrier(
     debounce: Debouncer, clock: Clock
 ) -> None:
     edited(debounce, "/p/a.py")
@@ -94,6 +94,7 @@ def test_a_file_saved_alone_before_is_due_at_once_when_saved_again(
 
     assert debounce.due() == clock.now
     assert debounce.is_single()
+    assert not debounce.needs_barrier()  # the consumer's still_valid() sends it
 
 
 def test_a_file_saved_alone_before_and_renamed_into_place_is_due_at_once(
@@ -103,9 +104,10 @@ def test_a_file_saved_alone_before_and_renamed_into_place_is_due_at_once(
     debounce.note("/p/a.py", CLOSED, SIG)  # what a rename into place leaves
 
     assert debounce.due() == clock.now
+    assert not debounce.needs_barrier()
 
 
-def test_the_first_single_save_of_a_file_waits_a_short_settle_window(
+def test_the_first_single_save_of_a_file_waits_a_short_settle_window_and_a_barrier(
     debounce: Debouncer, clock: Clock
 ) -> None:
     """It may be the first file of a burst: the writer gets a moment to go on."""
@@ -113,6 +115,7 @@ def test_the_first_single_save_of_a_file_waits_a_short_settle_window(
     debounce.note("/p/b.py", CLOSED, SIG)
 
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+    assert debounce.needs_barrier()
 
 
 def test_a_file_whose_single_batch_is_followed_by_a_burst_is_no_longer_taken_as_edited(
@@ -127,6 +130,7 @@ def test_a_file_whose_single_batch_is_followed_by_a_burst_is_no_longer_taken_as_
     debounce.note("/p/a.py", CLOSED, SIG)
 
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+    assert debounce.needs_barrier()
 
 
 def test_a_file_whose_single_batch_is_handed_back_is_no_longer_taken_as_edited(
@@ -140,6 +144,7 @@ def test_a_file_whose_single_batch_is_handed_back_is_no_longer_taken_as_edited(
     debounce.note("/p/a.py", CLOSED, SIG)
 
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+    assert debounce.needs_barrier()
 
 
 def test_only_the_latest_files_saved_alone_are_remembered(debounce: Debouncer, clock: Clock) -> None:
@@ -149,9 +154,19 @@ def test_only_the_latest_files_saved_alone_are_remembered(debounce: Debouncer, c
 
     debounce.note("/p/m0.py", CLOSED, SIG)
     assert debounce.due() == pytest.approx(clock.now + QUIET * SETTLE)
+    assert debounce.needs_barrier()
     cut_now(debounce, {"/p/m0.py": SIG})
+    clock.advance(1.0)
     debounce.note(f"/p/m{EDITED_MEMORY}.py", CLOSED, SIG)
     assert debounce.due() == clock.now
+    assert not debounce.needs_barrier()
+
+
+def test_several_files_always_need_the_barrier(debounce: Debouncer) -> None:
+    edited(debounce, "/p/a.py")
+    debounce.note("/p/a.py", CLOSED, SIG)
+    debounce.note("/p/b.py", CLOSED, SIG)
+    assert debounce.needs_barrier()
 
 
 def test_a_file_still_open_for_writing_holds_the_burst_until_the_hard_cap(
