@@ -55,8 +55,9 @@ class Reloader:
         once as a WARNING (and published as a ``drain_warning`` event).
     :param drain_timeout: seconds after which a generation still draining is retired
         anyway and its due purge hooks run; ``None`` (default) waits forever.
-    :param leak_check_delay: seconds between a retirement and the garbage collection
-        that checks its replaced instances are gone.
+    :param leak_check_delay: seconds without a retirement before the garbage
+        collection that checks the replaced instances are gone (at most ten times
+        that after the first retirement waiting, while edits keep coming).
     :param factory_args: positional arguments for a ``factory()`` target, and
     :param factory_kwargs: keyword arguments for it: the factory is called as
         ``factory(*factory_args, **factory_kwargs)`` for every generation that
