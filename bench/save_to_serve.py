@@ -25,7 +25,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ from bench._harness import (
     Server,
     fmt,
     free_port,
+    http_get,
     hotmod_cli,
     leaf_pid,
     log,
@@ -182,6 +183,8 @@ class Tally:
     consecutive_misses: int = 0
     note: str = ""
     log_tail: str = ""
+    #: Durations of idle probes of the same server (hotmod only): the HTTP floor.
+    probe_ms: list[float] = field(default_factory=list)
 
 
 def run_batch(
@@ -209,7 +212,9 @@ def run_batch(
         server.start()
         ready_s = server.wait_ready()
         time.sleep(settings.warmup)  # a user does not save within a second of starting
-        for _ in range(edits):
+        if contender.name == HOTMOD:
+            tally.probe_ms.extend(probe_floor(port))
+        for index in range(edits):
             atomic = copy.edits % 2 == 0
             opens_before = copy.db_opens()
             pid_before = leaf_pid(server.pid)
@@ -222,6 +227,7 @@ def run_batch(
                 "round": round_no,
                 "edit": copy.edits,
                 "how": "rename" if atomic else "in-place",
+                "first": index == 0,  # the server's first edit since it started
                 "seen": result.seen,
                 "latency_s": result.latency_s if result.seen else None,
                 "probes": result.probes,
@@ -261,6 +267,19 @@ def run_batch(
         tally.log_tail = tally.log_tail or server.log_tail(3)
 
 
+def probe_floor(port: int, count: int = 50) -> list[float]:
+    """Durations (ms) of ``count`` probes of ``/`` on an idle server, one at a time, as
+    the edit loop sends them: what one answer costs client and server when nothing
+    is reloading (the floor under the polling part of every latency)."""
+    out = []
+    for _ in range(count):
+        started = time.perf_counter()
+        status, _, _ = http_get(port, "/", timeout=2.0)
+        if status == 200:
+            out.append((time.perf_counter() - started) * 1000)
+    return out
+
+
 def summarize(tally: Tally) -> dict[str, Any]:
     seen = [r for r in tally.records if r["seen"]]
     latencies = [r["latency_s"] for r in seen]
@@ -284,6 +303,13 @@ def summarize(tally: Tally) -> dict[str, Any]:
     for how in ("rename", "in-place"):
         subset = [r["latency_s"] for r in seen if r["how"] == how]
         row[f"median_ms_{how}"] = summary_ms(subset)["median_ms"]
+    # A server's first edit pays for a file never saved alone before (the watcher
+    # cannot tell it from the first file of a burst) and for cold caches.
+    row["median_ms_first"] = summary_ms([r["latency_s"] for r in seen if r.get("first")])["median_ms"]
+    row["median_ms_later"] = summary_ms([r["latency_s"] for r in seen if not r.get("first")])["median_ms"]
+    row["probe_median_ms"] = (
+        round(statistics.median(tally.probe_ms), 2) if tally.probe_ms else None
+    )
     kinds: dict[str, int] = {}
     for r in tally.records:
         for source in (r["errors"], r["after"]):
@@ -308,6 +334,7 @@ def run(
         log("`hotmod serve` is not available yet: measuring the peers alone")
     pairings: list[dict[str, Any]] = []
     all_hotmod: list[dict[str, Any]] = []
+    all_probes: list[float] = []
     with scratch_dir("save-to-serve") as scratch:
         for peer_name in chosen:
             peer = CONTENDERS[peer_name]
@@ -348,6 +375,7 @@ def run(
             if have_hotmod:
                 pairing["hotmod"] = summarize(ours)
                 all_hotmod.extend(ours.records)
+                all_probes.extend(ours.probe_ms)
                 ours_median = pairing["hotmod"]["median_ms"]
                 theirs_median = pairing["peer"]["median_ms"]
                 pairing["ratio"] = (
@@ -364,24 +392,28 @@ def run(
         "pairings": pairings,
     }
     if have_hotmod:
-        result["hotmod"] = summarize(Tally(HOTMOD, all_hotmod))
-        result["own_share"] = own_share(result["hotmod"]["median_ms"], mode, dsn)
+        result["hotmod"] = summarize(Tally(HOTMOD, all_hotmod, probe_ms=all_probes))
+        result["own_share"] = own_share(result["hotmod"], mode, dsn)
     return result
 
 
-def own_share(median_ms: float | None, mode: str, dsn: str) -> dict[str, Any]:
+def own_share(hotmod: dict[str, Any], mode: str, dsn: str) -> dict[str, Any]:
     """hotmod's own share of save-to-serve: the median minus what the app itself costs
     for the same plan, measured in-process in this run (bench.breakdown: executing
-    the plan's modules with the factory, and the first request on the new generation)."""
+    the plan's modules with the factory, and the first request on the new generation).
+    Also for the edits after a server's first, and the HTTP probe's own floor."""
+    median_ms = hotmod["median_ms"]
     from bench import breakdown
 
     log("save-to-serve: the app's own cost of the same edit, in-process")
     inproc = breakdown.run(mode, dsn=dsn)
     app_exec = inproc["app_exec"]["median_ms"]
     first = inproc["first_request"]["median_ms"]
-    share = None
+    share = later = None
     if median_ms is not None and app_exec is not None and first is not None:
         share = round(median_ms - app_exec - first, 2)
+        if hotmod.get("median_ms_later") is not None:
+            later = round(hotmod["median_ms_later"] - app_exec - first, 2)
     return {
         "save_to_serve_median_ms": median_ms,
         "app_exec_median_ms": app_exec,
@@ -389,6 +421,9 @@ def own_share(median_ms: float | None, mode: str, dsn: str) -> dict[str, Any]:
         "reload_median_ms": inproc["reload"]["median_ms"],
         "engine_own_median_ms": inproc["engine_own"]["median_ms"],
         "own_share_ms": share,
+        "later_median_ms": hotmod.get("median_ms_later"),
+        "own_share_later_ms": later,
+        "probe_median_ms": hotmod.get("probe_median_ms"),
         "rounds": inproc["rounds"],
     }
 
@@ -470,6 +505,11 @@ def render(result: dict[str, Any]) -> str:
             f"| **hotmod's own share** (watcher, plan, engine, server, client) "
             f"| **{fmt(share['own_share_ms'])}** |",
             f"| of which the engine's own work inside `reload()` | {fmt(share['engine_own_median_ms'])} |",
+            f"| of which one probe's own cost (a fresh-connection `GET /` of the idle server, "
+            f"client and server: the polling floor) | {fmt(share.get('probe_median_ms'))} |",
+            f"| save-to-serve, hotmod, edits after each server's first "
+            f"| {fmt(share.get('later_median_ms'))} |",
+            f"| hotmod's own share of those | {fmt(share.get('own_share_later_ms'))} |",
         ]
     lines += ["", *PEER_NOTES]
     tails = [p["peer"] for p in result["pairings"] if p["peer"]["log_tail"]]
