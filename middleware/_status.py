@@ -9,21 +9,8 @@ from typing import Any
 #: The path, inside the application's mount point, that answers with the status.
 STATUS_PATH = "/__hotmod__"
 
-#: Top-level keys of the status document, in this order.
-STATUS_KEYS = (
-    "generation",
-    "frozen",
-    "pending",
-    "draining",
-    "history",
-    "last_error",
-    "leaked",
-    "restart_needed",
-    "frameworks",
-    "graph",
-)
 _DRAINING_KEYS = ("generation", "in_flight", "since")
-_HISTORY_KEYS = ("time", "generation", "modules", "importers", "duration_ms")
+_HISTORY_KEYS = ("time", "generation", "modules", "importers", "duration_ms", "exec_ms")
 
 
 def _project(rows: Iterable[Mapping[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:

@@ -525,7 +525,8 @@ def test_status_endpoint_reports_generation_draining_history_errors_and_graph(
     assert [(d["generation"], d["in_flight"]) for d in status["draining"]] == [(1, 1)]
     assert set(status["draining"][0]) == {"generation", "in_flight", "since"}
     latest = status["history"][-1]
-    assert set(latest) == {"time", "generation", "modules", "importers", "duration_ms"}
+    assert set(latest) == {"time", "generation", "modules", "importers", "duration_ms", "exec_ms"}
+    assert 0 <= latest["exec_ms"] <= latest["duration_ms"]
     assert latest["generation"] == 2
     assert set(latest["modules"]) == {"hm_base", "hm_status"}
     assert latest["importers"] == 1

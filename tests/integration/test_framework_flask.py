@@ -89,6 +89,7 @@ def test_an_exception_in_a_view_shows_the_traceback_page_in_debug_mode(server: S
     assert "GET /hello" in page and "__init__.py" in page
     assert "&#x27;&lt;missing&gt;&#x27;" in page and "<missing>" not in page  # escaped
     assert "Internal Server Error</h1>" not in page  # not Flask's bare 500
+    server.wait_for("GET /hello raised KeyError")  # its reader may lag behind the page
     assert "GET /hello raised KeyError" in server.err()
     replace(pkg / "__init__.py", "return {}['<missing>']", "return 'Hello, World!'")
     server.wait_served("/hello", "Hello, World!")
