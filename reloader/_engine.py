@@ -242,13 +242,17 @@ class Reloader:
 
     def imports(self) -> set[str]:
         """Every module name the current generation's modules import, reloadable or
-        not (their import statements, and what they imported while executing)."""
-        with self._reload_lock:
-            return {dep for name in self.current.modules for dep in self._graph.deps(name)}
+        not (their import statements, and what they imported while executing).
+
+        Never waits on a reload: the names are copied at once (a plan running
+        meanwhile may already show its own edges)."""
+        names = list(self.current.modules)
+        return {dep for name in names for dep in self._graph.deps(name)}
 
     def files(self) -> dict[Path, str]:
-        with self._reload_lock:
-            return {Path(p): name for p, name in self._registry.files().items()}
+        """Each reloadable module's file → its module name. Never waits on a reload
+        (the registry is copied in one step)."""
+        return {Path(p): name for p, name in self._registry.files().items()}
 
     def extend(self, extension: Extension) -> None:
         """Add an extension (see :class:`reloader.Extension`): its roots are watched and

@@ -592,14 +592,17 @@ def test_the_status_answers_while_a_slow_import_is_loading(
 
         def ask() -> None:
             answers.append(Client(app).get(STATUS_PATH))
+            answers.append(app.reloader.files())  # what a scan_interval request reads
+            answers.append(app.reloader.imports())  # what framework detection reads
 
         asking = threading.Thread(target=ask)
         asking.start()
         asking.join(3)  # well under the import's 5 s
-        assert answers, "the status request waited on the reload"
+        assert len(answers) == 3, "a status, files() or imports() call waited on the reload"
         assert not hm_sec_gate.RELEASE.is_set() and reloading.is_alive()
         status = json.loads(answers[0].get_data())
         assert status["generation"] == 1 and status["graph"] == {"hm_sec_slow": []}
+        assert list(answers[1].values()) == ["hm_sec_slow"]
     finally:
         hm_sec_gate.RELEASE.set()
         reloading.join(10)
