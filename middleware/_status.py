@@ -33,6 +33,7 @@ def build_status(
         "history": _project(stats.get("history", ()), _HISTORY_KEYS),
         "last_error": stats.get("last_error"),
         "leaked": stats.get("leaked"),
+        "leak_checks_pending": stats.get("leak_checks_pending", 0),
         "restart_needed": stats.get("restart_needed"),
         "frameworks": list(frameworks),
         "graph": {name: sorted(imports) for name, imports in sorted(graph.items())},

@@ -294,7 +294,7 @@ class Reloader:
         return dict(restart) if restart is not None else None
 
     def stats(self) -> dict[str, Any]:
-        leaked, leaks = self._retirement.leaks.snapshot()
+        leaked, leaks, leak_checks_pending = self._retirement.leaks.snapshot()
         retirement = self._retirement.snapshot_counts()
         draining = [
             {
@@ -315,6 +315,7 @@ class Reloader:
                 "draining": draining,
                 "history": list(self._history),
                 "leaked": leaked,
+                "leak_checks_pending": leak_checks_pending + self._retirement.awaiting(),
                 "last_error": self.last_error.as_dict() if self.last_error else None,
                 "restart_needed": dict(self._restart) if self._restart is not None else None,
                 "reloads": self._counts["reloads"],

@@ -46,6 +46,7 @@ class LeakWatch:
         self._watch: list[_Watched] = []
         # When the first and the latest retirement waiting for the check came.
         self._first = self._latest = 0.0
+        self._checking = 0  # instances taken by the check running now
         # The latest leaks only (the status serves them whole); ``count`` counts them all.
         self.leaked: deque[dict[str, Any]] = deque(maxlen=keep)
         self.count = 0
@@ -70,9 +71,11 @@ class LeakWatch:
         if schedule:
             self._submit(self._check, self.delay)
 
-    def snapshot(self) -> tuple[list[dict[str, Any]], int]:
+    def snapshot(self) -> tuple[list[dict[str, Any]], int, int]:
+        """The latest leaks, how many were found in all, and how many retired
+        instances still wait for their check (or are being checked now)."""
         with self._lock:
-            return list(self.leaked), self.count
+            return list(self.leaked), self.count, len(self._watch) + self._checking
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -86,9 +89,17 @@ class LeakWatch:
             else:
                 later = False
                 watch, self._watch = self._watch, []
+                self._checking = len(watch)
         if later:
             self._submit(self._check, wait)
             return
+        try:
+            self._check_now(watch)
+        finally:
+            with self._lock:
+                self._checking = 0
+
+    def _check_now(self, watch: list[_Watched]) -> None:
         gc.collect()
         again = []
         for name, born, module_ref, token_ref_, checks in watch:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from ._events import ReloadEvent
-from ._generation import DRAINING, Generation
+from ._generation import DRAINING, RETIRED, Generation
 from ._leaks import LeakWatch
 
 log = logging.getLogger("hotmod")
@@ -178,6 +178,12 @@ class Retirement:
 
     def draining(self) -> list[Generation]:
         return [g for g in self.live_generations() if g.state == DRAINING]
+
+    def awaiting(self) -> int:
+        """Superseded generations that drained and wait for the janitor to retire them
+        (their leak checks are not even scheduled yet)."""
+        current = self._current()
+        return sum(1 for g in self.live_generations() if g is not current and g.state == RETIRED)
 
     def snapshot_counts(self) -> dict[str, int]:
         with self._lock:

@@ -298,11 +298,14 @@ class Served:
             raise AssertionError(f"{exc}; output:\n{self.output()}") from None
 
     def settle(self) -> dict[str, Any]:
-        """Wait until no generation drains any more, then past the engine's leak check
-        (it runs a second after a retirement; only its absence can be waited for)."""
-        wait_until(lambda: not self.status()["draining"], timeout=EDIT_TIMEOUT, what="drained generations")
-        time.sleep(1.5)
-        return self.status()
+        """Wait until no generation drains any more and every retired instance has
+        had its leak check (a second after the latest retirement); the status then."""
+
+        def settled() -> dict[str, Any] | None:
+            status = self.status()
+            return status if not status["draining"] and not status["leak_checks_pending"] else None
+
+        return wait_until(settled, timeout=EDIT_TIMEOUT, what="drained generations and their leak checks")
 
     def descriptors(self) -> int:
         return open_descriptors(self.pid)

@@ -34,6 +34,7 @@ STATUS_KEYS = {
     "history",
     "last_error",
     "leaked",
+    "leak_checks_pending",
     "restart_needed",
     "frameworks",
     "graph",
