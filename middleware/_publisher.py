@@ -290,7 +290,8 @@ def _unpublished_because(module: ModuleType, name: str) -> str | None:
         return f"the module defines no {name!r}"
     value = namespace[name]
     if type(value) is not FunctionType:
-        return f"{name!r} is a {type(value).__name__}; only functions are published"
+        kind = type(value).__name__
+        return f"{name!r} is {'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}; only functions are published"
     if value.__name__ == "<lambda>":
         return f"{name!r} is a lambda; only functions defined with def are published"
     if value.__module__ != module.__name__:

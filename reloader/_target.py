@@ -90,7 +90,9 @@ class Target:
             _check_factory(factory, self.module, self.attr, args, kwargs)
             obj = call(lambda: factory(*args, **kwargs))
         if not callable(obj):
-            raise TargetError(f"{self.text} is a {type(obj).__name__}, not callable: it cannot be served")
+            kind = type(obj).__name__
+            article = "an" if kind[:1].lower() in "aeiou" else "a"
+            raise TargetError(f"{self.text} is {article} {kind}, not callable: it cannot be served")
         return obj
 
 
