@@ -291,7 +291,8 @@ def _unpublished_because(module: ModuleType, name: str) -> str | None:
     value = namespace[name]
     if type(value) is not FunctionType:
         kind = type(value).__name__
-        return f"{name!r} is {'an' if kind[:1].lower() in 'aeiou' else 'a'} {kind}; only functions are published"
+        article = "an" if kind[:1].lower() in "aeiou" else "a"
+        return f"{name!r} is {article} {kind}; only functions are published"
     if value.__name__ == "<lambda>":
         return f"{name!r} is a lambda; only functions defined with def are published"
     if value.__module__ != module.__name__:
