@@ -53,6 +53,10 @@ def modules_of(
     for path in paths:
         real = os.path.realpath(path)
         name = registry.name_at(real)
+        if name is None and real != path:
+            # The file a module was loaded from now leads elsewhere (it became a
+            # symlink): find_changes() says why it is not loaded.
+            name = registry.name_at(os.path.abspath(path))
         if name is not None:
             names.add(name)
             continue

@@ -179,8 +179,12 @@ class Roots:
 
     def contains(self, path: str | os.PathLike[str]) -> bool:
         """Whether the file at ``path`` may be reloaded: its real path is resolved on
-        every call and checked."""
-        real = os.path.realpath(path)
+        every call and checked. A code object's pseudo-file (``<frozen runpy>``,
+        ``<string>``) is never a file in a root, whatever the current folder."""
+        text = os.fspath(path)
+        if text.startswith("<") and text.endswith(">"):
+            return False
+        real = os.path.realpath(text)
         hit = self._cache.get(real)
         if hit is None:
             if len(self._cache) >= CACHE_LIMIT:

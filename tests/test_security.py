@@ -166,8 +166,9 @@ def test_the_verdicts_kept_per_host_value_stay_bounded() -> None:
 
 
 def test_the_error_page_for_a_syntax_error_outside_the_roots_shows_no_line_of_it(
-    tmp_path: Path, project: Path, apps: list[HotReload]
+    tmp_path: Path, project: Path, apps: list[HotReload], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.chdir(project)  # as hotmod serve runs: '<frozen runpy>' is no file in here
     outside = tmp_path / "outside" / "script.py"
     write(outside, "OUTSIDE_SECRET = (\n")
     write(project / "hm_sec_runpy.py", APP.format(version="v1"))
@@ -220,6 +221,10 @@ def test_a_module_replaced_by_a_symlink_to_an_outside_file_is_not_executed(
         linked.symlink_to(evil)
 
         with caplog.at_level(logging.WARNING, logger="hotmod"):
+            # The watcher's way: the changed path, named.
+            assert reloader.reload([linked]) == 1
+            assert "outside the watched roots" in caplog.text
+            caplog.clear()
             assert reloader.reload() == 1
             assert reloader.reload() == 1
             assert reloader.current.target({}, None) == ["inside"]
