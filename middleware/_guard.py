@@ -127,5 +127,5 @@ class HostCheck:
         return (
             f"400 Bad Request: hotmod's debug pages answer only {self.describe()}, not"
             f" {which}. To allow it, pass --allow-host {option} to hotmod serve"
-            f" (allow_hosts=[{option!r}] to HotReload).\n"
+            f" (allow_hosts=[{option!r}] to HotReload or Publisher).\n"
         ).encode()

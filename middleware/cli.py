@@ -546,9 +546,10 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     say(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""))
     hosts = HostCheck(args.allow_host)
     if not args.production and (not is_loopback(args.host) or "*" in hosts.allowed):
+        others = "." if "*" in hosts.allowed else "; other hosts get a 400."
         print(
             f"hotmod: warning: debug mode on {args.host}: the error page (source code, tracebacks)"
-            f" and /__hotmod__ answer requests for {hosts.describe()}; other hosts get a 400."
+            f" and /__hotmod__ answer requests for {hosts.describe()}{others}"
             " A client that sends such a Host itself is not stopped: use --production on a"
             " network you do not trust",
             file=sys.stderr,
