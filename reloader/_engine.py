@@ -682,7 +682,7 @@ class Reloader:
         gen = Generation(number, table, on_drained=self._retirement.on_drained)
         stage = Stage(
             self, gen, base, table, changes.sources, self._registry.file, changes.deleted,
-            compiled_before=self._registry.compiled,
+            compiled_before=self._registry.compiled, children_of=self._registry.children,
         )
         with _staging_lock:
             number = self._stage_and_swap(stage, gen, base, planned, changes, still_valid, first, started)

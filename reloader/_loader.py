@@ -32,7 +32,7 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
@@ -357,8 +357,11 @@ class Stage:
         file_of: Callable[[str], str | None],
         deleted: set[str],
         compiled_before: Callable[[str], Compiled | None] = lambda name: None,
+        children_of: Callable[[str], Iterable[str]] | None = None,
     ) -> None:
         self.host = host
+        #: package → the names of its known submodules (None: look through the table)
+        self.children_of = children_of
         self.deleted = deleted  # modules this plan removes
         self.generation = generation
         self.base = base  # the instances of the generation being replaced
@@ -592,9 +595,13 @@ class Stage:
         ``getattr(package, 'routes')``). What the package's own code set wins."""
         prefix = name + "."
         namespace = vars(package)
-        for other, module in list(self.table.items()):
+        if self.children_of is not None:  # the registry's index: O(the package's children)
+            children = [(c, self.table.get(c)) for c in self.children_of(name)]
+        else:
+            children = [(n, m) for n, m in list(self.table.items()) if n.startswith(prefix)]
+        for other, module in children:
             rest = other[len(prefix):]
-            if other.startswith(prefix) and "." not in rest and other not in self.pending:
+            if module is not None and "." not in rest and other not in self.pending:
                 namespace.setdefault(rest, module)
 
     def grew_past_own(self) -> bool:
