@@ -183,6 +183,8 @@ class Served:
         port: int | None = None,
     ) -> None:
         self.port = port
+        #: What a fixture saw in its first seconds (``quiet_start``), when it looked.
+        self.start_state: tuple[int, str] = (0, "")
         self.process = subprocess.Popen(
             [*command, *args],
             cwd=cwd,

@@ -5,35 +5,18 @@ keeps it working."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from support import Served, copy_fixture, hotmod_serving, quiet_start, replace, twenty_edits
+from support import Served, replace, twenty_edits
 
 TARGET = "things.app:app"
+FIXTURE = "falcon"
+PACKAGE = "things"
 KANT = "~ Immanuel Kant"
 
 
-@pytest.fixture(scope="module")
-def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_fixture("falcon", tmp_path_factory.mktemp("falcon"))
-
-
-@pytest.fixture(scope="module")
-def server(app_root: Path) -> Iterator[Served]:
-    with hotmod_serving(TARGET, app_root) as served:
-        served.start_state = quiet_start(served)  # type: ignore[attr-defined]
-        yield served
-
-
-@pytest.fixture
-def pkg(app_root: Path) -> Path:
-    return app_root / "things"
-
-
 def test_nothing_is_reloaded_at_start_up(server: Served) -> None:
-    generation, out = server.start_state  # type: ignore[attr-defined]
+    generation, out = server.start_state
     assert generation == 1
     assert "reloaded" not in out
     assert server.get("/things")[0] == 200

@@ -7,40 +7,25 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from support import Served, copy_fixture, hotmod_serving, quiet_start, replace, twenty_edits
+from support import Served, replace, twenty_edits
 
 TARGET = "flaskr:create_app()"
+FIXTURE = "flask"
+PACKAGE = "flaskr"
 
 
-@pytest.fixture(scope="module")
-def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = copy_fixture("flask", tmp_path_factory.mktemp("flask"))
-    # As the tutorial says: create the database before the first run.
+def prepare(root: Path) -> None:
+    """As the tutorial says: create the database before the first run."""
     subprocess.run(
         [sys.executable, "-m", "flask", "--app", "flaskr", "init-db"],
         cwd=root, check=True, capture_output=True, timeout=60,
     )
-    return root
-
-
-@pytest.fixture(scope="module")
-def server(app_root: Path) -> Iterator[Served]:
-    with hotmod_serving(TARGET, app_root) as served:
-        served.start_state = quiet_start(served)  # type: ignore[attr-defined]
-        yield served
-
-
-@pytest.fixture
-def pkg(app_root: Path) -> Path:
-    return app_root / "flaskr"
 
 
 def test_nothing_is_reloaded_at_start_up(server: Served) -> None:
-    generation, out = server.start_state  # type: ignore[attr-defined]
+    generation, out = server.start_state
     assert generation == 1
     assert "reloaded" not in out and "refreshed" not in out
     assert server.get("/")[0] == 200

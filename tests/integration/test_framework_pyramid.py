@@ -6,11 +6,13 @@ the same process. One server for the module; each test leaves the app as it foun
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from support import Served, copy_fixture, hotmod_serving, quiet_start, replace, twenty_edits
+from support import Served, replace, twenty_edits
+
+TARGET = "development.ini"
+FIXTURE = "pyramid"
+PACKAGE = "myproject"
 
 WELCOME = "Welcome to <span class=\"font-normal\">myproject</span>"
 ABOUT_VIEW = """
@@ -21,25 +23,8 @@ def about_view(request):
 """
 
 
-@pytest.fixture(scope="module")
-def app_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return copy_fixture("pyramid", tmp_path_factory.mktemp("pyramid"))
-
-
-@pytest.fixture(scope="module")
-def server(app_root: Path) -> Iterator[Served]:
-    with hotmod_serving("development.ini", app_root) as served:
-        served.start_state = quiet_start(served)  # type: ignore[attr-defined]
-        yield served
-
-
-@pytest.fixture
-def pkg(app_root: Path) -> Path:
-    return app_root / "myproject"
-
-
 def test_nothing_is_reloaded_at_start_up(server: Served) -> None:
-    generation, out = server.start_state  # type: ignore[attr-defined]
+    generation, out = server.start_state
     assert generation == 1
     assert "reloaded" not in out
     assert "serving development.ini" in out
