@@ -309,12 +309,15 @@ def poll_until(
     timeout: float,
     interval: float = 0.001,
     path: str = "/",
+    status: int = 200,
 ) -> PollResult:
-    """Poll ``path`` every ``interval`` until a 200 body holds ``needle``.
+    """Poll ``path`` every ``interval`` until an answer with ``status`` (200 unless
+    told) holds ``needle`` in its body.
 
     Latency counts from ``since`` (a ``time.perf_counter()`` reading taken right
     after the edit landed) to the end of the response that showed the new text.
-    Refused or reset connections, timeouts and 5xx answers are counted as failures.
+    Refused or reset connections, timeouts and 5xx answers (but the one awaited)
+    are counted as failures.
     """
     result = PollResult(seen=False, latency_s=0.0)
     deadline = since + timeout
@@ -323,18 +326,18 @@ def poll_until(
         if started > deadline:
             result.latency_s = started - since
             return result
-        status, body, error = http_get(port, path, timeout=min(2.0, max(0.05, deadline - started)))
+        code, body, error = http_get(port, path, timeout=min(2.0, max(0.05, deadline - started)))
         result.probes += 1
-        if error:
-            result.errors[error] = result.errors.get(error, 0) + 1
-        elif status is not None and status >= 500:
-            result.errors[f"http {status}"] = result.errors.get(f"http {status}", 0) + 1
-        elif status == 200 and needle in body:
+        if code == status and needle in body:
             result.seen = True
             ended = time.perf_counter()
             result.latency_s = ended - since
             result.request_s = ended - started
             return result
+        if error:
+            result.errors[error] = result.errors.get(error, 0) + 1
+        elif code is not None and code >= 500:
+            result.errors[f"http {code}"] = result.errors.get(f"http {code}", 0) + 1
         pause = interval - (time.perf_counter() - started)
         if pause > 0:
             time.sleep(pause)
