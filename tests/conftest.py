@@ -151,3 +151,38 @@ def engines(project: Path) -> Iterator[Callable[..., Reloader]]:
     yield make
     for r in made:
         r.close()
+
+
+# -- the framework proofs: one ``hotmod serve`` per test module ------------------------------
+# A module declares TARGET (what ``hotmod serve`` is given), FIXTURE (its app under
+# tests/fixtures/frameworks/) and PACKAGE (the app's package, which ``pkg`` names), and
+# may define ``prepare(root)`` for what the framework's docs say to run before the first
+# start. Modules that serve differently define their own fixtures.
+
+
+@pytest.fixture(scope="module")
+def app_root(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from support import copy_fixture
+
+    name = request.module.FIXTURE
+    root = copy_fixture(name, tmp_path_factory.mktemp(name))
+    prepare = getattr(request.module, "prepare", None)
+    if prepare is not None:
+        prepare(root)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(request: pytest.FixtureRequest, app_root: Path) -> Iterator[Served]:
+    """The app served with no flags; ``start_state`` is the generation and output after
+    its first seconds with no edit."""
+    from support import hotmod_serving, quiet_start
+
+    with hotmod_serving(request.module.TARGET, app_root) as served:
+        served.start_state = quiet_start(served)
+        yield served
+
+
+@pytest.fixture
+def pkg(request: pytest.FixtureRequest, app_root: Path) -> Path:
+    return app_root / request.module.PACKAGE
