@@ -33,7 +33,10 @@ shorter settings, and asserts on. The PostgreSQL server is ``HOTMOD_TEST_DSN``
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import random
@@ -701,20 +704,66 @@ CASES: dict[str, Callable[[bool], Row]] = {
 }
 
 
+#: One case with settings of the caller's (``--case NAME --set KEY=VALUE``): what the
+#: test suite runs, in a process of its own, with shorter settings.
+CASE_FUNCTIONS: dict[str, Callable[..., Row]] = {
+    "load": load_and_reloads,
+    "inplace": inplace_saves,
+    "stream": long_stream,
+}
+
+
+def as_json(row: Row) -> dict[str, Any]:
+    """``row`` as plain data, with its table and the pool's size."""
+    return {
+        "case": row.case,
+        "iterations": row.iterations,
+        "failures": {kind: n for kind, n in row.failures.items() if n},
+        "start": dataclasses.asdict(row.start),
+        "end": dataclasses.asdict(row.end),
+        "notes": row.notes,
+        "pool_size": POOL_SIZE,
+        "table": table([row]),
+    }
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    try:
+        return key, ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key, value  # a plain string (a DSN, a path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.stress", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the short versions (about 40 s)")
     parser.add_argument("--only", action="append", choices=sorted(CASES), default=[])
+    parser.add_argument("--case", choices=sorted(CASE_FUNCTIONS),
+                        help="run one case with the settings of --set instead")
+    parser.add_argument("--set", action="append", type=_setting, default=[], metavar="KEY=VALUE",
+                        help="a keyword argument of the case's function (a Python literal or a string)")
+    parser.add_argument("--json", type=Path, help="write the rows here as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.CRITICAL)  # failed plans are expected, and counted
+    if args.case is not None:
+        runs: list[tuple[str, Callable[[], Row]]] = [
+            (args.case, lambda: CASE_FUNCTIONS[args.case](**dict(args.set)))
+        ]
+    else:
+        runs = [(name, lambda name=name: CASES[name](args.quick)) for name in args.only or list(CASES)]
     rows = []
-    for name in args.only or list(CASES):
+    for name, run in runs:
         began = time.monotonic()
         print(f"running {name}...", file=sys.stderr, flush=True)
-        row = CASES[name](args.quick)
+        row = run()
         row.notes["seconds"] = round(time.monotonic() - began, 1)
         rows.append(row)
     print(table(rows))
+    if args.json is not None:
+        args.json.write_text(json.dumps([as_json(row) for row in rows], indent=2, default=str))
     return 1 if any(row.failed for row in rows) else 0
 
 

@@ -46,6 +46,7 @@ from hotmod.middleware import GENERATION_HEADER, HotReload
 
 T = TypeVar("T")
 
+REPO = Path(__file__).resolve().parent.parent
 FRAMEWORK_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "frameworks"
 DEMO_SOURCE = Path(__file__).resolve().parent.parent / "demo_app"
 DEMO_TARGET = "demo_app.wsgi:app"
@@ -409,6 +410,25 @@ def twenty_edits(server: Served, path: Path, url: str, text: Callable[[int], tup
     wait_until(lambda: server.descriptors() <= first, timeout=5.0, what=f"descriptors back to {first}")
     assert server.process.poll() is None  # still serving
     assert server.out().count("hotmod: serving ") == 1  # in-process: never restarted (execv keeps the pid)
+
+
+# -- the stress cases --------------------------------------------------------------------------
+
+
+def run_stress(case: str, workdir: Path, *, timeout: float, **settings: Any) -> dict[str, Any]:
+    """One case of ``python -m bench.stress`` (``--case CASE --set KEY=VALUE...``), run as
+    the program it is in a process of its own: the tests never import the bench. Its
+    row as plain data (``failures``, ``start``/``end`` resources, ``notes``,
+    ``pool_size``, ``table``)."""
+    out = workdir / f"stress-{case}.json"
+    argv = [sys.executable, "-m", "bench.stress", "--case", case, "--json", str(out),
+            "--set", f"workdir={str(workdir)!r}"]
+    argv += [arg for key, value in settings.items() for arg in ("--set", f"{key}={value!r}")]
+    done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert out.exists(), f"bench.stress wrote no result (exit {done.returncode}):\n{done.stderr[-3000:]}"
+    rows: list[dict[str, Any]] = json.loads(out.read_text())
+    return rows[0]
 
 
 # -- the demo ------------------------------------------------------------------------------

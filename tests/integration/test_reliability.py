@@ -3,7 +3,8 @@
 Servers bind 127.0.0.1 on free ports; the watched files are real files in tmp_path;
 the pooled module talks to the real PostgreSQL (``pg_dsn``). The long versions of the
 load, in-place and stream cases are ``@pytest.mark.slow`` and also run as
-``python -m bench.stress`` (which these tests call with shorter settings).
+``python -m bench.stress``; these tests run that program with shorter settings, in a
+process of its own (``support.run_stress``), and assert on its rows.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import signal
 import socket
 import struct
 import sys
-import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 from conftest import free_port, wait_until
-from support import Served, call, serving
+from support import Served, call, run_stress, serving
+from support import write as store
 
-from bench import stress
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
 from hotmod.reloader import Reloader, ReloadError
 
@@ -33,8 +33,7 @@ BIN = Path(sys.executable).parent
 
 
 def write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    stress.replace_file(path, textwrap.dedent(text))
+    store(path, text)
     return path
 
 
@@ -107,36 +106,27 @@ def purged(project: Path) -> list[str]:
 # -- load + reloads ---------------------------------------------------------------------
 
 
-@pytest.fixture
-def quiet_hotmod_log(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep the engine's records away from pytest's log capture, which holds every
-    record of the test (it attaches its handlers to the ``hotmod`` logger too),
-    tracebacks included: the frames of a raising hook would keep its instance alive
-    and the engine would rightly report it as leaked. The stress runner counts what
-    these records say (failed plans, hook errors) from ``stats()`` instead."""
-    for name in ["hotmod", *(n for n in logging.root.manager.loggerDict if n.startswith("hotmod."))]:
-        monkeypatch.setattr(logging.getLogger(name), "disabled", True)
-
-
 @pytest.mark.postgres
 def test_eight_clients_through_60_edits_a_fifth_broken_or_faulty_see_only_good_whole_generations(
-    pg_dsn: str, tmp_path: Path, quiet_hotmod_log: None
+    pg_dsn: str, tmp_path: Path
 ) -> None:
-    row = stress.load_and_reloads(seconds=10, edits=60, threads=8, dsn=pg_dsn, workdir=tmp_path)
-    assert row.failures == {}, stress.table([row])
-    assert row.notes["failed plans"] > 0 and row.notes["generations"] > 20, row.notes
-    assert row.end.fds <= row.start.fds + 2 and row.end.threads <= row.start.threads + 1
-    assert row.notes["peak backends"] <= stress.POOL_SIZE
+    row = run_stress("load", tmp_path, timeout=120, seconds=10, edits=60, threads=8, dsn=pg_dsn)
+    assert row["failures"] == {}, row["table"]
+    notes, start, end = row["notes"], row["start"], row["end"]
+    assert notes["failed plans"] > 0 and notes["generations"] > 20, notes
+    assert end["fds"] <= start["fds"] + 2 and end["threads"] <= start["threads"] + 1
+    assert notes["peak backends"] <= row["pool_size"]
 
 
 @pytest.mark.slow
 @pytest.mark.postgres
 def test_eight_clients_for_60_s_through_300_edits_see_only_good_whole_generations(
-    pg_dsn: str, tmp_path: Path, quiet_hotmod_log: None
+    pg_dsn: str, tmp_path: Path
 ) -> None:
-    row = stress.load_and_reloads(seconds=60, edits=300, threads=8, dsn=pg_dsn, workdir=tmp_path)
-    assert row.failures == {}, stress.table([row])
-    assert row.end.fds <= row.start.fds + 2 and row.end.threads <= row.start.threads + 1
+    row = run_stress("load", tmp_path, timeout=300, seconds=60, edits=300, threads=8, dsn=pg_dsn)
+    assert row["failures"] == {}, row["table"]
+    start, end = row["start"], row["end"]
+    assert end["fds"] <= start["fds"] + 2 and end["threads"] <= start["threads"] + 1
 
 
 # -- in-place saves ---------------------------------------------------------------------
@@ -146,9 +136,9 @@ def test_eight_clients_for_60_s_through_300_edits_see_only_good_whole_generation
 def test_in_place_saves_under_the_watcher_keep_one_pool_and_never_load_a_half_file(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    row = stress.inplace_saves(saves=25, dsn=pg_dsn, workdir=tmp_path)
-    assert row.failures == {}, stress.table([row])
-    assert row.notes["peak backends"] <= stress.POOL_SIZE
+    row = run_stress("inplace", tmp_path, timeout=120, saves=25, dsn=pg_dsn)
+    assert row["failures"] == {}, row["table"]
+    assert row["notes"]["peak backends"] <= row["pool_size"]
 
 
 @pytest.mark.slow
@@ -156,8 +146,8 @@ def test_in_place_saves_under_the_watcher_keep_one_pool_and_never_load_a_half_fi
 def test_300_in_place_saves_keep_one_pool_and_never_load_a_half_file(
     pg_dsn: str, tmp_path: Path
 ) -> None:
-    row = stress.inplace_saves(saves=300, dsn=pg_dsn, workdir=tmp_path)
-    assert row.failures == {}, stress.table([row])
+    row = run_stress("inplace", tmp_path, timeout=600, saves=300, dsn=pg_dsn)
+    assert row["failures"] == {}, row["table"]
 
 
 @pytest.mark.postgres
@@ -169,9 +159,9 @@ def test_rapid_in_place_saves_never_make_a_half_written_file_current(
     while the next save was between its truncate and its write (its events not yet
     read by the watcher): an empty or half module, without hooks, became current within
     8 saves (docs/reliability.md). Stops at the first failure."""
-    row = stress.inplace_saves(saves=60, dsn=pg_dsn, workdir=tmp_path, gap=(0.0, 0.04),
-                               until_failure=True)
-    assert row.failures == {}, stress.table([row])
+    row = run_stress("inplace", tmp_path, timeout=120, saves=60, dsn=pg_dsn, gap=(0.0, 0.04),
+                     until_failure=True)
+    assert row["failures"] == {}, row["table"]
 
 
 # -- slow and odd requests ----------------------------------------------------------------
