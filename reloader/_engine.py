@@ -108,8 +108,6 @@ class Reloader:
         self._history: deque[dict[str, Any]] = deque(maxlen=history)
         self._counts = dict.fromkeys(("reloads", "failures", "clone_errors"), 0)
         self._pending: set[str] = set()
-        # A copy of the graph's edges, published with each generation, so that graph()
-        # never waits on a reload (a plan may run slow module code).
         # Written by the reload path; None until a restart is needed.
         self._restart: dict[str, Any] | None = None
 
