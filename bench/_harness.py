@@ -8,6 +8,7 @@ suite did not start.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import platform
 import re
@@ -19,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -553,3 +554,10 @@ def hotmod_cli() -> Path | None:
     except ImportError:
         return None
     return script
+
+
+def emit(result: dict[str, Any], render: Callable[[dict[str, Any]], str], json_path: Path | None) -> None:
+    """A section run alone: its Markdown on stdout, its result as JSON where asked."""
+    print(render(result))
+    if json_path is not None:
+        json_path.write_text(json.dumps(result, indent=2, default=str))

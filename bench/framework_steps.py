@@ -47,6 +47,7 @@ from typing import Any
 from bench._harness import (
     VENV_BIN,
     Server,
+    emit,
     free_port,
     hotmod_cli,
     http_get,
@@ -596,9 +597,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
     result = run("quick" if args.quick else "full", frameworks=args.framework)
-    print(render(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+    emit(result, render, args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ Run alone: ``python -m bench.frameworks [--quick|--smoke] [--framework NAME]...`
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shutil
@@ -37,6 +36,7 @@ from bench._harness import (
     REPO,
     VENV_BIN,
     Server,
+    emit,
     fmt,
     free_port,
     hotmod_cli,
@@ -454,9 +454,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     result = run(mode, frameworks=args.framework)
-    print(render(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+    emit(result, render, args.json)
     return 0
 
 

@@ -20,7 +20,6 @@ Run alone: ``python -m bench.save_to_serve [--quick|--smoke] [--peer NAME]...``
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ from bench._harness import (
     VENV_BIN,
     AppCopy,
     Server,
+    emit,
     fmt,
     free_port,
     hotmod_cli,
@@ -543,9 +543,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     result = run(mode, peers=args.peer)
-    print(render(result))
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=2, default=str))
+    emit(result, render, args.json)
     return 0
 
 
