@@ -935,7 +935,7 @@ def _running_module(roots: Roots, loading: str) -> str | None:
     frame: FrameType | None = sys._getframe(2)
     while frame is not None:
         file = frame.f_code.co_filename
-        if not file.startswith("<") and roots.contains(file):
+        if roots.contains(file):  # a pseudo-file (<frozen importlib._bootstrap>) is never inside
             name = frame.f_globals.get("__name__")
             if isinstance(name, str) and name != loading:
                 return name
