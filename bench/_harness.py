@@ -7,6 +7,7 @@ suite did not start.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -561,3 +562,16 @@ def emit(result: dict[str, Any], render: Callable[[dict[str, Any]], str], json_p
     print(render(result))
     if json_path is not None:
         json_path.write_text(json.dumps(result, indent=2, default=str))
+
+
+def section_parser(prog: str) -> argparse.ArgumentParser:
+    """The options of a section run alone: ``--quick``, ``--smoke``, ``--json PATH``."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--json", type=Path)
+    return parser
+
+
+def mode_of(args: argparse.Namespace) -> str:
+    return "smoke" if args.smoke else "quick" if args.quick else "full"

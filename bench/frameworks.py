@@ -19,7 +19,6 @@ Run alone: ``python -m bench.frameworks [--quick|--smoke] [--framework NAME]...`
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import shutil
@@ -42,10 +41,12 @@ from bench._harness import (
     hotmod_cli,
     leaf_pid,
     log,
+    mode_of,
     poll_until,
     probe_window,
     save_edit,
     scratch_dir,
+    section_parser,
     summary_ms,
 )
 
@@ -446,13 +447,10 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.frameworks")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--smoke", action="store_true")
+    parser = section_parser("python -m bench.frameworks")
     parser.add_argument("--framework", action="append", choices=list(FRAMEWORKS))
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode = mode_of(args)
     result = run(mode, frameworks=args.framework)
     emit(result, render, args.json)
     return 0

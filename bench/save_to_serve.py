@@ -19,13 +19,11 @@ Run alone: ``python -m bench.save_to_serve [--quick|--smoke] [--peer NAME]...``
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from bench._harness import (
@@ -39,11 +37,13 @@ from bench._harness import (
     http_get,
     leaf_pid,
     log,
+    mode_of,
     pg_backends,
     poll_until,
     postgres_dsn,
     probe_window,
     scratch_dir,
+    section_parser,
     summary_ms,
 )
 
@@ -535,13 +535,10 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.save_to_serve")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--smoke", action="store_true")
+    parser = section_parser("python -m bench.save_to_serve")
     parser.add_argument("--peer", action="append", choices=PEERS)  # repeatable
-    parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    mode = "smoke" if args.smoke else "quick" if args.quick else "full"
+    mode = mode_of(args)
     result = run(mode, peers=args.peer)
     emit(result, render, args.json)
     return 0
