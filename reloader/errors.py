@@ -88,11 +88,17 @@ def _format(exc: BaseException, in_roots: _Contains) -> str:
     the debug pages, which must not show the text of other files (any frame's file,
     line number and function stay)."""
     te = _traceback.TracebackException.from_exception(exc, lookup_lines=False)
-    _strip(te, in_roots, set())
+    _strip(te, exc, in_roots, set())
     return "".join(te.format())
 
 
-def _strip(te: _traceback.TracebackException, in_roots: _Contains, seen: set[int]) -> None:
+def _strip(
+    te: _traceback.TracebackException, exc: BaseException, in_roots: _Contains, seen: set[int]
+) -> None:
+    # ``exc`` is the exception ``te`` was built from, walked alongside it: the type is
+    # read from the exception itself, because ``TracebackException.exc_type`` is
+    # deprecated since 3.13 and its replacement (``exc_type_str``) is a string that
+    # 3.11 and 3.12 lack.
     if id(te) in seen:
         return
     seen.add(id(te))
@@ -104,13 +110,21 @@ def _strip(te: _traceback.TracebackException, in_roots: _Contains, seen: set[int
             f = _traceback.FrameSummary(f.filename, f.lineno, f.name, lookup_line=False, line="")
         frames.append(f)
     te.stack = _traceback.StackSummary.from_list(frames)
-    if te.exc_type is not None and issubclass(te.exc_type, SyntaxError):
+    if isinstance(exc, SyntaxError):
         if not (te.filename and in_roots(te.filename)):
             # The offending line, printed under "File ..., line N"; None prints nothing.
             te.text = None  # type: ignore[assignment]
-    for linked in (te.__cause__, te.__context__, *(getattr(te, "exceptions", None) or ())):
-        if linked is not None:
-            _strip(linked, in_roots, seen)
+    # A linked TracebackException exists only where the exception has the same link
+    # (its cause, its context, the members of its group, in order).
+    linked: list[tuple[_traceback.TracebackException | None, BaseException | None]] = [
+        (te.__cause__, exc.__cause__),
+        (te.__context__, exc.__context__),
+    ]
+    if isinstance(exc, BaseExceptionGroup):
+        linked.extend(zip(getattr(te, "exceptions", None) or (), exc.exceptions, strict=False))
+    for linked_te, linked_exc in linked:
+        if linked_te is not None and linked_exc is not None:
+            _strip(linked_te, linked_exc, in_roots, seen)
 
 
 class ReloadError(HotmodError):

@@ -199,6 +199,39 @@ def test_the_error_page_for_a_syntax_error_outside_the_roots_shows_no_line_of_it
     assert first[0] is again[0]  # type: ignore[index]
 
 
+@pytest.mark.parametrize("link", ["cause", "context", "group"])
+def test_a_syntax_error_outside_the_roots_linked_under_another_error_shows_no_line_of_it(
+    tmp_path: Path, link: str
+) -> None:
+    outside = tmp_path / "outside" / "script.py"
+    write(outside, "OUTSIDE_SECRET = (\n")
+
+    def raised() -> BaseException:
+        try:
+            try:
+                compile(outside.read_text(), str(outside), "exec")
+            except SyntaxError as error:
+                if link == "cause":
+                    raise RuntimeError("wrapped") from error
+                if link == "context":
+                    raise RuntimeError("while compiling")  # noqa: B904 (the implicit link is the case)
+                raise ExceptionGroup("grouped", [error]) from None
+        except Exception as exc:
+            return exc
+        raise AssertionError("nothing was raised")
+
+    def nowhere(path: str) -> bool:
+        return False
+
+    def everywhere(path: str) -> bool:
+        return True
+
+    hidden = LoadFailure.from_exception(raised(), "m", nowhere).traceback
+    assert "SyntaxError" in hidden and "OUTSIDE_SECRET" not in hidden
+    # The same error with its file inside the roots shows the line: the check can see it.
+    assert "OUTSIDE_SECRET" in LoadFailure.from_exception(raised(), "m", everywhere).traceback
+
+
 # -- 3. a file that becomes a symlink to elsewhere is not loaded --------------------------
 
 
