@@ -6,19 +6,34 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
+# A pip constraints file for the install (`make test-lowest` passes
+# .ci/lowest-constraints.txt); a change to it rebuilds the virtualenv.
+CONSTRAINTS ?=
+# The Pythons that pyproject.toml claims, as X.Y: `make test-matrix` and
+# `make test-lowest` run on each, found on PATH or through pyenv.
+PYTHONS ?= 3.11 3.12 3.13
 
-.PHONY: install test stress run bench bench-quick lint clean
+.PHONY: install test test-matrix test-lowest stress run bench bench-quick lint clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,postgres]'
+	$(PY) -m pip install --quiet -e '.[dev,postgres]' $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS))
 	touch $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+
+# The suite on each of PYTHONS with the newest releases, each in its own .venv-X.Y.
+test-matrix:
+	bash .ci/matrix.sh newest $(PYTHONS)
+
+# The suite on each of PYTHONS with the lowest versions pyproject.toml allows of
+# werkzeug, watchdog and psycopg (.ci/lowest-constraints.txt), in .venv-X.Y-lowest.
+test-lowest:
+	bash .ci/matrix.sh lowest $(PYTHONS)
 
 stress: $(STAMP)
 	$(PY) -m pytest -m slow -q $(PYTEST_ARGS)
@@ -40,4 +55,4 @@ lint: $(STAMP)
 	$(VENV)/bin/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-3.* build *.egg-info .pytest_cache .mypy_cache .ruff_cache
