@@ -186,3 +186,21 @@ def server(request: pytest.FixtureRequest, app_root: Path) -> Iterator[Served]:
 @pytest.fixture
 def pkg(request: pytest.FixtureRequest, app_root: Path) -> Path:
     return app_root / request.module.PACKAGE
+
+
+def _watchdog_version() -> str:
+    from importlib.metadata import version
+
+    return version("watchdog")
+
+
+#: watchdog 7.1.1's inotify observer (Linux) leaves descriptors open after
+#: ``Observer.stop()`` and ``join()`` (0 with 7.1.0; 33 over 100 observers of 5
+#: folders here). It concerns our watchdog backend on Linux only, which is chosen only
+#: by name there (the native one is our own inotify); strict, so that a release that
+#: fixes it makes the test pass again, and a later release that does not fails it.
+WATCHDOG_LEAKS_ON_STOP = pytest.mark.xfail(
+    sys.platform.startswith("linux") and _watchdog_version() == "7.1.1",
+    reason="watchdog 7.1.1's inotify observer leaves its descriptors open after stop()",
+    strict=True,
+)
