@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer
+from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer, PathState
 from ._fork import fork_epoch
 from ._roots import inside, resolve_roots
 from ._signature import file_signature
@@ -533,7 +533,7 @@ class Watcher:
             self._debounce.refresh(path, signature)
             self._cond.notify_all()
 
-    def _note(self, path: str, state: str) -> None:
+    def _note(self, path: str, state: PathState) -> None:
         # The file as this event leaves it: a later difference without an event means
         # a write whose events have not arrived yet (Debouncer.hold_in_flight).
         signature = file_signature(path)
