@@ -294,6 +294,15 @@ def test_a_broken_edit_is_reported_like_a_manual_reload_and_the_fix_wins(
 def test_a_forked_child_watches_and_reloads_on_its_own(
     engine: Callable[..., Engine], app: Path, backend: str
 ) -> None:
+    def inotify_fds() -> set[str]:
+        return {
+            n
+            for n in os.listdir("/proc/self/fd")
+            if os.path.exists(f"/proc/self/fd/{n}")
+            and os.readlink(f"/proc/self/fd/{n}") == "anon_inode:inotify"
+        }
+
+    others = inotify_fds()  # left open by some earlier code of this process: not ours
     e = engine()
     read_end, write_end = os.pipe()
     pid = os.fork()
@@ -301,12 +310,7 @@ def test_a_forked_child_watches_and_reloads_on_its_own(
         status = 1
         try:
             os.close(read_end)
-            fds = [
-                n
-                for n in os.listdir("/proc/self/fd")
-                if os.path.exists(f"/proc/self/fd/{n}")
-                and os.readlink(f"/proc/self/fd/{n}") == "anon_inode:inotify"
-            ]
+            fds = inotify_fds() - others
             report = [f"inherited-inotify={len(fds)}", f"handled={e.r.check_fork()}"]
             write(app.parent, "app/db.py", "VALUE = 'child'\nCOMPLETE = True\n")
             deadline = time.monotonic() + 15
