@@ -303,15 +303,19 @@ class Watcher:
         self._epoch = fork_epoch()
         self._started = True
         self._backend = self._open_backend(self._requested)
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name="hotmod-watch-dispatch", daemon=True
-        )
-        self._dispatcher.start()
         for base in self._tree.bases():
             self._watch_tree(base, report=False)
         reason = self._take_fallback_reason()
         if reason is not None:
             self._switch_to_polling(reason)
+        # Only now: until here this thread alone may switch backends (a limit reached
+        # during the walk), from here on the dispatcher alone. Two switches at once
+        # made two polling backends, one of them never stopped. Events that came
+        # meanwhile wait in the debouncer.
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="hotmod-watch-dispatch", daemon=True
+        )
+        self._dispatcher.start()
         logger.debug("watching %d folders with %s", len(self._folders), self.backend)
 
     def _stop_locked(self, timeout: float) -> None:
@@ -395,14 +399,20 @@ class Watcher:
             return reason
 
     def _switch_to_polling(self, reason: str) -> None:
-        """Replace the inotify backend by polling over the same folders. Never runs
-        on a backend thread (it stops that backend)."""
+        """Replace the native backend by polling over the same folders. Runs on the
+        thread that starts the watcher, before the dispatcher exists, or on the
+        dispatcher: never two at once, never on a backend thread (it stops that one)."""
         old = self._backend
         if old is None or old.name == "polling":
             return
         self._warn_fallback(reason)
-        # Swapped first: a folder that appears from now on is scheduled on the new one.
-        new = self._backend = self._open_backend("polling")
+        new = self._open_backend("polling")
+        with self._cond:
+            if self._stopping:  # stop() has read (and stopped) the old one: not this one
+                new.stop(2.0)
+                return
+            # Swapped first: a folder that appears from now on is scheduled on the new one.
+            self._backend = new
         with self._tree_lock:
             folders = list(self._folders)
         for folder in folders:

@@ -313,3 +313,21 @@ def test_a_bad_backend_name_or_a_contradiction_is_a_value_error_that_says_which(
     monkeypatch.setenv("HOTMOD_WATCHER", "fsevents")
     with pytest.raises(ValueError, match="HOTMOD_WATCHER='fsevents' in the environment"):
         Watcher([root], on_change=Batches())
+
+
+def test_a_limit_reached_while_starting_switches_once_and_stop_leaves_no_thread(
+    root: Path, scripted: type[ScriptedBackend]
+) -> None:
+    """The walk of the tree at start and the dispatcher must not both switch to
+    polling: two switches made two polling backends, one never stopped (26 polling
+    threads left over 60 starts, before the dispatcher started after the walk)."""
+    for i in range(6):
+        (root / f"p{i}").mkdir()
+    scripted.refuse_after = 3
+    threads_before = set(threading.enumerate())
+    for _ in range(30):
+        watcher = Watcher([root], on_change=Batches(), backend="inotify", poll_interval=0.05)
+        watcher.start()
+        assert watcher.backend == "polling"
+        watcher.stop(timeout=5)
+        assert set(threading.enumerate()) == threads_before
