@@ -40,7 +40,7 @@ from typing import Any
 
 from hotmod.reloader import Reloader, ReloadEvent
 
-BACKENDS = ("inotify", "polling")
+BACKENDS = ("inotify", "watchdog", "polling")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -153,7 +153,7 @@ def one_module_edit(backend: str, saves: int) -> dict[str, Any]:
         try:
             reloader.load()
             generations = _Generations(reloader)
-            reloader.watch(poll=backend == "polling")
+            reloader.watch(backend=backend)
             result = _measure_saves(reloader, generations, db, saves, name="small")
             result["backend"] = reloader.watcher.backend
             return result
@@ -191,7 +191,7 @@ def burst_edit(backend: str, bursts: int, files: int) -> dict[str, Any]:
         try:
             reloader.load()
             generations = _Generations(reloader)
-            reloader.watch(poll=backend == "polling")
+            reloader.watch(backend=backend)
             for i in range(bursts):
                 first = reloader.current.number + 1
                 seen = len(generations.events)
@@ -266,7 +266,7 @@ def big_tree(
             generations = _Generations(reloader)
             threads_before = threading.active_count()
             started = time.perf_counter()
-            reloader.watch(poll=backend == "polling")
+            reloader.watch(backend=backend)
             startup_s = time.perf_counter() - started
             stats = reloader.watcher.stats()
             threads = threading.active_count() - threads_before

@@ -76,7 +76,8 @@ class HotReload:
     :param allow_hosts: more host names that may see the debug pages: ``"shop.test"``,
         ``".shop.test"`` (with its subdomains), an address, or ``"*"`` (any host: a
         page on any site that resolves its name to this server could read them).
-    :param poll: use the polling watcher instead of inotify.
+    :param poll: use the polling watcher instead of the native events (inotify on
+        Linux, watchdog's observer elsewhere); ``HOTMOD_WATCHER`` names a backend.
     :param exclude: glob patterns of files that are never reloaded.
     :param extra: glob patterns of non-Python files whose change reloads.
     :param scan_interval: seconds; when set, no watcher thread runs: a request checks

@@ -101,7 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="a host name that may see the debug pages besides localhost, 127.0.0.1 and [::1]"
         " (repeatable; .NAME with its subdomains)",
     )
-    serve.add_argument("--poll", action="store_true", help="poll files instead of using inotify")
+    serve.add_argument(
+        "--poll",
+        action="store_true",
+        help="poll files instead of native events (HOTMOD_WATCHER=inotify|watchdog|polling names one)",
+    )
     serve.add_argument(
         "--production",
         action="store_true",

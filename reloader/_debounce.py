@@ -36,6 +36,7 @@ construction; the owner (the watcher) holds one lock around every call.
 
 from __future__ import annotations
 
+import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,7 +45,17 @@ from typing import Protocol
 
 from ._signature import Signature, file_signature
 
-__all__ = ["CLOSED", "GONE", "LISTED", "MAX_RETRIES", "WRITING", "ChangeBatch", "Cut", "Debouncer"]
+__all__ = [
+    "CLOSED",
+    "GONE",
+    "LISTED",
+    "MAX_RETRIES",
+    "WRITING",
+    "ChangeBatch",
+    "Cut",
+    "Debouncer",
+    "PathState",
+]
 
 #: How many times in a row a path handed back by :meth:`ChangeBatch.retry` is
 #: delivered again before it is dropped.
@@ -59,19 +70,28 @@ SETTLE = 0.2
 #: How many files saved alone are remembered (the oldest is forgotten first).
 EDITED_MEMORY = 256
 
-# Per-path states within a burst.
-WRITING = "writing"  # created or modified, no close-after-write seen yet
-CLOSED = "closed"  # closed after writing, or renamed into place: content complete
-GONE = "gone"  # deleted or moved away
-LISTED = "listed"  # seen by looking at the file (a new folder's listing, a change
-# noticed before its event arrived, a catch-up): no event describes what it holds
+class PathState(enum.StrEnum):
+    """The state a path of the burst is in, after its last event."""
+
+    #: Created or modified, no close-after-write seen yet.
+    WRITING = "writing"
+    #: Closed after writing, or renamed into place: the content is complete.
+    CLOSED = "closed"
+    #: Deleted or moved away.
+    GONE = "gone"
+    #: Seen by looking at the file (a new folder's listing, a change noticed before
+    #: its event arrived, a catch-up): no event describes what it holds.
+    LISTED = "listed"
+
+
+WRITING, CLOSED, GONE, LISTED = PathState.WRITING, PathState.CLOSED, PathState.GONE, PathState.LISTED
 
 
 @dataclass
 class Pending:
     """One path of the burst being gathered."""
 
-    state: str
+    state: PathState
     seq: int
     #: The file as the event that set ``state`` left it; None when it does not exist.
     signature: Signature | None = None
@@ -79,7 +99,7 @@ class Pending:
     requeued: bool = False
     #: When ``state`` was guessed from a look at the file (it changed with no event
     #: yet) rather than set by an event: the state the last event had set.
-    guessed_from: str | None = None
+    guessed_from: PathState | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +160,7 @@ class Debouncer:
 
     # --- events ----------------------------------------------------------------------
 
-    def note(self, path: str, state: str, signature: Signature | None) -> None:
+    def note(self, path: str, state: PathState, signature: Signature | None) -> None:
         """An event left the file at ``path`` in ``state``, looking like ``signature``."""
         now = self.clock()
         if self._last_single is not None:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from ._signature import Signature, signature_of
-from ._watch_backend import RawEvent
+from ._watch_backend import RawEvent, RawKind
 
 __all__ = ["PollingBackend"]
 
@@ -36,6 +36,7 @@ class PollingBackend:
 
     name = "polling"
     reports_close = False
+    scans = True
 
     def __init__(
         self,
@@ -128,11 +129,11 @@ class PollingBackend:
         if current is None:
             # The folder itself vanished: everything in it went with it.
             events += [
-                RawEvent("deleted", os.path.join(folder, n), is_dir=e[0])
+                RawEvent(RawKind.DELETED, os.path.join(folder, n), is_dir=e[0])
                 for n, e in previous.items()
                 if e is not None
             ]
-            events.append(RawEvent("deleted", folder, is_dir=True))
+            events.append(RawEvent(RawKind.DELETED, folder, is_dir=True))
         else:
             for name, entry in current.items():
                 if entry is None:
@@ -140,15 +141,15 @@ class PollingBackend:
                 old = previous.get(name)
                 path = os.path.join(folder, name)
                 if old is None:
-                    events.append(RawEvent("created", path, is_dir=entry[0]))
+                    events.append(RawEvent(RawKind.CREATED, path, is_dir=entry[0]))
                 elif old[0] != entry[0]:
-                    events.append(RawEvent("deleted", path, is_dir=old[0]))
-                    events.append(RawEvent("created", path, is_dir=entry[0]))
+                    events.append(RawEvent(RawKind.DELETED, path, is_dir=old[0]))
+                    events.append(RawEvent(RawKind.CREATED, path, is_dir=entry[0]))
                 elif not entry[0] and old != entry:
-                    events.append(RawEvent("modified", path))
+                    events.append(RawEvent(RawKind.MODIFIED, path))
             for name, old in previous.items():
                 if old is not None and name not in current:
-                    events.append(RawEvent("deleted", os.path.join(folder, name), is_dir=old[0]))
+                    events.append(RawEvent(RawKind.DELETED, os.path.join(folder, name), is_dir=old[0]))
         with self._lock:
             if folder in self._folders:
                 if current is None:

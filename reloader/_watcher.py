@@ -7,10 +7,12 @@ and the like: :mod:`._watch_tree`), keeps the events of the ``.py`` files (and o
 ``extra`` globs), gathers them into bursts (:mod:`._debounce`) and hands each burst,
 as one batch, to ``on_change`` on its single dispatch thread.
 
-Two backends sit behind one small interface (:mod:`._watch_backend`): inotify, one
-descriptor and one reader thread for the whole tree (:mod:`._watch_inotify`), and a
-stat-polling thread (:mod:`._watch_polling`) for the places inotify does not reach,
-or when the kernel's inotify limits are reached.
+Three backends sit behind one small interface (:mod:`._watch_backend`): on Linux,
+inotify, one descriptor and one reader thread for the whole tree
+(:mod:`._watch_inotify`); elsewhere, the platform's native events through
+watchdog's public observer (:mod:`._watch_watchdog`: FSEvents, kqueue,
+``ReadDirectoryChangesW``); and a stat-polling thread (:mod:`._watch_polling`) for
+the places native events do not reach, or when a kernel limit is reached.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
@@ -25,31 +28,54 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer
+from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer, PathState
 from ._fork import fork_epoch
 from ._roots import inside, resolve_roots
 from ._signature import file_signature
-from ._watch_backend import Backend, RawEvent, backend_class
+from ._watch_backend import BACKENDS, Backend, BackendName, RawEvent, RawKind, backend_class, native_backend
 from ._watch_tree import WatchedTree
 
 __all__ = ["MAX_RETRIES", "ChangeBatch", "Watcher", "fork_epoch"]
 
 logger = logging.getLogger("hotmod.watcher")
 
-_INOTIFY_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
+#: What a backend raises when a kernel limit is reached (watches, instances, files).
+_LIMIT_ERRNOS = (errno.ENOSPC, errno.EMFILE)
 
 #: The state a file is in after each kind of event.
 _STATE_AFTER = {
-    "created": WRITING,
-    "modified": WRITING,
-    "closed": CLOSED,
-    "moved_in": CLOSED,
-    "deleted": GONE,
+    RawKind.CREATED: WRITING,
+    RawKind.MODIFIED: WRITING,
+    RawKind.CLOSED: CLOSED,
+    RawKind.MOVED_IN: CLOSED,
+    RawKind.DELETED: GONE,
 }
 
 
-def _env_wants_polling() -> bool:
-    return os.environ.get("HOTMOD_POLL", "").strip().lower() in ("1", "true", "yes", "on")
+def choose_backend(backend: str | None, poll: bool | None) -> BackendName:
+    """The backend asked for: by name, by ``poll``, by the environment
+    (``HOTMOD_WATCHER=inotify|watchdog|polling``, or ``HOTMOD_POLL=1``), or this
+    platform's native one. Raises :class:`ValueError` for a name that is none of them,
+    and where ``backend`` and ``poll`` contradict each other."""
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, not {backend!r}")
+        if poll is not None and poll != (backend == "polling"):
+            raise ValueError(f"poll={poll!r} contradicts backend={backend!r}: give one of them")
+        return backend  # type: ignore[return-value]  # checked against BACKENDS above
+    if poll is not None:
+        return "polling" if poll else native_backend()
+    named = os.environ.get("HOTMOD_WATCHER", "").strip().lower()
+    if named:
+        if named not in BACKENDS:
+            raise ValueError(
+                f"HOTMOD_WATCHER={named!r} in the environment is not a watcher backend"
+                f" (one of {', '.join(BACKENDS)})"
+            )
+        return named  # type: ignore[return-value]  # checked against BACKENDS above
+    if os.environ.get("HOTMOD_POLL", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "polling"
+    return native_backend()
 
 
 # Watchers of this process, for the at-fork hook.
@@ -81,8 +107,14 @@ class Watcher:
         name; absolute ones match the absolute path, and their folder is watched.
     :param exclude: glob patterns of files never reported (same matching). A folder
         whose every path matches a pattern ending in ``*`` (``tests/*``) gets no watch.
-    :param poll: True for the polling backend, False for inotify, None (default) for
-        polling when the environment has ``HOTMOD_POLL=1``, else inotify.
+    :param backend: ``"inotify"`` (Linux), ``"watchdog"`` (watchdog's native
+        observer: FSEvents, kqueue, ``ReadDirectoryChangesW``) or ``"polling"``. By
+        default, ``HOTMOD_WATCHER`` in the environment names it, else
+        ``HOTMOD_POLL=1`` means polling, else this platform's native backend
+        (inotify on Linux, watchdog elsewhere). One that cannot start falls back to
+        polling, with one WARNING; so does one that reaches a kernel limit later.
+    :param poll: True for polling, False for the native backend; a shorthand for
+        ``backend`` (give one of them).
     :param quiet: seconds without events that end a burst of several files (or a
         deletion, or any burst under polling). One file closed after writing (or
         renamed into place) is handed over at once, once a barrier has shown that no
@@ -100,6 +132,7 @@ class Watcher:
         on_change: Callable[[ChangeBatch], None],
         extra: Sequence[str] = (),
         exclude: Sequence[str] = (),
+        backend: BackendName | None = None,
         poll: bool | None = None,
         quiet: float = 0.05,
         max_wait: float = 0.5,
@@ -121,9 +154,9 @@ class Watcher:
         self.quiet = float(quiet)
         self.max_wait = float(max_wait)
         self.poll_interval = float(poll_interval)
-        self._poll_requested = _env_wants_polling() if poll is None else bool(poll)
-        #: "inotify" or "polling": the backend in use (after a fallback too).
-        self.backend: str = "polling" if self._poll_requested else "inotify"
+        self._requested: BackendName = choose_backend(backend, poll)
+        #: The backend in use: the one requested, or "polling" after a fallback.
+        self.backend: BackendName = self._requested
 
         self._renew_locks()
         # Lifecycle, owned by _life_lock.
@@ -269,16 +302,20 @@ class Watcher:
             self._stopping = False
         self._epoch = fork_epoch()
         self._started = True
-        self._backend = self._open_backend("polling" if self._poll_requested else "inotify")
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name="hotmod-watch-dispatch", daemon=True
-        )
-        self._dispatcher.start()
+        self._backend = self._open_backend(self._requested)
         for base in self._tree.bases():
             self._watch_tree(base, report=False)
         reason = self._take_fallback_reason()
         if reason is not None:
             self._switch_to_polling(reason)
+        # Only now: until here this thread alone may switch backends (a limit reached
+        # during the walk), from here on the dispatcher alone. Two switches at once
+        # made two polling backends, one of them never stopped. Events that came
+        # meanwhile wait in the debouncer.
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="hotmod-watch-dispatch", daemon=True
+        )
+        self._dispatcher.start()
         logger.debug("watching %d folders with %s", len(self._folders), self.backend)
 
     def _stop_locked(self, timeout: float) -> None:
@@ -307,15 +344,15 @@ class Watcher:
         with self._tree_lock:
             self._folders.clear()
 
-    def _open_backend(self, name: str) -> Backend:
+    def _open_backend(self, name: BackendName) -> Backend:
         backend: Backend | None = None
-        if name == "inotify":
+        if name != "polling":
             try:
-                backend = backend_class("inotify")(self._on_raw)
+                backend = backend_class(name)(self._on_raw)
             except OSError as exc:
-                self._warn_fallback(self._describe_limit(exc))
-            except ImportError as exc:  # not Linux, or a libc without inotify
-                self._warn_fallback(f"inotify is not available here ({exc})")
+                self._warn_fallback(self._describe_limit(name, exc))
+            except ImportError as exc:  # inotify off Linux; watchdog without a native observer
+                self._warn_fallback(f"{name} is not available here ({exc})")
         if backend is None:
             backend = backend_class("polling")(
                 self._on_raw,
@@ -327,7 +364,7 @@ class Watcher:
             self._debounce.reports_close = backend.reports_close
             # Polling confirms a file by seeing it unchanged again: give a slow writer
             # at least one scan to show its next change before a handed-back path.
-            self._debounce.retry_floor = 0.0 if backend.reports_close else self.poll_interval
+            self._debounce.retry_floor = self.poll_interval if backend.scans else 0.0
         backend.start()
         self.backend = backend.name
         return backend
@@ -335,7 +372,12 @@ class Watcher:
     def _tree_relevant(self, path: str) -> bool:
         return os.path.basename(path) == "pyvenv.cfg" or self._tree.wants(path)
 
-    def _describe_limit(self, exc: OSError) -> str:
+    def _describe_limit(self, name: str, exc: OSError) -> str:
+        if not sys.platform.startswith("linux"):
+            return (
+                f"the {name} watcher reached a limit ({exc}); raise the open-file limit"
+                " (ulimit -n), or watch fewer folders (exclude)"
+            )
         if exc.errno == errno.EMFILE:
             return (
                 f"the inotify instance limit is reached ({exc}); raise"
@@ -357,14 +399,20 @@ class Watcher:
             return reason
 
     def _switch_to_polling(self, reason: str) -> None:
-        """Replace the inotify backend by polling over the same folders. Never runs
-        on a backend thread (it stops that backend)."""
+        """Replace the native backend by polling over the same folders. Runs on the
+        thread that starts the watcher, before the dispatcher exists, or on the
+        dispatcher: never two at once, never on a backend thread (it stops that one)."""
         old = self._backend
         if old is None or old.name == "polling":
             return
         self._warn_fallback(reason)
-        # Swapped first: a folder that appears from now on is scheduled on the new one.
-        new = self._backend = self._open_backend("polling")
+        new = self._open_backend("polling")
+        with self._cond:
+            if self._stopping:  # stop() has read (and stopped) the old one: not this one
+                new.stop(2.0)
+                return
+            # Swapped first: a folder that appears from now on is scheduled on the new one.
+            self._backend = new
         with self._tree_lock:
             folders = list(self._folders)
         for folder in folders:
@@ -404,15 +452,15 @@ class Watcher:
             if folder in self._folders:
                 return False
             self._folders[folder] = set()
-        if backend.name == "inotify" and self._fallback_reason is not None:
-            return True  # inotify is full: the polling backend will take this folder
+        if backend.name != "polling" and self._fallback_reason is not None:
+            return True  # the native backend is full: the polling backend will take this folder
         try:
             placed = backend.schedule(folder)
         except OSError as exc:
             placed = False
-            if exc.errno in _INOTIFY_LIMIT_ERRNOS and backend.name == "inotify":
+            if exc.errno in _LIMIT_ERRNOS and backend.name != "polling":
                 with self._cond:
-                    self._fallback_reason = self._describe_limit(exc)
+                    self._fallback_reason = self._describe_limit(backend.name, exc)
                     self._cond.notify_all()
                 return True  # the polling backend will watch it
             logger.warning("cannot watch %s: %s", folder, exc)
@@ -442,37 +490,37 @@ class Watcher:
     def _on_raw(self, event: RawEvent) -> None:
         """Called by a backend on its own thread, for every event in a watched folder."""
         try:
-            if event.kind == "overflow":
+            if event.kind is RawKind.OVERFLOW:
                 self._rescan()
             else:
                 self._on_path(event.path, event.kind, event.is_dir)
         except Exception:
             logger.exception("watcher failed to handle %r", event)
 
-    def _on_path(self, path: str, kind: str, is_dir: bool) -> None:
+    def _on_path(self, path: str, kind: RawKind, is_dir: bool) -> None:
         folder, name = os.path.split(path)
         if is_dir:
-            if kind in ("created", "moved_in"):
+            if kind in (RawKind.CREATED, RawKind.MOVED_IN):
                 with self._tree_lock:
                     parent_watched = folder in self._folders
                 if parent_watched and self._tree.folder_wanted(path):
                     self._watch_tree(path, report=True)
-            elif kind == "deleted":
+            elif kind is RawKind.DELETED:
                 self._forget_tree(path, report=True)
             return
-        if name == "pyvenv.cfg" and kind in ("created", "moved_in"):
+        if name == "pyvenv.cfg" and kind in (RawKind.CREATED, RawKind.MOVED_IN):
             # A virtualenv is being created here: it is not ours to watch.
             self._forget_tree(folder, report=False)
             return
         if not self._tree.wants(path):
             return
-        if kind == "attrib":
+        if kind is RawKind.ATTRIB:
             self._refresh(path)
             return
         with self._tree_lock:
             known = self._folders.get(folder)
             if known is not None:
-                if kind == "deleted":
+                if kind is RawKind.DELETED:
                     known.discard(name)
                 else:
                     known.add(name)
@@ -482,7 +530,9 @@ class Watcher:
         """The kernel's queue overflowed and events were lost: every known file is
         delivered once (the consumer compares content), and folders created meanwhile
         get their watches."""
-        logger.warning("inotify queue overflowed (events were lost): looking at every file again")
+        logger.warning(
+            "%s lost events (its queue overflowed): looking at every file again", self.backend
+        )
         self._note_known_files()
         for base in self._tree.bases():
             self._watch_tree(base, report=True)
@@ -493,7 +543,7 @@ class Watcher:
             self._debounce.refresh(path, signature)
             self._cond.notify_all()
 
-    def _note(self, path: str, state: str) -> None:
+    def _note(self, path: str, state: PathState) -> None:
         # The file as this event leaves it: a later difference without an event means
         # a write whose events have not arrived yet (Debouncer.hold_in_flight).
         signature = file_signature(path)

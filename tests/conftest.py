@@ -186,3 +186,23 @@ def server(request: pytest.FixtureRequest, app_root: Path) -> Iterator[Served]:
 @pytest.fixture
 def pkg(request: pytest.FixtureRequest, app_root: Path) -> Path:
     return app_root / request.module.PACKAGE
+
+
+def _watchdog_version() -> str:
+    from importlib.metadata import version
+
+    return version("watchdog")
+
+
+#: watchdog 7.1.1's inotify observer (Linux) can leave its descriptors open after
+#: ``Observer.stop()`` and ``join()``: its reader closes them only when the stop
+#: finds it waiting in ``select()``, so whether a given stop leaks is a race (33 over
+#: 100 observers of 5 folders in a fresh process here; 0 with 7.1.0). It concerns
+#: our watchdog backend on Linux only, which is chosen only by name there (the native
+#: one is our own inotify). Not strict, as the race is; pinned to 7.1.1, so that any
+#: other release runs the full assertions (7.1.0 does, in the lowest-versions run).
+WATCHDOG_LEAKS_ON_STOP = pytest.mark.xfail(
+    sys.platform.startswith("linux") and _watchdog_version() == "7.1.1",
+    reason="watchdog 7.1.1's inotify observer may leave its descriptors open after stop() (a race)",
+    strict=False,
+)

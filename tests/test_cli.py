@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import os
 import signal
 import socket
 import subprocess
@@ -226,6 +227,26 @@ def test_bad_input_is_one_line_of_error_and_a_non_zero_exit(
     assert lines[0].startswith("hotmod: error:")
     assert expected in lines[0]
     assert "None" not in lines[0]
+
+
+def test_a_watcher_backend_named_in_the_environment_that_does_not_exist_is_one_line(
+    tmp_path: Path, port: int
+) -> None:
+    write(tmp_path / "hm_cli_ok.py", "def app(environ, start_response):\n    return []\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "hotmod", "serve", "hm_cli_ok:app", "--port", str(port)],
+        cwd=tmp_path,
+        env={**os.environ, "HOTMOD_WATCHER": "fsevents"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        start_new_session=True,
+    )
+    assert result.returncode == 1, result
+    assert result.stderr.strip().splitlines() == [
+        "hotmod: error: HOTMOD_WATCHER='fsevents' in the environment is not a watcher backend"
+        " (one of inotify, watchdog, polling)"
+    ]
 
 
 def test_a_missing_module_says_how_to_make_it_importable(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
+from conftest import WATCHDOG_LEAKS_ON_STOP, wait_until
 from support import serving, write
 from werkzeug.test import Client
 
@@ -563,6 +563,26 @@ def test_freeze_keeps_serving_the_current_generation_and_thaw_loads_the_pending_
     assert not app.frozen
     assert body_of(app)[1] == "two"
     assert app.status()["pending"] == []
+
+
+@pytest.mark.parametrize(
+    "backend", ["inotify", pytest.param("watchdog", marks=WATCHDOG_LEAKS_ON_STOP), "polling"]
+)
+def test_a_hundred_hotreloads_built_and_closed_leave_no_descriptor_and_no_thread(
+    project: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HotReload with its watcher, chosen through the environment as a user would:
+    100 of them built and closed leave the process as it was."""
+    monkeypatch.setenv("HOTMOD_WATCHER", backend)
+    write(project / "cycled.py", "def app(environ, start_response):\n    return []\n")
+    threads_before = set(threading.enumerate())
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    for _ in range(100):
+        app = HotReload("cycled:app", watch=project)
+        assert app._reloader.watcher.backend == backend
+        app.close()
+    assert set(threading.enumerate()) == threads_before
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
 
 
 def test_scan_interval_reloads_on_the_request_that_notices_the_change(
