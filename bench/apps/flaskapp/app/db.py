@@ -8,6 +8,7 @@ when nothing was handed over (shutdown, or a failed clone).
 
 from __future__ import annotations
 
+import atexit
 import os
 import queue
 import sqlite3
@@ -76,7 +77,7 @@ def _open_pool() -> Any:
         from psycopg_pool import ConnectionPool
 
         name = os.environ.get("BENCH_APPLICATION_NAME", "hotmod-bench")
-        return ConnectionPool(
+        opened = ConnectionPool(
             url,
             min_size=2,
             max_size=4,
@@ -85,6 +86,12 @@ def _open_pool() -> Any:
             open=True,
             name=name,
         )
+        # The restarting peers end the process with sys.exit(). A pool left open for
+        # its __del__ at interpreter shutdown waits up to 5 s per worker thread there
+        # on Python 3.13 (psycopg/psycopg#930): the peer would be timed on the app's
+        # slow exit, not on its reload. A real app closes its pool; so does this one.
+        atexit.register(opened.close)
+        return opened
     data_dir = os.environ.get("BENCH_DATA_DIR", "var")
     os.makedirs(data_dir, exist_ok=True)
     return SQLitePool(os.path.join(data_dir, "shop.sqlite3"))
@@ -144,3 +151,4 @@ def __mp_clone__(new: Any) -> None:
 def __mp_purge__() -> None:
     if _pool is not None:
         _pool.close()
+        atexit.unregister(_pool.close)
