@@ -34,7 +34,7 @@ for version in "$@"; do
   name="$version $end"
   if ! python=$(bash .ci/find-python.sh "$version"); then
     if [[ ${CI:-} == true ]]; then
-      echo "matrix: FAILED [$name]: Python $version is claimed by pyproject.toml but was not found" >&2
+      echo "matrix: FAILED [$name]: Python $version is to be tested but was not found (see the line above)" >&2
       failed+=("$name")
     else
       echo "matrix: SKIPPED [$name]: Python $version not found (CI=true fails here instead)" >&2
