@@ -21,7 +21,7 @@ from typing import Any
 from . import _plan, _swap
 from ._events import ReloadEvent, Subscribers
 from ._extension import Extension
-from ._fork import fork_epoch
+from ._fork import forget_fork, fork_epoch, on_fork
 from ._generation import Generation
 from ._graph import Graph
 from ._loader import Source, Stage, active_stage, find_spec_quietly, quiet
@@ -141,6 +141,12 @@ class Reloader:
             closed=lambda: self._closed,
         )
         _engines.add(self)
+        on_fork(
+            self,
+            before=Reloader._before_fork,
+            after_in_parent=Reloader._after_fork_in_parent,
+            after_in_child=Reloader._after_fork_in_child,
+        )
         _observe_imports()
 
     def __repr__(self) -> str:
@@ -388,7 +394,7 @@ class Reloader:
                 return False
             self._epoch = fork_epoch()
             self._watcher = None  # its threads did not survive fork()
-            # The child dropped the callers it inherited (see _after_fork_child): a
+            # The child dropped the callers it inherited (see _after_fork_in_child): a
             # generation that was draining may be drained now.
             for gen in self._retirement.draining():
                 gen._maybe_retire()
@@ -447,6 +453,20 @@ class Reloader:
         others = [e._current.modules for e in list(_engines) if e is not self and e._current is not None]
         _swap.forget_sys_modules(modules, others)
         _engines.discard(self)
+        forget_fork(self)
+
+    def _before_fork(self) -> None:
+        # No child inherits a half-swapped sys.modules: the fork waits for a reload.
+        self._reload_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._reload_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._reload_lock.release()
+        # Locks another thread held at fork time stay held forever in the child.
+        self._state_lock = threading.Lock()
+        self._retirement.after_fork()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -954,27 +974,5 @@ def _observe_imports() -> None:
             sys.meta_path.remove(_OBSERVER)
         sys.meta_path.insert(0, _OBSERVER)
 
-
-def _before_fork() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.acquire()
-
-
-def _after_fork_parent() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.release()
-
-
-def _after_fork_child() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.release()
-        # Locks another thread held at fork time stay held forever in the child.
-        engine._state_lock = threading.Lock()
-        engine._retirement.after_fork()
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
-)
 
 __all__ = ["ReloadEvent", "Reloader", "default_root"]
