@@ -397,7 +397,7 @@ class Reloader:
             # The child dropped the callers it inherited (see _after_fork_in_child): a
             # generation that was draining may be drained now.
             for gen in self._retirement.draining():
-                gen._maybe_retire()
+                gen.maybe_retire()
             if self._watch_options is not None and not self._closed:
                 self.watch(**self._watch_options)  # which also catches up
         return True
@@ -637,7 +637,7 @@ class Reloader:
             except KeyError:
                 break
         gen = self._current
-        if not strays or gen is None or gen._modules is None:
+        if not strays or gen is None or gen.table is None:
             return
         for name, importer, at in sorted(strays, key=lambda s: s[2]):
             module = sys.modules.get(name)
@@ -654,9 +654,9 @@ class Reloader:
         them by name, so the target depends on them unless an import statement of
         another reloadable module says who does."""
         gen = self._current
-        if gen is None or gen._modules is None:
+        present = gen.table if gen is not None else None
+        if gen is None or present is None:
             return
-        present = gen._modules
         found = modules_in_roots(self.roots, skip=present.__contains__)
         for name, module in sorted(found.items()):
             self._adopt(gen, name, module, self._loaded_at)
@@ -666,9 +666,7 @@ class Reloader:
 
     def _adopt(self, gen: Generation, name: str, module: ModuleType, since: float) -> None:
         """``module`` joins ``gen`` (shared from here on, as if loaded with it)."""
-        assert gen._modules is not None
-        if name not in gen._modules:
-            gen._modules[name] = module
+        if gen.adopt(name, module):
             self._registry.adopt(self._graph, name, module, gen.number, since)
 
     def _publish_graph(self) -> None:
@@ -692,7 +690,7 @@ class Reloader:
         base_gen = self._current
         # The current generation's table is not written while a plan runs (strays
         # are adopted before planning, under the same lock): read it in place.
-        base: dict[str, ModuleType] = (base_gen._modules or {}) if base_gen else {}
+        base: dict[str, ModuleType] = (base_gen.table or {}) if base_gen else {}
         table = dict(base)
         for name in changes.deleted:
             table.pop(name, None)
@@ -832,7 +830,7 @@ class Reloader:
         with self._state_lock:
             _swap.bind_packages(stage, base, deleted, self._registry)
             previous = self._current
-            gen._make_current()
+            gen.make_current()
             self._retirement.add(gen, replaced)
             self._current = gen
             self._graph.publish()

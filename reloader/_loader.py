@@ -220,7 +220,7 @@ class GenerationImport:
         self, host: Host, absname: str, globals: Mapping[str, Any] | None, fromlist: Any
     ) -> Any:
         gen = self._gen()
-        modules = gen._modules if gen is not None else None
+        modules = gen.table if gen is not None else None
         table: Mapping[str, ModuleType] = (
             modules if modules is not None else self._table(host, globals)
         )
@@ -252,14 +252,14 @@ class GenerationImport:
 
     def _table(self, host: Host, globals: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
         gen = self._gen()
-        modules = gen._modules if gen is not None else None
+        modules = gen.table if gen is not None else None
         if modules is not None:
             return modules
         # The generation that created this instance has retired but the instance lives
         # on, shared by a later one: resolve against a live generation holding it.
         name = globals.get("__name__") if globals is not None else None
         for live in host.live_generations():
-            mods = live._modules
+            mods = live.table
             if mods is not None and name in mods and vars(mods[name]) is globals:
                 return mods
         return host.current.modules

@@ -161,7 +161,7 @@ class Retirement:
 
     def superseded(self, gen: Generation) -> None:
         """``gen`` is no longer current: it retires once drained."""
-        gen._supersede()
+        gen.supersede()
         if gen.state == DRAINING:
             self._schedule_drain_checks(gen)
 
@@ -208,7 +208,7 @@ class Retirement:
             return
         waited = time.monotonic() - (gen.superseded_at or time.monotonic())
         if timeout:
-            if gen._force_retire():
+            if gen.force_retire():
                 log.warning(
                     "generation %d still had %d callers still inside after %.0f s: retiring it"
                     " anyway (drain_timeout) and running its due purge hooks",
@@ -236,7 +236,7 @@ class Retirement:
                     self.counts["retired"] += 1
                 elif gen is current and not self._closed():
                     continue
-                gen._release()
+                gen.release()
             live = [g.number for g in self.live.values()]
             held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
             free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
@@ -280,7 +280,7 @@ class Retirement:
         self.janitor.stop()
         live = self.live_generations()
         for gen in live:
-            gen._force_retire()
+            gen.force_retire()
         self.retire(live, leak_check=False)
         return live
 
@@ -295,7 +295,7 @@ class Retirement:
         self.janitor.after_fork()
         self.leaks.after_fork()
         for gen in list(self.live.values()):
-            gen._after_fork_in_child()
+            gen.after_fork_in_child()
 
 
 def _takes_one_argument(fn: Callable[..., object]) -> bool:
