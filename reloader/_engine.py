@@ -15,17 +15,18 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
-from . import _plan, _swap
+from . import _adopt, _plan, _swap
 from ._events import ReloadEvent, Subscribers
 from ._extension import Extension
 from ._fork import forget_fork, fork_epoch, on_fork
 from ._generation import Generation
 from ._graph import Graph
-from ._loader import Source, Stage, active_stage, find_spec_quietly, quiet
-from ._registry import Registry, modules_in_roots
+from ._imports import ImportSight
+from ._loader import Source, Stage
+from ._registry import Registry
 from ._retire import Retirement
 from ._roots import ExtraGlobs, Roots
 from ._target import Target, default_root
@@ -118,11 +119,6 @@ class Reloader:
         self._extensions: list[Extension] = []
         self._loaded_at = time.time()  # wall time the latest plan began to run
 
-        # Written from any thread (atomic set/dict operations), read by the reload path.
-        self._tops: dict[str, bool] = {}
-        # (name, importer or None, time.time()) of modules imported outside any plan.
-        self._strays: set[tuple[str, str | None, float]] = set()
-
         self.last_error: LoadFailure | None = None
         self._events = Subscribers()
         self._frozen = False
@@ -140,6 +136,10 @@ class Reloader:
             current=lambda: self._current,
             closed=lambda: self._closed,
         )
+        # What this engine sees of the imports it did not make; the loader's Host.
+        self._sight = ImportSight(
+            self.roots, current=lambda: self.current, live=self._retirement.live_generations
+        )
         _engines.add(self)
         on_fork(
             self,
@@ -147,7 +147,6 @@ class Reloader:
             after_in_parent=Reloader._after_fork_in_parent,
             after_in_child=Reloader._after_fork_in_child,
         )
-        _observe_imports()
 
     def __repr__(self) -> str:
         gen = self._current
@@ -275,8 +274,10 @@ class Reloader:
                 kept = [r for r in self.roots.paths
                         if not any(r.startswith(n.rstrip(os.sep) + os.sep) for n in new_roots)]
                 self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
-                self._tops.clear()  # a top-level name may lie in a new root
-                self._adopt_loaded()
+                self._sight.set_roots(self.roots)
+                _adopt.loaded(self._current, self.roots, self._registry, self._graph,
+                              self._module_name, self._loaded_at)
+                self._publish_graph()
             self._extra = ExtraGlobs(
                 (*self.extra, *(p for p in extension.extra() if p not in self.extra)), self.roots.paths
             )
@@ -334,24 +335,6 @@ class Reloader:
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until due retirements, purges and leak checks have run."""
         return self._retirement.janitor.wait_idle(timeout)
-
-    # -- what loading asks of the engine (the loader's Host) --------------------------
-
-    def is_own_top(self, top: str) -> bool:
-        """Whether modules under the top-level name ``top`` are reloadable."""
-        hit = self._tops.get(top)
-        if hit is None:
-            hit = self._classify_top(top)
-            if hit is not None:
-                self._tops[top] = hit
-        return bool(hit)
-
-    def note_stray(self, name: str, importer: str | None = None, at: float | None = None) -> None:
-        """``name`` was imported outside any plan: adopted at the next reload."""
-        self._strays.add((name, importer, time.time() if at is None else at))
-
-    def live_generations(self) -> list[Generation]:
-        return self._retirement.live_generations()
 
     # -- watching -----------------------------------------------------------------
 
@@ -453,6 +436,7 @@ class Reloader:
         others = [e._current.modules for e in list(_engines) if e is not self and e._current is not None]
         _swap.forget_sys_modules(modules, others)
         _engines.discard(self)
+        self._sight.close()
         forget_fork(self)
 
     def _before_fork(self) -> None:
@@ -538,7 +522,8 @@ class Reloader:
         probe: bool = False,
     ) -> _plan.Changes:
         """Map changed files to module names, after adopting the strays."""
-        self._adopt_strays()
+        if _adopt.strays(self._sight, self._current, self._registry, self._graph, self._module_name):
+            self._publish_graph()
         if paths is None:
             return _plan.find_changes(
                 [r.name for r in self._registry], self._registry, self.roots,
@@ -623,52 +608,6 @@ class Reloader:
         self._attempted = set()
         self._events.publish(ReloadEvent("recovered", self.current.number))
 
-    # -- adopting modules loaded past the engine -------------------------------------
-
-    def _adopt_strays(self) -> None:
-        """Take into the registry the reloadable modules that were imported outside
-        any plan (by the normal machinery, by whatever means): each is a dependency of
-        the module whose code imported it, or of the target when no reloadable code
-        was running (a framework importing a module by name)."""
-        strays: list[tuple[str, str | None, float]] = []
-        while True:  # set.pop() is atomic: other threads may add while this drains
-            try:
-                strays.append(self._strays.pop())
-            except KeyError:
-                break
-        gen = self._current
-        if not strays or gen is None or gen.table is None:
-            return
-        for name, importer, at in sorted(strays, key=lambda s: s[2]):
-            module = sys.modules.get(name)
-            file = getattr(module, "__file__", None)
-            if module is None or not file or not self.roots.contains(file):
-                continue
-            self._adopt(gen, name, module, at)
-            self._registry.note_by_name(self._graph, importer or self._module_name, [name])
-        self._publish_graph()
-
-    def _adopt_loaded(self) -> None:
-        """Take into the current generation the modules already in ``sys.modules``
-        whose files lie in the roots (roots added after the load): a framework loaded
-        them by name, so the target depends on them unless an import statement of
-        another reloadable module says who does."""
-        gen = self._current
-        present = gen.table if gen is not None else None
-        if gen is None or present is None:
-            return
-        found = modules_in_roots(self.roots, skip=present.__contains__)
-        for name, module in sorted(found.items()):
-            self._adopt(gen, name, module, self._loaded_at)
-        imported = {d for name in found for d in self._graph.deps(name)}
-        self._registry.note_by_name(self._graph, self._module_name, [n for n in found if n not in imported])
-        self._publish_graph()
-
-    def _adopt(self, gen: Generation, name: str, module: ModuleType, since: float) -> None:
-        """``module`` joins ``gen`` (shared from here on, as if loaded with it)."""
-        if gen.adopt(name, module):
-            self._registry.adopt(self._graph, name, module, gen.number, since)
-
     def _publish_graph(self) -> None:
         """Publish the graph's edges for :meth:`graph` after a change made outside a
         swap (which publishes them with the new generation)."""
@@ -697,7 +636,7 @@ class Reloader:
         number = (base_gen.number + 1) if base_gen else 1
         gen = Generation(number, table, on_drained=self._retirement.on_drained)
         stage = Stage(
-            self, gen, base, table, changes.sources, self._registry.file, changes.deleted,
+            self._sight, gen, base, table, changes.sources, self._registry.file, changes.deleted,
             compiled_before=self._registry.compiled, children_of=self._registry.children,
         )
         with _staging_lock:
@@ -728,7 +667,7 @@ class Reloader:
                     extension.before_plan(planned)
                 stage.run(planned)
                 target = self._resolve_target(stage, base_gen)
-                self._adopt_imported(stage)
+                _adopt.imported(stage, self._sight)
                 stage.validate()
                 # The watcher compares the files with their state at the cut, so a save
                 # whose events still lag behind the file counts too.
@@ -774,17 +713,6 @@ class Reloader:
         if base_gen is not None and name not in stage.fresh:
             return base_gen.target
         return self._target.resolve(module, stage.call)
-
-    def _adopt_imported(self, stage: Stage) -> None:
-        """Take into the new generation the reloadable modules that the plan's code
-        loaded past its ``__import__`` (``importlib.import_module``, for one): they
-        become reloadable too. Their importers are not known, since no import
-        statement names them (see docs/hooks.md)."""
-        if not stage.grew_past_own():
-            return  # the usual case: no scan of sys.modules, so reloads stay O(plan)
-        found = modules_in_roots(self.roots, skip=stage.table.__contains__, is_own_top=self.is_own_top)
-        stage.table.update(found)
-        stage.adopted.update(found)
 
     def _discard(self, stage: Stage, planned: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that
@@ -885,35 +813,6 @@ class Reloader:
             kind, number, tuple(stage.fresh), importers, duration, detail=detail, exec_ms=exec_ms,
         ))
 
-    # -- what the import observer reports ----------------------------------------------
-
-    def _classify_top(self, top: str) -> bool | None:
-        module = sys.modules.get(top)
-        if module is not None:
-            file = getattr(module, "__file__", None)
-            if file:
-                return self.roots.contains(file)
-            return any(self.roots.root_of(os.path.realpath(p)) for p in getattr(module, "__path__", ()))
-        spec = find_spec_quietly(top, retry=False)
-        if spec is None:
-            return None  # not found now: do not cache, it may be created later
-        if spec.origin and spec.has_location:
-            return self.roots.contains(spec.origin)
-        return any(self.roots.root_of(os.path.realpath(p))
-                   for p in spec.submodule_search_locations or ())
-
-    def _loading_by_name(self, name: str, importer: str | None) -> None:
-        """The import system is about to load ``name`` (one of ours) past the engine's
-        ``__import__``: ``importlib.import_module``, a framework's scanner or include.
-        ``importer`` is the module whose code is running, if any."""
-        stage = active_stage()
-        if stage is not None and stage.host is self:
-            if importer is not None:
-                stage.by_name.setdefault(importer, set()).add(name)
-            return
-        self.note_stray(name, importer)
-
-
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
     """Run ``fn``; return the failure of a ReloadError it raised, dropping that
     exception: its traceback holds the failed stage's frames, and with them the
@@ -924,53 +823,6 @@ def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
     except ReloadError as exc:
         return exc.failure
     return None
-
-
-class _ImportObserver:
-    """First on ``sys.meta_path``: it finds nothing, but sees every module that the
-    import system really loads, however it was asked (``import``,
-    ``importlib.import_module``, ``__import__``, a framework's scanner). For a module
-    of an engine's roots it tells that engine, naming the reloadable module whose code
-    is running (the innermost such frame), so that the module joins the graph as
-    that module's dependency, or the target's when only framework code runs."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if quiet():
-            return
-        top = name.partition(".")[0]
-        for engine in list(_engines):
-            if engine._closed or not engine.is_own_top(top):
-                continue
-            engine._loading_by_name(name, _running_module(engine.roots, name))
-
-    def __repr__(self) -> str:
-        return "<hotmod import observer>"
-
-
-def _running_module(roots: Roots, loading: str) -> str | None:
-    """The module whose code is importing ``loading``: the innermost frame inside the
-    roots (importlib's and hotmod's own frames are outside them)."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        file = frame.f_code.co_filename
-        if roots.contains(file):  # a pseudo-file (<frozen importlib._bootstrap>) is never inside
-            name = frame.f_globals.get("__name__")
-            if isinstance(name, str) and name != loading:
-                return name
-        frame = frame.f_back
-    return None
-
-
-_OBSERVER = _ImportObserver()
-
-
-def _observe_imports() -> None:
-    """Put the observer first on ``sys.meta_path`` (again, if a finder was inserted
-    before it: one that claims a module would hide that import from it)."""
-    if sys.meta_path[:1] != [_OBSERVER]:
-        if _OBSERVER in sys.meta_path:
-            sys.meta_path.remove(_OBSERVER)
-        sys.meta_path.insert(0, _OBSERVER)
 
 
 __all__ = ["ReloadEvent", "Reloader", "default_root"]

@@ -8,13 +8,12 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
 from ._graph import Graph, resolve_refs, static_imports
 from ._loader import Compiled, Source
-from ._roots import Roots
 from .errors import SourceChanged
 
 #: The signature of a file whose loaded content is unknown: it never matches a stat.
@@ -148,21 +147,6 @@ class Registry:
             return
         refs = static_imports(tree, name, hasattr(module, "__path__"))
         graph.set_deps(name, resolve_refs(refs, _is_loaded_module) | self.by_name.get(name, set()))
-
-
-def modules_in_roots(
-    roots: Roots, skip: Callable[[str], bool], is_own_top: Callable[[str], bool] | None = None
-) -> dict[str, ModuleType]:
-    """The modules of ``sys.modules`` loaded from a ``.py`` file inside ``roots``,
-    but those ``skip`` names; ``is_own_top`` rules out other top-level names first."""
-    found: dict[str, ModuleType] = {}
-    for name, module in list(sys.modules.items()):
-        if skip(name) or (is_own_top is not None and not is_own_top(name.partition(".")[0])):
-            continue
-        file = getattr(module, "__file__", None)
-        if isinstance(module, ModuleType) and file and file.endswith(".py") and roots.contains(file):
-            found[name] = module
-    return found
 
 
 def _is_loaded_module(name: str) -> bool:
