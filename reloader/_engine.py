@@ -12,21 +12,21 @@ import threading
 import time
 import traceback
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from . import _adopt, _plan, _swap
-from ._events import ReloadEvent, Subscribers
-from ._extension import Extension
+from ._events import ReloadEvent
+from ._extension import Extension, refresh
 from ._fork import forget_fork, fork_epoch, on_fork
 from ._generation import Generation
 from ._graph import Graph
 from ._imports import ImportSight
 from ._loader import Source, Stage
 from ._registry import Registry
+from ._report import Reporter
 from ._retire import Retirement
 from ._roots import ExtraGlobs, Roots
 from ._target import Target, default_root
@@ -106,11 +106,9 @@ class Reloader:
         # Guards the fields below it; never held while user code runs.
         self._state_lock = threading.Lock()
         self._current: Generation | None = None
-        self._history: deque[dict[str, Any]] = deque(maxlen=history)
-        self._counts = dict.fromkeys(("reloads", "failures", "clone_errors"), 0)
         self._pending: set[str] = set()
-        # Written by the reload path; None until a restart is needed.
-        self._restart: dict[str, Any] | None = None
+        # Counters, history and the restart notice, under the same lock.
+        self._report = Reporter(target=target, module=self._module_name, keep=history, lock=self._state_lock)
 
         # Owned by the reload path (under _reload_lock).
         self._registry = Registry()
@@ -120,7 +118,6 @@ class Reloader:
         self._loaded_at = time.time()  # wall time the latest plan began to run
 
         self.last_error: LoadFailure | None = None
-        self._events = Subscribers()
         self._frozen = False
         self._closed = False
         self._watcher: Any = None
@@ -132,7 +129,7 @@ class Reloader:
             drain_timeout=drain_timeout,
             leak_check_delay=leak_check_delay,
             keep=history,
-            publish=self._events.publish,
+            publish=self._report.events.publish,
             current=lambda: self._current,
             closed=lambda: self._closed,
         )
@@ -220,7 +217,7 @@ class Reloader:
     def subscribe(self, fn: Callable[[ReloadEvent], None]) -> Callable[[], None]:
         """Call ``fn(event)`` after each reload, failure, retirement, leak and drain
         warning/timeout. Returns a function that unsubscribes."""
-        return self._events.add(fn)
+        return self._report.events.add(fn)
 
     def freeze(self) -> None:
         """Stop reloading on file changes; changes are kept as pending until thaw()."""
@@ -295,8 +292,7 @@ class Reloader:
     def restart_needed(self) -> dict[str, Any] | None:
         """``{"reason", "modules", "files", "time"}`` once a restart-only module changed
         (the edit is not served until the process restarts), else None."""
-        restart = self._restart  # replaced whole, never changed in place: no lock
-        return dict(restart) if restart is not None else None
+        return self._report.restart_needed
 
     def stats(self) -> dict[str, Any]:
         leaked, leaks, leak_checks_pending = self._retirement.leaks.snapshot()
@@ -312,23 +308,24 @@ class Reloader:
         ]
         with self._state_lock:
             gen = self._current
+            report = self._report.snapshot()
             return {
                 "generation": gen.number if gen is not None else 0,
                 "frozen": self._frozen,
                 "closed": self._closed,
                 "pending": sorted(self._pending),
                 "draining": draining,
-                "history": list(self._history),
+                "history": report["history"],
                 "leaked": leaked,
                 "leak_checks_pending": leak_checks_pending + self._retirement.awaiting(),
                 "last_error": self.last_error.as_dict() if self.last_error else None,
-                "restart_needed": dict(self._restart) if self._restart is not None else None,
-                "reloads": self._counts["reloads"],
-                "failures": self._counts["failures"],
+                "restart_needed": report["restart_needed"],
+                "reloads": report["reloads"],
+                "failures": report["failures"],
                 "retired": retirement["retired"],
                 "purges": retirement["purges"],
                 "purge_errors": retirement["purge_errors"],
-                "clone_errors": self._counts["clone_errors"],
+                "clone_errors": report["clone_errors"],
                 "leaks": leaks,
             }
 
@@ -449,7 +446,7 @@ class Reloader:
     def _after_fork_in_child(self) -> None:
         self._reload_lock.release()
         # Locks another thread held at fork time stay held forever in the child.
-        self._state_lock = threading.Lock()
+        self._state_lock = self._report.lock = threading.Lock()
         self._retirement.after_fork()
 
     def _check_open(self) -> None:
@@ -492,7 +489,9 @@ class Reloader:
                     self._pending.update(files)
                 return self.current.number
             if paths is not None and self._extensions:
-                paths = self._refresh(paths)
+                handled, paths = refresh(self._extensions, paths)
+                if handled:
+                    self._report.refreshed(self.current.number, handled)
                 if not paths:
                     return self.current.number
             changes = self._find_changes(paths, force=force, empty_ok=empty_ok)
@@ -548,48 +547,7 @@ class Reloader:
             if source is not None:
                 self._registry.restart_digests[name] = source.digest
         files = tuple(sorted(self._registry.file(n) or n for n in changed))
-        detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
-        number = self.current.number
-        with self._state_lock:
-            before = self._restart
-            self._restart = {
-                "reason": detail if before is None else f"{before['reason']}; {detail}",
-                "modules": sorted({*(before or {}).get("modules", ()), *reasons}),
-                "files": sorted({*(before or {}).get("files", ()), *files}),
-                "time": time.time(),
-            }
-        log.warning(
-            "restart needed: %s changed, and %s; generation %d keeps serving the code"
-            " loaded before this edit",
-            ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
-        )
-        self._events.publish(ReloadEvent(
-            "restart_needed", number, tuple(sorted(reasons)), detail=detail, files=files,
-        ))
-
-    def _refresh(self, paths: Sequence[str]) -> list[str]:
-        """Hand changed non-Python files to the extensions; return what is left."""
-        named = [os.fspath(p) for p in paths]
-        others = [p for p in named if p.endswith(".py")]
-        rest = [p for p in named if not p.endswith(".py")]
-        handled: list[str] = []
-        for extension in self._extensions:
-            if not rest:
-                break
-            try:
-                done = set(extension.refresh(list(rest)))
-            except Exception:
-                log.error("extension %s failed to refresh %s:\n%s", extension.name,
-                          ", ".join(rest), traceback.format_exc())
-                continue
-            handled += [p for p in rest if p in done]
-            rest = [p for p in rest if p not in done]
-        if handled:
-            number = self.current.number
-            log.info("generation %d: refreshed %s", number, ", ".join(handled))
-            self._events.publish(ReloadEvent("refreshed", number, files=tuple(handled),
-                                             detail=", ".join(handled)))
-        return others + rest
+        self._report.restart(reasons, files, self.current.number)
 
     def _clear_reverted_failure(self) -> None:
         """A failed edit undone (the files are back to what the current generation
@@ -603,10 +561,9 @@ class Reloader:
                     return
             except (OSError, SourceChanged):
                 return
-        log.info("the failed edit was undone: generation %d is up to date", self.current.number)
         self.last_error = None
         self._attempted = set()
-        self._events.publish(ReloadEvent("recovered", self.current.number))
+        self._report.recovered(self.current.number)
 
     def _publish_graph(self) -> None:
         """Publish the graph's edges for :meth:`graph` after a change made outside a
@@ -729,18 +686,10 @@ class Reloader:
                 self._retirement.purge(module, name)
 
     def _fail(self, failure: LoadFailure, number: int, started: float) -> None:
-        with self._state_lock:
-            self._counts["failures"] += 1
-        if number == 1:
-            log.error("loading %s failed: %s", self.target, failure)
-        else:
-            log.error("reload failed, generation %d stays current: %s", number - 1, failure)
+        event = self._report.failed(failure, number, started)
         # Set after the log line, so whoever sees the error can find its record too.
         self.last_error = failure
-        self._events.publish(ReloadEvent(
-            "failed", number - 1, duration_ms=(time.perf_counter() - started) * 1000,
-            failure=failure, detail=str(failure),
-        ))
+        self._report.events.publish(event)
 
     def _swap(
         self,
@@ -763,55 +712,19 @@ class Reloader:
             self._current = gen
             self._graph.publish()
             self.last_error = None
-            self._counts["reloads"] += 0 if previous is None else 1
-            self._counts["clone_errors"] += len(stage.clone_failed)
             duration = (time.perf_counter() - started) * 1000
             exec_ms = stage.exec_s * 1000
             importers = len([n for n in stage.fresh if n not in changes.changed]) if previous else 0
-            self._history.append({
-                "time": time.time(), "generation": number, "modules": list(stage.fresh),
-                "importers": importers, "duration_ms": round(duration, 3),
-                "exec_ms": round(exec_ms, 3),
-            })
-        self._report_swap(stage, number, previous is None, changes, importers, duration, exec_ms)
-
-    def _report_swap(
-        self,
-        stage: Stage,
-        number: int,
-        first: bool,
-        changes: _plan.Changes,
-        importers: int,
-        duration: float,
-        exec_ms: float,
-    ) -> None:
-        deleted = changes.deleted
+            self._report.swapped(number, stage.fresh, importers, len(stage.clone_failed), duration, exec_ms,
+                                 first=previous is None)
+        first = previous is None
         unreached = [] if first else sorted(
             n for n in changes.changed if not self._graph.reaches(n, self._module_name, stage.table)
         )
-        kind, detail = "reloaded", f"{len(deleted)} deleted" if deleted else ""
-        if first:
-            log.info("generation 1: loaded %s (%d modules) in %.1f ms",
-                     self.target, len(stage.fresh), duration)
-        elif unreached:
-            kind = "unreached"
-            detail = (
-                f"the served target {self._module_name} does not import {', '.join(unreached)},"
-                " directly or through its imports, by statement or by name: it runs their"
-                " new code only if it looks them up itself"
-            )
-            log.warning("generation %d: loaded %s in %.1f ms, but %s",
-                        number, ", ".join(stage.fresh), duration, detail,
-                        extra={"hotmod_event": "unreached"})
-        else:
-            log.info(
-                "generation %d: reloaded %s (%d importers%s) in %.1f ms",
-                number, ", ".join(stage.fresh) or "nothing", importers,
-                f", {len(deleted)} deleted" if deleted else "", duration,
-            )
-        self._events.publish(ReloadEvent(
-            kind, number, tuple(stage.fresh), importers, duration, detail=detail, exec_ms=exec_ms,
-        ))
+        self._report.announce_swap(
+            number, stage.fresh, first=first, deleted=changes.deleted, unreached=unreached,
+            importers=importers, duration=duration, exec_ms=exec_ms,
+        )
 
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
     """Run ``fn``; return the failure of a ReloadError it raised, dropping that

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
 
-from ._events import ReloadEvent
+from ._events import EventKind, ReloadEvent
 from ._generation import DRAINING, RETIRED, Generation
 from ._leaks import LeakWatch
 
@@ -214,7 +214,9 @@ class Retirement:
                     " anyway (drain_timeout) and running its due purge hooks",
                     gen.number, gen.in_flight, waited,
                 )
-                self._publish(ReloadEvent("drain_timeout", gen.number, detail=f"{gen.in_flight} in flight"))
+                self._publish(
+                    ReloadEvent(EventKind.DRAIN_TIMEOUT, gen.number, detail=f"{gen.in_flight} in flight")
+                )
                 self.retire([gen])
         else:
             log.warning(
@@ -223,7 +225,9 @@ class Retirement:
                 gen.number, waited, gen.in_flight,
                 "" if self.drain_timeout is None else f" or until drain_timeout={self.drain_timeout}s",
             )
-            self._publish(ReloadEvent("drain_warning", gen.number, detail=f"{gen.in_flight} in flight"))
+            self._publish(
+                ReloadEvent(EventKind.DRAIN_WARNING, gen.number, detail=f"{gen.in_flight} in flight")
+            )
 
     def retire(self, gens: list[Generation], *, leak_check: bool = True) -> None:
         """Forget the generations, run the due purges of instances no live generation
@@ -246,7 +250,7 @@ class Retirement:
                 self.purge(record.module, record.name)
         # After the purges: a subscriber told "retired" may rely on them having run.
         for gen in gens:
-            self._publish(ReloadEvent("retired", gen.number))
+            self._publish(ReloadEvent(EventKind.RETIRED, gen.number))
         if leak_check and free:
             instances = [(r.name, r.born, r.module) for r in free]
             del free
