@@ -153,8 +153,9 @@ class HotReload:
         self._page: tuple[LoadFailure, bytes] | None = None
         # Next monotonic time a request may scan; None when a watcher thread runs.
         self._scan_at: float | None = None  # owner: _scan(), under _scan_lock
-        # File signatures when the last scan's reload failed; owner: _scan().
-        self._failed_at: dict[Path, tuple[int, int, int] | None] | None = None
+        # File signatures (file_signature's, compared whole) when the last scan's
+        # reload failed; owner: _scan().
+        self._failed_at: dict[Path, object] | None = None
 
         self._reloader = Reloader(
             app_target,
@@ -378,7 +379,7 @@ class HotReload:
         finally:
             self._scan_lock.release()
 
-    def _signatures(self) -> dict[Path, tuple[int, int, int] | None]:
+    def _signatures(self) -> dict[Path, object]:
         return {path: file_signature(path) for path in self._reloader.files()}
 
     # -- control ----------------------------------------------------------------------

@@ -28,7 +28,7 @@ from ._loader import Source, Stage
 from ._registry import Registry
 from ._report import Reporter
 from ._retire import Retirement
-from ._roots import ExtraGlobs, Roots
+from ._roots import ExtraGlobs, Roots, inside
 from ._target import Target, default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
@@ -268,8 +268,7 @@ class Reloader:
             if new_roots:
                 # A new root may hold an old one (the project around a package): one
                 # watch per tree.
-                kept = [r for r in self.roots.paths
-                        if not any(r.startswith(n.rstrip(os.sep) + os.sep) for n in new_roots)]
+                kept = [r for r in self.roots.paths if not any(inside(r, n) for n in new_roots)]
                 self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
                 self._sight.set_roots(self.roots)
                 _adopt.loaded(self._current, self.roots, self._registry, self._graph,

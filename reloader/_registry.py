@@ -14,10 +14,11 @@ from types import ModuleType
 
 from ._graph import Graph, resolve_refs, static_imports
 from ._loader import Compiled, Source
+from ._signature import Signature
 from .errors import SourceChanged
 
 #: The signature of a file whose loaded content is unknown: it never matches a stat.
-UNKNOWN = (-1, -1, -1)
+UNKNOWN: Signature = (-1, -1, -1)
 
 
 @dataclass
@@ -27,7 +28,7 @@ class ModuleRecord:
 
     name: str
     file: str  # real path
-    signature: tuple[int, int, int] = UNKNOWN  # size, mtime_ns, inode when loaded
+    signature: Signature = UNKNOWN  # when loaded
     digest: str | None = None  # content hash loaded; None: unknown
     read_at: float = 0.0  # time.time() of the read
     born: int = 1  # the generation that created its current instance
@@ -52,7 +53,7 @@ class Registry:
         #: statement names them, so they are kept across the importer's re-runs.
         self.by_name: dict[str, set[str]] = {}
         #: File → the signature it had when seen empty (an in-place save half done?).
-        self.empty_seen: dict[str, tuple[int, int, int]] = {}
+        self.empty_seen: dict[str, Signature] = {}
         #: Content hashes of restart-only edits already reported: not reported again.
         self.restart_digests: dict[str, str] = {}
 

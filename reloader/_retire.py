@@ -99,18 +99,18 @@ class Janitor:
 
 
 @dataclass
-class _Replaced:
+class Replaced:
     """An instance that a generation no longer holds, waiting for every generation
     that held it or its clone lineage (numbers ``since`` to ``until - 1``) to retire."""
 
     module: ModuleType
     name: str
     born: int  # the generation that created it
-    until: int
-    purge: bool  # nothing was handed over: its __mp_purge__ is due
     #: The oldest generation whose resources it may hold: its clone lineage starts
     #: there (a clone shares what its donor opened), so its purge waits for that too.
-    since: int = 0
+    since: int
+    purge: bool  # nothing was handed over: its __mp_purge__ is due
+    until: int = 0  # the generation that replaced it (set by Retirement.add)
 
 
 class Retirement:
@@ -136,7 +136,7 @@ class Retirement:
         self._closed = closed
         self._lock = threading.Lock()  # guards live, _replaced, counts; never held by hooks
         self.live: dict[int, Generation] = {}
-        self._replaced: list[_Replaced] = []
+        self._replaced: list[Replaced] = []
         self.counts = {"retired": 0, "purges": 0, "purge_errors": 0}
         self.janitor = Janitor(name)
         self.leaks = LeakWatch(
@@ -148,13 +148,11 @@ class Retirement:
 
     # -- the reload path -----------------------------------------------------------
 
-    def add(self, gen: Generation, replaced: Iterable[tuple[ModuleType, str, int, int, bool]]) -> None:
-        """``gen`` is live; ``replaced`` are ``(instance, name, born, since, purge due)``
-        of the instances it no longer holds."""
-        records = [
-            _Replaced(module, name, born, gen.number, purge=purge, since=since)
-            for module, name, born, since, purge in replaced
-        ]
+    def add(self, gen: Generation, replaced: Iterable[Replaced]) -> None:
+        """``gen`` is live; ``replaced`` are the instances it no longer holds."""
+        records = list(replaced)
+        for record in records:
+            record.until = gen.number
         with self._lock:
             self._replaced.extend(records)
             self.live[gen.number] = gen
