@@ -16,7 +16,7 @@ from conftest import wait_until
 from psycopg.conninfo import make_conninfo
 
 from hotmod import Reloader
-from hotmod.reloader import check_paths
+from hotmod.middleware._check import check_paths
 
 REPO = Path(__file__).resolve().parent.parent
 PATTERNS = REPO / "tests" / "fixtures" / "hook_patterns"
