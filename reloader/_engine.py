@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import traceback
@@ -296,15 +295,7 @@ class Reloader:
     def stats(self) -> dict[str, Any]:
         leaked, leaks, leak_checks_pending = self._retirement.leaks.snapshot()
         retirement = self._retirement.snapshot_counts()
-        draining = [
-            {
-                "generation": g.number,
-                "in_flight": g.in_flight,
-                "since": None if g.superseded_at is None else
-                time.time() - (time.monotonic() - g.superseded_at),
-            }
-            for g in self._retirement.draining()
-        ]
+        draining = self._retirement.draining_snapshot()
         with self._state_lock:
             gen = self._current
             report = self._report.snapshot()
@@ -499,11 +490,7 @@ class Reloader:
                 return self.current.number
             touched = changes.changed | changes.deleted
             modules = self.current.modules
-            planned = _plan.plan(self._graph, touched, modules, self._extensions)
-            planned = [m for m in planned if m not in changes.deleted]
-            for name in changes.changed:
-                if name not in planned:
-                    planned.append(name)  # a stray adopted in this reload
+            planned = _plan.plan(self._graph, changes, modules, self._extensions)
             reasons = _plan.restart_reasons(planned, modules, self._registry, self._extensions)
             if reasons:
                 self._report_restart(reasons, touched, changes.sources)
@@ -553,13 +540,8 @@ class Reloader:
         loaded) is no failure any more, although nothing needs loading."""
         if self.last_error is None or not self._attempted:
             return
-        for name in self._attempted:
-            record = self._registry.get(name)
-            try:
-                if record is None or Source.read(record.file).digest != record.digest:
-                    return
-            except (OSError, SourceChanged):
-                return
+        if not _plan.reverted(self._registry, self._attempted):
+            return
         self.last_error = None
         self._attempted = set()
         self._report.recovered(self.current.number)
@@ -622,7 +604,7 @@ class Reloader:
                 for extension in self._extensions:
                     extension.before_plan(planned)
                 stage.run(planned)
-                target = self._resolve_target(stage, base_gen)
+                target = self._target.resolve_in(stage, base_gen, self.roots)
                 _adopt.imported(stage, self._sight)
                 stage.validate()
                 # The watcher compares the files with their state at the cut, so a save
@@ -654,21 +636,6 @@ class Reloader:
                 log.error("extension %s failed after generation %d was swapped in:\n%s",
                           extension.name, number, traceback.format_exc())
         return number
-
-    def _resolve_target(self, stage: Stage, base_gen: Generation | None) -> Any:
-        name = self._module_name
-        module = stage.table.get(name)
-        if module is None and name in sys.modules:
-            file = getattr(sys.modules[name], "__file__", None)
-            raise TargetError(
-                f"target module {name!r} ({file}) lies outside the watched roots"
-                f" {list(self.roots.paths)}: it could never be reloaded"
-            )
-        if module is None:
-            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
-        if base_gen is not None and name not in stage.fresh:
-            return base_gen.target
-        return self._target.resolve(module, stage.call)
 
     def _discard(self, stage: Stage, planned: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that

@@ -14,6 +14,7 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
 from ._events import EventKind, ReloadEvent
 from ._generation import DRAINING, RETIRED, Generation
@@ -176,6 +177,18 @@ class Retirement:
 
     def draining(self) -> list[Generation]:
         return [g for g in self.live_generations() if g.state == DRAINING]
+
+    def draining_snapshot(self) -> list[dict[str, Any]]:
+        """Each draining generation: its number, callers inside, since when (wall time)."""
+        return [
+            {
+                "generation": g.number,
+                "in_flight": g.in_flight,
+                "since": None if g.superseded_at is None else
+                time.time() - (time.monotonic() - g.superseded_at),
+            }
+            for g in self.draining()
+        ]
 
     def awaiting(self) -> int:
         """Superseded generations that drained and wait for the janitor to retire them
