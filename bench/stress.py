@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from support import module_source, serving, wait_until
+
 from bench import _harness
 
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -138,28 +140,6 @@ class _Keep(logging.Handler):
 
 SERVER_ERRORS = _Keep()
 logging.getLogger("werkzeug").addHandler(SERVER_ERRORS)
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[int]:
-    """Serve ``app`` with werkzeug's threaded server on a free loopback port."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield int(server.server_port)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
@@ -346,17 +326,6 @@ def settle(app: Any, timeout: float = 15.0) -> bool:
     return False
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
 # -- case: load + reloads ---------------------------------------------------------------
 
 LOAD_APP = """\
@@ -464,7 +433,7 @@ def load_and_reloads(
                     # A last good edit everywhere, so the run ends on known code.
                     replace_file(root / "part.py", PART.format(
                         broken="", version="p-final", hooks=PART_HOOKS["good"]))
-                    wait_for(lambda: b"p-final" in get(port)[1], 30, "the final edit")
+                    wait_until(lambda: b"p-final" in get(port)[1], timeout=30, what="the final edit")
                     stop.set()
                     for worker in workers:
                         worker.join(30)
@@ -601,7 +570,7 @@ def inplace_saves(
                         if until_failure and (without_hooks or failures):
                             break
                     writer.close()
-                    wait_for(lambda: get(port)[1] == str(done).encode(), 30, "the last save")
+                    wait_until(lambda: get(port)[1] == str(done).encode(), timeout=30, what="the last save")
                     stop.set()
                     for worker in workers:
                         worker.join(30)
@@ -627,32 +596,6 @@ def inplace_saves(
 
 # -- case: a long stream across reloads ----------------------------------------------------
 
-STREAM_APP = """\
-import time
-
-VERSION = {version!r}
-
-def __mp_purge__():
-    with open({marker!r}, "a") as f:
-        f.write(VERSION + "\\n")
-
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    seconds = float(environ.get("QUERY_STRING") or 0)
-
-    def body():
-        deadline = time.monotonic() + seconds
-        while True:
-            from . import app as me  # this generation's own instance
-            yield (me.VERSION + "\\n").encode()
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.1)
-
-    return body()
-"""
-
-
 def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None = None) -> Row:
     """The ``stream`` case (see the module docstring)."""
     import http.client
@@ -663,28 +606,29 @@ def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None
     with project(workdir, "hmstrm") as (root, package):
         marker = root.parent / "purged.txt"
         marker.write_text("")
-        (root / "app.py").write_text(STREAM_APP.format(version="v0", marker=str(marker)))
+        # The tests' streaming app: it keeps purged.txt beside its package.
+        (root / "app.py").write_text(module_source("stream_app", VERSION="v0"))
         app = HotReload(f"{package}.app:app", watch=root, scan_interval=3600)
         try:
             with serving(app) as port:
                 start = measure()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds + 30)
-                conn.request("GET", f"/?{seconds}")
+                conn.request("GET", f"/stream?{seconds}")
                 response = conn.getresponse()
                 first = response.readline()
                 for i in range(1, reloads + 1):
                     time.sleep(seconds / (reloads + 1))
-                    replace_file(root / "app.py", STREAM_APP.format(version=f"v{i}", marker=str(marker)))
+                    replace_file(root / "app.py", module_source("stream_app", VERSION=f"v{i}"))
                     app.reload()
-                    if get(port, "/")[1] != f"v{i}\n".encode():
+                    if get(port, "/")[1] != f"v{i}".encode():
                         failures["new request not on the new code"] += 1
                 rest = response.read().splitlines()
                 conn.close()
                 chunks = [first.strip(), *rest]
                 failures["chunks from another generation"] += sum(c != b"v0" for c in chunks)
                 try:
-                    wait_for(lambda: "v0" in marker.read_text().split(), 10, "v0 purged")
-                except TimeoutError:
+                    wait_until(lambda: "v0" in marker.read_text().split(), timeout=10, what="v0 purged")
+                except AssertionError:
                     failures["old generation not retired"] += 1
                 settle(app)
                 end = measure()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import wait_until
 from psycopg.conninfo import make_conninfo
+from support import wait_until
 
 from hotmod import Reloader
 from hotmod.middleware._check import check_paths

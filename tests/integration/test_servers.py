@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
-from support import Served, call, write
+from support import Served, call, wait_until, write
 
 BIN = Path(sys.executable).parent
 DATA = b"0123456789abcdef" * 4096  # 64 KiB: large enough that sendfile() is worth it
