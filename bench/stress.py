@@ -43,7 +43,6 @@ import random
 import shutil
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -255,30 +254,12 @@ def project(workdir: Path | None, prefix: str) -> Iterator[tuple[Path, str]]:
 
 
 def db_source(dsn: str, application_name: str, version: int, *, hooks: bool = True) -> str:
-    """A module whose pool crosses reloads through ``__mp_clone__``."""
-    text = f"""\
-        from psycopg_pool import ConnectionPool
-
-        VERSION = {version}
-        if "pool" not in globals():
-            pool = ConnectionPool(
-                {dsn!r}, min_size=1, max_size={POOL_SIZE}, open=True,
-                kwargs={{"application_name": {application_name!r}}},
-            )
-        # -- hooks (everything above this line is valid Python on its own)
-        """
-    text = textwrap.dedent(text)
-    if hooks:
-        text += textwrap.dedent("""\
-        HOOKS = True
-
-        def __mp_clone__(new):
-            new.pool = pool
-
-        def __mp_purge__():
-            pool.close()
-        """)
-    return text
+    """A module whose pool crosses reloads through ``__mp_clone__`` (without hooks:
+    the file up to its hooks line, which the in-place editor cuts saves at)."""
+    text = module_source(
+        "pool_db", VERSION=version, DSN=dsn, APPLICATION_NAME=application_name, POOL_SIZE=POOL_SIZE
+    )
+    return text if hooks else text[: text.index("\n", text.index("# -- hooks")) + 1]
 
 
 class Sampler:
