@@ -1,7 +1,11 @@
 """The engine: :class:`Reloader` loads a target and turns batches of changed files
-into generations. Each step lives in a module of its name: the registry
-(``_registry``), planning (``_plan``), loading (``_loader``), swapping (``_swap``),
-retirement (``_retire``), leak detection (``_leaks``), the target (``_target``)."""
+into generations. It holds the public API, the reload lock and the sequence
+DESIGN.md draws: find the changes, plan, stage, swap, report. Each step's
+knowledge lives in a module of its name: the registry (``_registry``), planning
+(``_plan``), loading (``_loader``), the imports the engine did not make
+(``_imports``) and the modules it adopts from them (``_adopt``), swapping
+(``_swap``), retirement (``_retire``), leak detection (``_leaks``), what it tells
+(``_report``), the target (``_target``), fork handling (``_fork``)."""
 
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, Target
 
 log = logging.getLogger("hotmod")
 
-#: Engines alive in this process (for fork hooks and for sharing sys.modules).
+#: Engines open in this process: closing one hands sys.modules to another.
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
