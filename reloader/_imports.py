@@ -46,13 +46,10 @@ import weakref
 from collections.abc import Callable, Mapping
 from importlib.machinery import ModuleSpec
 from types import FrameType, ModuleType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ._generation import Generation
 from ._roots import Roots
-
-if TYPE_CHECKING:
-    from ._loader import Stage
 
 _MISSING = object()
 
@@ -77,6 +74,36 @@ class Host(Protocol):
     def table_holding(self, namespace: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
         """The instances of a live generation that holds the instance whose globals
         are ``namespace`` (the current generation's when none does)."""
+
+
+class Stage(Protocol):
+    """What the devices here need of the plan being loaded (``_loader.Stage``)."""
+
+    host: Host  # the sight of the engine it loads for
+    pending: set[str]  # planned modules not loaded yet
+    deleted: set[str]  # modules the plan removes
+    by_name: dict[str, set[str]]  # importer -> modules it loaded by name
+
+    def import_new(self, name: str) -> Any:
+        """Load ``name`` into the new generation (or normally, if not reloadable)."""
+
+    def owns(self, module: Any) -> bool:
+        """Whether ``module`` is one of the plan's fresh instances."""
+
+    def record(self, importer: str | None, absname: str, fromlist: Any) -> None:
+        """``importer``'s code imported ``absname`` (an edge of the graph)."""
+
+    def is_reloadable_module(self, name: str, parent: Any) -> bool:
+        """Whether ``name``, a child of package ``parent``, is a module file in the roots."""
+
+    def note_open(self, path: str) -> None:
+        """The module executing now opened ``path``."""
+
+    def app_starts(self) -> None:
+        """The app's own code runs again (its clock resumes)."""
+
+    def app_stops(self) -> bool:
+        """The engine's code runs; True if the app's clock was running."""
 
 
 class Stray(NamedTuple):
