@@ -309,25 +309,12 @@ def settle(app: Any, timeout: float = 15.0) -> bool:
 
 # -- case: load + reloads ---------------------------------------------------------------
 
-LOAD_APP = """\
-import time
-from . import db, part
-{spare_import}
-VERSION = {version!r}
+def load_app(version: str, *, spare: bool = False) -> str:
+    """The load case's app at ``version``; with ``spare``, it imports ``spare`` too
+    (an import statement: the edge a deletion of spare.py must cut)."""
+    text = module_source("load_app", VERSION=version)
+    return text.replace("from . import db, part\n", "from . import db, part, spare\n") if spare else text
 
-def app(environ, start_response):
-    with db.pool.connection() as conn:
-        conn.execute("select 1")
-    start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def body():
-        yield f"{{VERSION}}|{{part.VERSION}}|".encode()
-        time.sleep(0.002)
-        from . import part as again  # at request time: this generation's instance
-        yield again.VERSION.encode()
-
-    return body()
-"""
 
 PART = """\
 {broken}VERSION = {version!r}
@@ -368,7 +355,7 @@ def load_and_reloads(
         dsn = dsn or os.environ.get("HOTMOD_TEST_DSN", DEFAULT_DSN)
         (root / "db.py").write_text(db_source(dsn, app_name, 0))
         (root / "part.py").write_text(PART.format(broken="", version="p0", hooks=PART_HOOKS["good"]))
-        (root / "app.py").write_text(LOAD_APP.format(spare_import="", version="a0"))
+        (root / "app.py").write_text(load_app("a0"))
         app = HotReload(f"{package}.app:app", watch=root)
         try:
             with serving(app) as port:
@@ -460,13 +447,12 @@ def edit_for_load(rng: random.Random, root: Path, i: int, spare: bool) -> str:
             return f"broken: {kind}"
         if kind == "spare":
             if spare:
-                replace_file(root / "app.py", LOAD_APP.format(spare_import="", version=f"a{i}"))
+                replace_file(root / "app.py", load_app(f"a{i}"))
                 time.sleep(0.3)  # the importer's edit first, then the deletion
                 (root / "spare.py").unlink()
                 return "spare deleted"
             (root / "spare.py").write_text("import time\nSTARTED = time.time()\n")
-            replace_file(root / "app.py", LOAD_APP.format(
-                spare_import="from . import spare", version=f"a{i}"))
+            replace_file(root / "app.py", load_app(f"a{i}", spare=True))
             return "spare added"
         replace_file(root / "part.py", PART.format(broken="", version=f"p{i}", hooks=PART_HOOKS[kind]))
         return f"faulty: {kind}"
@@ -474,8 +460,7 @@ def edit_for_load(rng: random.Random, root: Path, i: int, spare: bool) -> str:
     if target == "part":
         replace_file(root / "part.py", PART.format(broken="", version=f"p{i}", hooks=PART_HOOKS["good"]))
     else:
-        imports = "from . import spare" if spare else ""
-        replace_file(root / "app.py", LOAD_APP.format(spare_import=imports, version=f"a{i}"))
+        replace_file(root / "app.py", load_app(f"a{i}", spare=spare))
     return "good"
 
 
