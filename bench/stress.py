@@ -43,7 +43,6 @@ import random
 import shutil
 import sys
 import tempfile
-import textwrap
 import threading
 import time
 import uuid
@@ -52,6 +51,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from support import module_source, serving, wait_until
 
 from bench import _harness
 
@@ -138,28 +139,6 @@ class _Keep(logging.Handler):
 
 SERVER_ERRORS = _Keep()
 logging.getLogger("werkzeug").addHandler(SERVER_ERRORS)
-
-
-@contextlib.contextmanager
-def serving(app: Any) -> Iterator[int]:
-    """Serve ``app`` with werkzeug's threaded server on a free loopback port."""
-    from werkzeug.serving import WSGIRequestHandler, make_server
-
-    class Quiet(WSGIRequestHandler):
-        def log_request(self, *args: Any, **kwargs: Any) -> None:
-            pass
-
-    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=Quiet)
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
-    thread.start()
-    try:
-        yield int(server.server_port)
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
 
 
 def get(port: int, path: str = "/", timeout: float = 10.0) -> tuple[int, bytes]:
@@ -275,30 +254,12 @@ def project(workdir: Path | None, prefix: str) -> Iterator[tuple[Path, str]]:
 
 
 def db_source(dsn: str, application_name: str, version: int, *, hooks: bool = True) -> str:
-    """A module whose pool crosses reloads through ``__mp_clone__``."""
-    text = f"""\
-        from psycopg_pool import ConnectionPool
-
-        VERSION = {version}
-        if "pool" not in globals():
-            pool = ConnectionPool(
-                {dsn!r}, min_size=1, max_size={POOL_SIZE}, open=True,
-                kwargs={{"application_name": {application_name!r}}},
-            )
-        # -- hooks (everything above this line is valid Python on its own)
-        """
-    text = textwrap.dedent(text)
-    if hooks:
-        text += textwrap.dedent("""\
-        HOOKS = True
-
-        def __mp_clone__(new):
-            new.pool = pool
-
-        def __mp_purge__():
-            pool.close()
-        """)
-    return text
+    """A module whose pool crosses reloads through ``__mp_clone__`` (without hooks:
+    the file up to its hooks line, which the in-place editor cuts saves at)."""
+    text = module_source(
+        "pool_db", VERSION=version, DSN=dsn, APPLICATION_NAME=application_name, POOL_SIZE=POOL_SIZE
+    )
+    return text if hooks else text[: text.index("\n", text.index("# -- hooks")) + 1]
 
 
 class Sampler:
@@ -346,38 +307,14 @@ def settle(app: Any, timeout: float = 15.0) -> bool:
     return False
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.01)
-
-
 # -- case: load + reloads ---------------------------------------------------------------
 
-LOAD_APP = """\
-import time
-from . import db, part
-{spare_import}
-VERSION = {version!r}
+def load_app(version: str, *, spare: bool = False) -> str:
+    """The load case's app at ``version``; with ``spare``, it imports ``spare`` too
+    (an import statement: the edge a deletion of spare.py must cut)."""
+    text = module_source("load_app", VERSION=version)
+    return text.replace("from . import db, part\n", "from . import db, part, spare\n") if spare else text
 
-def app(environ, start_response):
-    with db.pool.connection() as conn:
-        conn.execute("select 1")
-    start_response("200 OK", [("Content-Type", "text/plain")])
-
-    def body():
-        yield f"{{VERSION}}|{{part.VERSION}}|".encode()
-        time.sleep(0.002)
-        from . import part as again  # at request time: this generation's instance
-        yield again.VERSION.encode()
-
-    return body()
-"""
 
 PART = """\
 {broken}VERSION = {version!r}
@@ -418,7 +355,7 @@ def load_and_reloads(
         dsn = dsn or os.environ.get("HOTMOD_TEST_DSN", DEFAULT_DSN)
         (root / "db.py").write_text(db_source(dsn, app_name, 0))
         (root / "part.py").write_text(PART.format(broken="", version="p0", hooks=PART_HOOKS["good"]))
-        (root / "app.py").write_text(LOAD_APP.format(spare_import="", version="a0"))
+        (root / "app.py").write_text(load_app("a0"))
         app = HotReload(f"{package}.app:app", watch=root)
         try:
             with serving(app) as port:
@@ -464,7 +401,7 @@ def load_and_reloads(
                     # A last good edit everywhere, so the run ends on known code.
                     replace_file(root / "part.py", PART.format(
                         broken="", version="p-final", hooks=PART_HOOKS["good"]))
-                    wait_for(lambda: b"p-final" in get(port)[1], 30, "the final edit")
+                    wait_until(lambda: b"p-final" in get(port)[1], timeout=30, what="the final edit")
                     stop.set()
                     for worker in workers:
                         worker.join(30)
@@ -510,13 +447,12 @@ def edit_for_load(rng: random.Random, root: Path, i: int, spare: bool) -> str:
             return f"broken: {kind}"
         if kind == "spare":
             if spare:
-                replace_file(root / "app.py", LOAD_APP.format(spare_import="", version=f"a{i}"))
+                replace_file(root / "app.py", load_app(f"a{i}"))
                 time.sleep(0.3)  # the importer's edit first, then the deletion
                 (root / "spare.py").unlink()
                 return "spare deleted"
             (root / "spare.py").write_text("import time\nSTARTED = time.time()\n")
-            replace_file(root / "app.py", LOAD_APP.format(
-                spare_import="from . import spare", version=f"a{i}"))
+            replace_file(root / "app.py", load_app(f"a{i}", spare=True))
             return "spare added"
         replace_file(root / "part.py", PART.format(broken="", version=f"p{i}", hooks=PART_HOOKS[kind]))
         return f"faulty: {kind}"
@@ -524,8 +460,7 @@ def edit_for_load(rng: random.Random, root: Path, i: int, spare: bool) -> str:
     if target == "part":
         replace_file(root / "part.py", PART.format(broken="", version=f"p{i}", hooks=PART_HOOKS["good"]))
     else:
-        imports = "from . import spare" if spare else ""
-        replace_file(root / "app.py", LOAD_APP.format(spare_import=imports, version=f"a{i}"))
+        replace_file(root / "app.py", load_app(f"a{i}", spare=spare))
     return "good"
 
 
@@ -601,7 +536,7 @@ def inplace_saves(
                         if until_failure and (without_hooks or failures):
                             break
                     writer.close()
-                    wait_for(lambda: get(port)[1] == str(done).encode(), 30, "the last save")
+                    wait_until(lambda: get(port)[1] == str(done).encode(), timeout=30, what="the last save")
                     stop.set()
                     for worker in workers:
                         worker.join(30)
@@ -627,32 +562,6 @@ def inplace_saves(
 
 # -- case: a long stream across reloads ----------------------------------------------------
 
-STREAM_APP = """\
-import time
-
-VERSION = {version!r}
-
-def __mp_purge__():
-    with open({marker!r}, "a") as f:
-        f.write(VERSION + "\\n")
-
-def app(environ, start_response):
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    seconds = float(environ.get("QUERY_STRING") or 0)
-
-    def body():
-        deadline = time.monotonic() + seconds
-        while True:
-            from . import app as me  # this generation's own instance
-            yield (me.VERSION + "\\n").encode()
-            if time.monotonic() >= deadline:
-                return
-            time.sleep(0.1)
-
-    return body()
-"""
-
-
 def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None = None) -> Row:
     """The ``stream`` case (see the module docstring)."""
     import http.client
@@ -663,28 +572,29 @@ def long_stream(*, seconds: float = 60.0, reloads: int = 5, workdir: Path | None
     with project(workdir, "hmstrm") as (root, package):
         marker = root.parent / "purged.txt"
         marker.write_text("")
-        (root / "app.py").write_text(STREAM_APP.format(version="v0", marker=str(marker)))
+        # The tests' streaming app: it keeps purged.txt beside its package.
+        (root / "app.py").write_text(module_source("stream_app", VERSION="v0"))
         app = HotReload(f"{package}.app:app", watch=root, scan_interval=3600)
         try:
             with serving(app) as port:
                 start = measure()
                 conn = http.client.HTTPConnection("127.0.0.1", port, timeout=seconds + 30)
-                conn.request("GET", f"/?{seconds}")
+                conn.request("GET", f"/stream?{seconds}")
                 response = conn.getresponse()
                 first = response.readline()
                 for i in range(1, reloads + 1):
                     time.sleep(seconds / (reloads + 1))
-                    replace_file(root / "app.py", STREAM_APP.format(version=f"v{i}", marker=str(marker)))
+                    replace_file(root / "app.py", module_source("stream_app", VERSION=f"v{i}"))
                     app.reload()
-                    if get(port, "/")[1] != f"v{i}\n".encode():
+                    if get(port, "/")[1] != f"v{i}".encode():
                         failures["new request not on the new code"] += 1
                 rest = response.read().splitlines()
                 conn.close()
                 chunks = [first.strip(), *rest]
                 failures["chunks from another generation"] += sum(c != b"v0" for c in chunks)
                 try:
-                    wait_for(lambda: "v0" in marker.read_text().split(), 10, "v0 purged")
-                except TimeoutError:
+                    wait_until(lambda: "v0" in marker.read_text().split(), timeout=10, what="v0 purged")
+                except AssertionError:
                     failures["old generation not retired"] += 1
                 settle(app)
                 end = measure()

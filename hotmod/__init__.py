@@ -63,7 +63,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    # The watcher pulls in watchdog, the Publisher werkzeug: imported on first use only.
+    # The watcher (watchdog only through its watchdog backend) and the Publisher (werkzeug):
+    # imported on first use only.
     if name in ("Watcher", "ChangeBatch"):
         from . import reloader
 

@@ -154,8 +154,9 @@ class HotReload:
         self._page: tuple[LoadFailure, bytes] | None = None
         # Next monotonic time a request may scan; None when a watcher thread runs.
         self._scan_at: float | None = None  # owner: _scan(), under _scan_lock
-        # File signatures when the last scan's reload failed; owner: _scan().
-        self._failed_at: dict[Path, tuple[int, int, int] | None] | None = None
+        # File signatures (file_signature's, compared whole) when the last scan's
+        # reload failed; owner: _scan().
+        self._failed_at: dict[Path, object] | None = None
 
         self._reloader = Reloader(
             app_target,
@@ -268,33 +269,19 @@ class HotReload:
         log.error("%s raised %s (generation %d)", request, type(exc).__name__, number, exc_info=exc)
         failure = LoadFailure.from_exception(exc, _module_of(exc, in_roots), in_roots)
         body = render_exception_page(failure, generation=number, request=request, readable=in_roots)
-        start_response(
-            "500 Internal Server Error",
-            [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *PROTECTIVE_HEADERS,
-                ("Content-Security-Policy", PAGE_POLICY),
-            ],
-            (type(exc), exc, exc.__traceback__) if started else None,
+        # No generation header here: start_response adds it (the application's own).
+        return _respond(
+            start_response, "500 Internal Server Error", _HTML, body, PAGE_POLICY,
+            exc_info=(type(exc), exc, exc.__traceback__) if started else None,
         )
-        return [body]
 
     def _serve_restart_page(self, start_response: StartResponse) -> list[bytes]:
         restart = self._reloader.restart_needed or {}
         number = self._reloader.current.number
         body = render_restart_page(restart, generation=number)
-        start_response(
-            "503 Service Unavailable",
-            [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *PROTECTIVE_HEADERS,
-                ("Content-Security-Policy", PAGE_POLICY),
-                (GENERATION_HEADER, str(number)),
-            ],
+        return _respond(
+            start_response, "503 Service Unavailable", _HTML, body, PAGE_POLICY, generation=number
         )
-        return [body]
 
     def _serve_error_page(self, failure: LoadFailure, start_response: StartResponse) -> list[bytes]:
         number = self._reloader.current.number
@@ -303,18 +290,9 @@ class HotReload:
             # Rendered once per failure: the source file is read once, not per request.
             body = render_error_page(failure, generation=number, readable=self._reloader.roots.contains)
             page = self._page = (failure, body)
-        body = page[1]
-        start_response(
-            "500 Internal Server Error",
-            [
-                ("Content-Type", "text/html; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *PROTECTIVE_HEADERS,
-                ("Content-Security-Policy", PAGE_POLICY),
-                (GENERATION_HEADER, str(number)),
-            ],
+        return _respond(
+            start_response, "500 Internal Server Error", _HTML, page[1], PAGE_POLICY, generation=number
         )
-        return [body]
 
     def _serve_status(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
         if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
@@ -324,31 +302,16 @@ class HotReload:
                  *PROTECTIVE_HEADERS],
             )
             return []
-        body = status_body(self.status())
-        start_response(
-            "200 OK",
-            [
-                ("Content-Type", "application/json"),
-                ("Content-Length", str(len(body))),
-                *PROTECTIVE_HEADERS,
-                ("Content-Security-Policy", NOTHING_POLICY),
-                (GENERATION_HEADER, str(self._reloader.current.number)),
-            ],
+        return _respond(
+            start_response, "200 OK", "application/json", status_body(self.status()), NOTHING_POLICY,
+            generation=self._reloader.current.number, head=environ.get("REQUEST_METHOD") == "HEAD",
         )
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _refuse_host(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
-        body = self._hosts.refusal(environ)
-        start_response(
-            "400 Bad Request",
-            [
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-                *PROTECTIVE_HEADERS,
-                ("Content-Security-Policy", NOTHING_POLICY),
-            ],
+        return _respond(
+            start_response, "400 Bad Request", "text/plain; charset=utf-8", self._hosts.refusal(environ),
+            NOTHING_POLICY, head=environ.get("REQUEST_METHOD") == "HEAD",
         )
-        return [] if environ.get("REQUEST_METHOD") == "HEAD" else [body]
 
     def _after_fork(self) -> None:
         with self._fork_lock:
@@ -379,7 +342,7 @@ class HotReload:
         finally:
             self._scan_lock.release()
 
-    def _signatures(self) -> dict[Path, tuple[int, int, int] | None]:
+    def _signatures(self) -> dict[Path, object]:
         return {path: file_signature(path) for path in self._reloader.files()}
 
     # -- control ----------------------------------------------------------------------
@@ -459,6 +422,39 @@ def log_reloads(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("hotmod: %(levelname)s: %(message)s"))
     logger.addHandler(handler)
+
+
+_HTML = "text/html; charset=utf-8"
+
+
+def _respond(
+    start_response: StartResponse,
+    status: str,
+    content_type: str,
+    body: bytes,
+    policy: str,
+    *,
+    generation: int | None = None,
+    head: bool = False,
+    exc_info: Any = None,
+) -> list[bytes]:
+    """One of hotmod's own answers (a debug page, the status, a refusal): its
+    length, the protective headers and the content policy always go with it, the
+    generation header where a generation is named, no body for a HEAD request.
+    ``exc_info`` goes to ``start_response`` as PEP 3333 has it, when given."""
+    headers = [
+        ("Content-Type", content_type),
+        ("Content-Length", str(len(body))),
+        *PROTECTIVE_HEADERS,
+        ("Content-Security-Policy", policy),
+    ]
+    if generation is not None:
+        headers.append((GENERATION_HEADER, str(generation)))
+    if exc_info is None:
+        start_response(status, headers)
+    else:
+        start_response(status, headers, exc_info)
+    return [] if head else [body]
 
 
 def _module_of(exc: BaseException, in_roots: Callable[[str], bool]) -> str:

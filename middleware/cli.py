@@ -180,7 +180,8 @@ def _add_check_command(commands: argparse._SubParsersAction[_Parser]) -> None:
 
 def check(args: argparse.Namespace) -> int:
     """``hotmod check``: print each warning, then a summary; 1 if anything was found."""
-    from ..reloader import check_paths
+    # The checker is for the command line and CI, not for serving: imported here only.
+    from ._check import check_paths
 
     try:
         report = check_paths(args.paths)

@@ -13,6 +13,7 @@ from ._engine import Reloader
 from ._events import ReloadEvent
 from ._extension import RESTART_FLAG, Extension
 from ._generation import Generation
+from ._roots import excluded_folder
 from ._signature import file_signature
 from ._target import default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
@@ -20,9 +21,7 @@ from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, Target
 __all__ = [
     "RESTART_FLAG",
     "ChangeBatch",
-    "CheckReport",
     "Extension",
-    "Finding",
     "Generation",
     "HotmodError",
     "LoadFailure",
@@ -32,21 +31,16 @@ __all__ = [
     "SourceChanged",
     "TargetError",
     "Watcher",
-    "check_paths",
     "default_root",
+    "excluded_folder",
     "file_signature",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    # The watcher pulls in watchdog: imported on first use only.
+    # The watcher is imported on first use only (watchdog itself only by its watchdog backend).
     if name in ("Watcher", "ChangeBatch"):
         from . import _watcher
 
         return getattr(_watcher, name)
-    # The checker (hotmod check) is for the command line and CI, not for serving.
-    if name in ("CheckReport", "Finding", "check_paths"):
-        from . import _check
-
-        return getattr(_check, name)
     raise AttributeError(f"module 'hotmod.reloader' has no attribute {name!r}")

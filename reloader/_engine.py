@@ -1,39 +1,43 @@
 """The engine: :class:`Reloader` loads a target and turns batches of changed files
-into generations. Each step lives in a module of its name: the registry
-(``_registry``), planning (``_plan``), loading (``_loader``), swapping (``_swap``),
-retirement (``_retire``), leak detection (``_leaks``), the target (``_target``)."""
+into generations. It holds the public API, the reload lock and the sequence
+DESIGN.md draws: find the changes, plan, stage, swap, report. Each step's
+knowledge lives in a module of its name: the registry (``_registry``), planning
+(``_plan``), loading (``_loader``), the imports the engine did not make
+(``_imports``) and the modules it adopts from them (``_adopt``), swapping
+(``_swap``), retirement (``_retire``), leak detection (``_leaks``), what it tells
+(``_report``), the target (``_target``), fork handling (``_fork``)."""
 
 from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import traceback
 import weakref
-from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import FrameType, ModuleType
+from types import ModuleType
 from typing import Any
 
-from . import _plan, _swap
-from ._events import ReloadEvent, Subscribers
-from ._extension import Extension
-from ._fork import fork_epoch
+from . import _adopt, _plan, _swap
+from ._events import ReloadEvent
+from ._extension import Extension, refresh
+from ._fork import forget_fork, fork_epoch, on_fork
 from ._generation import Generation
 from ._graph import Graph
-from ._loader import Source, Stage, active_stage, find_spec_quietly, quiet
-from ._registry import Registry, modules_in_roots
+from ._imports import ImportSight
+from ._loader import Source, Stage
+from ._registry import Registry
+from ._report import Reporter
 from ._retire import Retirement
-from ._roots import ExtraGlobs, Roots
+from ._roots import ExtraGlobs, Roots, inside
 from ._target import Target, default_root
 from .errors import HotmodError, LoadFailure, ReloadError, SourceChanged, TargetError
 
 log = logging.getLogger("hotmod")
 
-#: Engines alive in this process (for fork hooks and for sharing sys.modules).
+#: Engines open in this process: closing one hands sys.modules to another.
 _engines: weakref.WeakSet[Reloader] = weakref.WeakSet()
 #: Staging touches sys.modules: one stage at a time in the process, whatever engine.
 _staging_lock = threading.RLock()
@@ -105,11 +109,9 @@ class Reloader:
         # Guards the fields below it; never held while user code runs.
         self._state_lock = threading.Lock()
         self._current: Generation | None = None
-        self._history: deque[dict[str, Any]] = deque(maxlen=history)
-        self._counts = dict.fromkeys(("reloads", "failures", "clone_errors"), 0)
         self._pending: set[str] = set()
-        # Written by the reload path; None until a restart is needed.
-        self._restart: dict[str, Any] | None = None
+        # Counters, history and the restart notice, under the same lock.
+        self._report = Reporter(target=target, module=self._module_name, keep=history, lock=self._state_lock)
 
         # Owned by the reload path (under _reload_lock).
         self._registry = Registry()
@@ -118,13 +120,7 @@ class Reloader:
         self._extensions: list[Extension] = []
         self._loaded_at = time.time()  # wall time the latest plan began to run
 
-        # Written from any thread (atomic set/dict operations), read by the reload path.
-        self._tops: dict[str, bool] = {}
-        # (name, importer or None, time.time()) of modules imported outside any plan.
-        self._strays: set[tuple[str, str | None, float]] = set()
-
         self.last_error: LoadFailure | None = None
-        self._events = Subscribers()
         self._frozen = False
         self._closed = False
         self._watcher: Any = None
@@ -136,12 +132,21 @@ class Reloader:
             drain_timeout=drain_timeout,
             leak_check_delay=leak_check_delay,
             keep=history,
-            publish=self._events.publish,
+            publish=self._report.events.publish,
             current=lambda: self._current,
             closed=lambda: self._closed,
         )
+        # What this engine sees of the imports it did not make; the loader's Host.
+        self._sight = ImportSight(
+            self.roots, current=lambda: self.current, live=self._retirement.live_generations
+        )
         _engines.add(self)
-        _observe_imports()
+        on_fork(
+            self,
+            before=Reloader._before_fork,
+            after_in_parent=Reloader._after_fork_in_parent,
+            after_in_child=Reloader._after_fork_in_child,
+        )
 
     def __repr__(self) -> str:
         gen = self._current
@@ -215,7 +220,7 @@ class Reloader:
     def subscribe(self, fn: Callable[[ReloadEvent], None]) -> Callable[[], None]:
         """Call ``fn(event)`` after each reload, failure, retirement, leak and drain
         warning/timeout. Returns a function that unsubscribes."""
-        return self._events.add(fn)
+        return self._report.events.add(fn)
 
     def freeze(self) -> None:
         """Stop reloading on file changes; changes are kept as pending until thaw()."""
@@ -266,11 +271,12 @@ class Reloader:
             if new_roots:
                 # A new root may hold an old one (the project around a package): one
                 # watch per tree.
-                kept = [r for r in self.roots.paths
-                        if not any(r.startswith(n.rstrip(os.sep) + os.sep) for n in new_roots)]
+                kept = [r for r in self.roots.paths if not any(inside(r, n) for n in new_roots)]
                 self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
-                self._tops.clear()  # a top-level name may lie in a new root
-                self._adopt_loaded()
+                self._sight.set_roots(self.roots)
+                _adopt.loaded(self._current, self.roots, self._registry, self._graph,
+                              self._module_name, self._loaded_at)
+                self._publish_graph()
             self._extra = ExtraGlobs(
                 (*self.extra, *(p for p in extension.extra() if p not in self.extra)), self.roots.paths
             )
@@ -288,64 +294,38 @@ class Reloader:
     def restart_needed(self) -> dict[str, Any] | None:
         """``{"reason", "modules", "files", "time"}`` once a restart-only module changed
         (the edit is not served until the process restarts), else None."""
-        restart = self._restart  # replaced whole, never changed in place: no lock
-        return dict(restart) if restart is not None else None
+        return self._report.restart_needed
 
     def stats(self) -> dict[str, Any]:
         leaked, leaks, leak_checks_pending = self._retirement.leaks.snapshot()
         retirement = self._retirement.snapshot_counts()
-        draining = [
-            {
-                "generation": g.number,
-                "in_flight": g.in_flight,
-                "since": None if g.superseded_at is None else
-                time.time() - (time.monotonic() - g.superseded_at),
-            }
-            for g in self._retirement.draining()
-        ]
+        draining = self._retirement.draining_snapshot()
         with self._state_lock:
             gen = self._current
+            report = self._report.snapshot()
             return {
                 "generation": gen.number if gen is not None else 0,
                 "frozen": self._frozen,
                 "closed": self._closed,
                 "pending": sorted(self._pending),
                 "draining": draining,
-                "history": list(self._history),
+                "history": report["history"],
                 "leaked": leaked,
                 "leak_checks_pending": leak_checks_pending + self._retirement.awaiting(),
                 "last_error": self.last_error.as_dict() if self.last_error else None,
-                "restart_needed": dict(self._restart) if self._restart is not None else None,
-                "reloads": self._counts["reloads"],
-                "failures": self._counts["failures"],
+                "restart_needed": report["restart_needed"],
+                "reloads": report["reloads"],
+                "failures": report["failures"],
                 "retired": retirement["retired"],
                 "purges": retirement["purges"],
                 "purge_errors": retirement["purge_errors"],
-                "clone_errors": self._counts["clone_errors"],
+                "clone_errors": report["clone_errors"],
                 "leaks": leaks,
             }
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Wait until due retirements, purges and leak checks have run."""
         return self._retirement.janitor.wait_idle(timeout)
-
-    # -- what loading asks of the engine (the loader's Host) --------------------------
-
-    def is_own_top(self, top: str) -> bool:
-        """Whether modules under the top-level name ``top`` are reloadable."""
-        hit = self._tops.get(top)
-        if hit is None:
-            hit = self._classify_top(top)
-            if hit is not None:
-                self._tops[top] = hit
-        return bool(hit)
-
-    def note_stray(self, name: str, importer: str | None = None, at: float | None = None) -> None:
-        """``name`` was imported outside any plan: adopted at the next reload."""
-        self._strays.add((name, importer, time.time() if at is None else at))
-
-    def live_generations(self) -> list[Generation]:
-        return self._retirement.live_generations()
 
     # -- watching -----------------------------------------------------------------
 
@@ -388,10 +368,10 @@ class Reloader:
                 return False
             self._epoch = fork_epoch()
             self._watcher = None  # its threads did not survive fork()
-            # The child dropped the callers it inherited (see _after_fork_child): a
+            # The child dropped the callers it inherited (see _after_fork_in_child): a
             # generation that was draining may be drained now.
             for gen in self._retirement.draining():
-                gen._maybe_retire()
+                gen.maybe_retire()
             if self._watch_options is not None and not self._closed:
                 self.watch(**self._watch_options)  # which also catches up
         return True
@@ -447,6 +427,21 @@ class Reloader:
         others = [e._current.modules for e in list(_engines) if e is not self and e._current is not None]
         _swap.forget_sys_modules(modules, others)
         _engines.discard(self)
+        self._sight.close()
+        forget_fork(self)
+
+    def _before_fork(self) -> None:
+        # No child inherits a half-swapped sys.modules: the fork waits for a reload.
+        self._reload_lock.acquire()
+
+    def _after_fork_in_parent(self) -> None:
+        self._reload_lock.release()
+
+    def _after_fork_in_child(self) -> None:
+        self._reload_lock.release()
+        # Locks another thread held at fork time stay held forever in the child.
+        self._state_lock = self._report.lock = threading.Lock()
+        self._retirement.after_fork()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -488,7 +483,9 @@ class Reloader:
                     self._pending.update(files)
                 return self.current.number
             if paths is not None and self._extensions:
-                paths = self._refresh(paths)
+                handled, paths = refresh(self._extensions, paths)
+                if handled:
+                    self._report.refreshed(self.current.number, handled)
                 if not paths:
                     return self.current.number
             changes = self._find_changes(paths, force=force, empty_ok=empty_ok)
@@ -497,11 +494,7 @@ class Reloader:
                 return self.current.number
             touched = changes.changed | changes.deleted
             modules = self.current.modules
-            planned = _plan.plan(self._graph, touched, modules, self._extensions)
-            planned = [m for m in planned if m not in changes.deleted]
-            for name in changes.changed:
-                if name not in planned:
-                    planned.append(name)  # a stray adopted in this reload
+            planned = _plan.plan(self._graph, changes, modules, self._extensions)
             reasons = _plan.restart_reasons(planned, modules, self._registry, self._extensions)
             if reasons:
                 self._report_restart(reasons, touched, changes.sources)
@@ -518,7 +511,8 @@ class Reloader:
         probe: bool = False,
     ) -> _plan.Changes:
         """Map changed files to module names, after adopting the strays."""
-        self._adopt_strays()
+        if _adopt.strays(self._sight, self._current, self._registry, self._graph, self._module_name):
+            self._publish_graph()
         if paths is None:
             return _plan.find_changes(
                 [r.name for r in self._registry], self._registry, self.roots,
@@ -543,113 +537,18 @@ class Reloader:
             if source is not None:
                 self._registry.restart_digests[name] = source.digest
         files = tuple(sorted(self._registry.file(n) or n for n in changed))
-        detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
-        number = self.current.number
-        with self._state_lock:
-            before = self._restart
-            self._restart = {
-                "reason": detail if before is None else f"{before['reason']}; {detail}",
-                "modules": sorted({*(before or {}).get("modules", ()), *reasons}),
-                "files": sorted({*(before or {}).get("files", ()), *files}),
-                "time": time.time(),
-            }
-        log.warning(
-            "restart needed: %s changed, and %s; generation %d keeps serving the code"
-            " loaded before this edit",
-            ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
-        )
-        self._events.publish(ReloadEvent(
-            "restart_needed", number, tuple(sorted(reasons)), detail=detail, files=files,
-        ))
-
-    def _refresh(self, paths: Sequence[str]) -> list[str]:
-        """Hand changed non-Python files to the extensions; return what is left."""
-        named = [os.fspath(p) for p in paths]
-        others = [p for p in named if p.endswith(".py")]
-        rest = [p for p in named if not p.endswith(".py")]
-        handled: list[str] = []
-        for extension in self._extensions:
-            if not rest:
-                break
-            try:
-                done = set(extension.refresh(list(rest)))
-            except Exception:
-                log.error("extension %s failed to refresh %s:\n%s", extension.name,
-                          ", ".join(rest), traceback.format_exc())
-                continue
-            handled += [p for p in rest if p in done]
-            rest = [p for p in rest if p not in done]
-        if handled:
-            number = self.current.number
-            log.info("generation %d: refreshed %s", number, ", ".join(handled))
-            self._events.publish(ReloadEvent("refreshed", number, files=tuple(handled),
-                                             detail=", ".join(handled)))
-        return others + rest
+        self._report.restart(reasons, files, self.current.number)
 
     def _clear_reverted_failure(self) -> None:
         """A failed edit undone (the files are back to what the current generation
         loaded) is no failure any more, although nothing needs loading."""
         if self.last_error is None or not self._attempted:
             return
-        for name in self._attempted:
-            record = self._registry.get(name)
-            try:
-                if record is None or Source.read(record.file).digest != record.digest:
-                    return
-            except (OSError, SourceChanged):
-                return
-        log.info("the failed edit was undone: generation %d is up to date", self.current.number)
+        if not _plan.reverted(self._registry, self._attempted):
+            return
         self.last_error = None
         self._attempted = set()
-        self._events.publish(ReloadEvent("recovered", self.current.number))
-
-    # -- adopting modules loaded past the engine -------------------------------------
-
-    def _adopt_strays(self) -> None:
-        """Take into the registry the reloadable modules that were imported outside
-        any plan (by the normal machinery, by whatever means): each is a dependency of
-        the module whose code imported it, or of the target when no reloadable code
-        was running (a framework importing a module by name)."""
-        strays: list[tuple[str, str | None, float]] = []
-        while True:  # set.pop() is atomic: other threads may add while this drains
-            try:
-                strays.append(self._strays.pop())
-            except KeyError:
-                break
-        gen = self._current
-        if not strays or gen is None or gen._modules is None:
-            return
-        for name, importer, at in sorted(strays, key=lambda s: s[2]):
-            module = sys.modules.get(name)
-            file = getattr(module, "__file__", None)
-            if module is None or not file or not self.roots.contains(file):
-                continue
-            self._adopt(gen, name, module, at)
-            self._registry.note_by_name(self._graph, importer or self._module_name, [name])
-        self._publish_graph()
-
-    def _adopt_loaded(self) -> None:
-        """Take into the current generation the modules already in ``sys.modules``
-        whose files lie in the roots (roots added after the load): a framework loaded
-        them by name, so the target depends on them unless an import statement of
-        another reloadable module says who does."""
-        gen = self._current
-        if gen is None or gen._modules is None:
-            return
-        present = gen._modules
-        found = modules_in_roots(self.roots, skip=present.__contains__)
-        for name, module in sorted(found.items()):
-            self._adopt(gen, name, module, self._loaded_at)
-        imported = {d for name in found for d in self._graph.deps(name)}
-        self._registry.note_by_name(self._graph, self._module_name, [n for n in found if n not in imported])
-        self._publish_graph()
-
-    def _adopt(self, gen: Generation, name: str, module: ModuleType, since: float) -> None:
-        """``module`` joins ``gen`` (shared from here on, as if loaded with it)."""
-        assert gen._modules is not None
-        if name not in gen._modules:
-            gen._modules[name] = module
-            self._registry.adopt(self._graph, name, module, gen.number, since)
+        self._report.recovered(self.current.number)
 
     def _publish_graph(self) -> None:
         """Publish the graph's edges for :meth:`graph` after a change made outside a
@@ -672,14 +571,14 @@ class Reloader:
         base_gen = self._current
         # The current generation's table is not written while a plan runs (strays
         # are adopted before planning, under the same lock): read it in place.
-        base: dict[str, ModuleType] = (base_gen._modules or {}) if base_gen else {}
+        base: dict[str, ModuleType] = (base_gen.table or {}) if base_gen else {}
         table = dict(base)
         for name in changes.deleted:
             table.pop(name, None)
         number = (base_gen.number + 1) if base_gen else 1
         gen = Generation(number, table, on_drained=self._retirement.on_drained)
         stage = Stage(
-            self, gen, base, table, changes.sources, self._registry.file, changes.deleted,
+            self._sight, gen, base, table, changes.sources, self._registry.file, changes.deleted,
             compiled_before=self._registry.compiled, children_of=self._registry.children,
         )
         with _staging_lock:
@@ -709,8 +608,8 @@ class Reloader:
                 for extension in self._extensions:
                     extension.before_plan(planned)
                 stage.run(planned)
-                target = self._resolve_target(stage, base_gen)
-                self._adopt_imported(stage)
+                target = self._target.resolve_in(stage, base_gen, self.roots)
+                _adopt.imported(stage, self._sight)
                 stage.validate()
                 # The watcher compares the files with their state at the cut, so a save
                 # whose events still lag behind the file counts too.
@@ -742,32 +641,6 @@ class Reloader:
                           extension.name, number, traceback.format_exc())
         return number
 
-    def _resolve_target(self, stage: Stage, base_gen: Generation | None) -> Any:
-        name = self._module_name
-        module = stage.table.get(name)
-        if module is None and name in sys.modules:
-            file = getattr(sys.modules[name], "__file__", None)
-            raise TargetError(
-                f"target module {name!r} ({file}) lies outside the watched roots"
-                f" {list(self.roots.paths)}: it could never be reloaded"
-            )
-        if module is None:
-            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
-        if base_gen is not None and name not in stage.fresh:
-            return base_gen.target
-        return self._target.resolve(module, stage.call)
-
-    def _adopt_imported(self, stage: Stage) -> None:
-        """Take into the new generation the reloadable modules that the plan's code
-        loaded past its ``__import__`` (``importlib.import_module``, for one): they
-        become reloadable too. Their importers are not known, since no import
-        statement names them (see docs/hooks.md)."""
-        if not stage.grew_past_own():
-            return  # the usual case: no scan of sys.modules, so reloads stay O(plan)
-        found = modules_in_roots(self.roots, skip=stage.table.__contains__, is_own_top=self.is_own_top)
-        stage.table.update(found)
-        stage.adopted.update(found)
-
     def _discard(self, stage: Stage, planned: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that
         were not cloned purged at once (a plan's half-opened resources would leak)."""
@@ -783,18 +656,10 @@ class Reloader:
                 self._retirement.purge(module, name)
 
     def _fail(self, failure: LoadFailure, number: int, started: float) -> None:
-        with self._state_lock:
-            self._counts["failures"] += 1
-        if number == 1:
-            log.error("loading %s failed: %s", self.target, failure)
-        else:
-            log.error("reload failed, generation %d stays current: %s", number - 1, failure)
+        event = self._report.failed(failure, number, started)
         # Set after the log line, so whoever sees the error can find its record too.
         self.last_error = failure
-        self._events.publish(ReloadEvent(
-            "failed", number - 1, duration_ms=(time.perf_counter() - started) * 1000,
-            failure=failure, detail=str(failure),
-        ))
+        self._report.events.publish(event)
 
     def _swap(
         self,
@@ -812,89 +677,24 @@ class Reloader:
         with self._state_lock:
             _swap.bind_packages(stage, base, deleted, self._registry)
             previous = self._current
-            gen._make_current()
+            gen.make_current()
             self._retirement.add(gen, replaced)
             self._current = gen
             self._graph.publish()
             self.last_error = None
-            self._counts["reloads"] += 0 if previous is None else 1
-            self._counts["clone_errors"] += len(stage.clone_failed)
             duration = (time.perf_counter() - started) * 1000
             exec_ms = stage.exec_s * 1000
             importers = len([n for n in stage.fresh if n not in changes.changed]) if previous else 0
-            self._history.append({
-                "time": time.time(), "generation": number, "modules": list(stage.fresh),
-                "importers": importers, "duration_ms": round(duration, 3),
-                "exec_ms": round(exec_ms, 3),
-            })
-        self._report_swap(stage, number, previous is None, changes, importers, duration, exec_ms)
-
-    def _report_swap(
-        self,
-        stage: Stage,
-        number: int,
-        first: bool,
-        changes: _plan.Changes,
-        importers: int,
-        duration: float,
-        exec_ms: float,
-    ) -> None:
-        deleted = changes.deleted
+            self._report.swapped(number, stage.fresh, importers, len(stage.clone_failed), duration, exec_ms,
+                                 first=previous is None)
+        first = previous is None
         unreached = [] if first else sorted(
             n for n in changes.changed if not self._graph.reaches(n, self._module_name, stage.table)
         )
-        kind, detail = "reloaded", f"{len(deleted)} deleted" if deleted else ""
-        if first:
-            log.info("generation 1: loaded %s (%d modules) in %.1f ms",
-                     self.target, len(stage.fresh), duration)
-        elif unreached:
-            kind = "unreached"
-            detail = (
-                f"the served target {self._module_name} does not import {', '.join(unreached)},"
-                " directly or through its imports, by statement or by name: it runs their"
-                " new code only if it looks them up itself"
-            )
-            log.warning("generation %d: loaded %s in %.1f ms, but %s",
-                        number, ", ".join(stage.fresh), duration, detail,
-                        extra={"hotmod_event": "unreached"})
-        else:
-            log.info(
-                "generation %d: reloaded %s (%d importers%s) in %.1f ms",
-                number, ", ".join(stage.fresh) or "nothing", importers,
-                f", {len(deleted)} deleted" if deleted else "", duration,
-            )
-        self._events.publish(ReloadEvent(
-            kind, number, tuple(stage.fresh), importers, duration, detail=detail, exec_ms=exec_ms,
-        ))
-
-    # -- what the import observer reports ----------------------------------------------
-
-    def _classify_top(self, top: str) -> bool | None:
-        module = sys.modules.get(top)
-        if module is not None:
-            file = getattr(module, "__file__", None)
-            if file:
-                return self.roots.contains(file)
-            return any(self.roots.root_of(os.path.realpath(p)) for p in getattr(module, "__path__", ()))
-        spec = find_spec_quietly(top, retry=False)
-        if spec is None:
-            return None  # not found now: do not cache, it may be created later
-        if spec.origin and spec.has_location:
-            return self.roots.contains(spec.origin)
-        return any(self.roots.root_of(os.path.realpath(p))
-                   for p in spec.submodule_search_locations or ())
-
-    def _loading_by_name(self, name: str, importer: str | None) -> None:
-        """The import system is about to load ``name`` (one of ours) past the engine's
-        ``__import__``: ``importlib.import_module``, a framework's scanner or include.
-        ``importer`` is the module whose code is running, if any."""
-        stage = active_stage()
-        if stage is not None and stage.host is self:
-            if importer is not None:
-                stage.by_name.setdefault(importer, set()).add(name)
-            return
-        self.note_stray(name, importer)
-
+        self._report.announce_swap(
+            number, stage.fresh, first=first, deleted=changes.deleted, unreached=unreached,
+            importers=importers, duration=duration, exec_ms=exec_ms,
+        )
 
 def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
     """Run ``fn``; return the failure of a ReloadError it raised, dropping that
@@ -907,74 +707,5 @@ def _failure_of(fn: Callable[[], object]) -> LoadFailure | None:
         return exc.failure
     return None
 
-
-class _ImportObserver:
-    """First on ``sys.meta_path``: it finds nothing, but sees every module that the
-    import system really loads, however it was asked (``import``,
-    ``importlib.import_module``, ``__import__``, a framework's scanner). For a module
-    of an engine's roots it tells that engine, naming the reloadable module whose code
-    is running (the innermost such frame), so that the module joins the graph as
-    that module's dependency, or the target's when only framework code runs."""
-
-    def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
-        if quiet():
-            return
-        top = name.partition(".")[0]
-        for engine in list(_engines):
-            if engine._closed or not engine.is_own_top(top):
-                continue
-            engine._loading_by_name(name, _running_module(engine.roots, name))
-
-    def __repr__(self) -> str:
-        return "<hotmod import observer>"
-
-
-def _running_module(roots: Roots, loading: str) -> str | None:
-    """The module whose code is importing ``loading``: the innermost frame inside the
-    roots (importlib's and hotmod's own frames are outside them)."""
-    frame: FrameType | None = sys._getframe(2)
-    while frame is not None:
-        file = frame.f_code.co_filename
-        if roots.contains(file):  # a pseudo-file (<frozen importlib._bootstrap>) is never inside
-            name = frame.f_globals.get("__name__")
-            if isinstance(name, str) and name != loading:
-                return name
-        frame = frame.f_back
-    return None
-
-
-_OBSERVER = _ImportObserver()
-
-
-def _observe_imports() -> None:
-    """Put the observer first on ``sys.meta_path`` (again, if a finder was inserted
-    before it: one that claims a module would hide that import from it)."""
-    if sys.meta_path[:1] != [_OBSERVER]:
-        if _OBSERVER in sys.meta_path:
-            sys.meta_path.remove(_OBSERVER)
-        sys.meta_path.insert(0, _OBSERVER)
-
-
-def _before_fork() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.acquire()
-
-
-def _after_fork_parent() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.release()
-
-
-def _after_fork_child() -> None:
-    for engine in list(_engines):
-        engine._reload_lock.release()
-        # Locks another thread held at fork time stay held forever in the child.
-        engine._state_lock = threading.Lock()
-        engine._retirement.after_fork()
-
-
-os.register_at_fork(
-    before=_before_fork, after_in_parent=_after_fork_parent, after_in_child=_after_fork_child
-)
 
 __all__ = ["ReloadEvent", "Reloader", "default_root"]

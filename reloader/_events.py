@@ -3,6 +3,7 @@ failure, retirement, leak and drain warning or timeout."""
 
 from __future__ import annotations
 
+import enum
 import logging
 import time
 from collections.abc import Callable
@@ -14,15 +15,40 @@ from .errors import LoadFailure
 log = logging.getLogger("hotmod")
 
 
+class EventKind(enum.StrEnum):
+    """Every kind of :class:`ReloadEvent` the engine publishes. A ``str``:
+    ``event.kind == "reloaded"`` holds, and JSON shows the plain word."""
+
+    #: A plan was swapped in (``generation`` is the new one; the first load too).
+    RELOADED = "reloaded"
+    #: A plan was swapped in, but the served target does not import some of the
+    #: changed modules (``detail`` names them): it runs their new code only if it
+    #: looks them up itself. Otherwise as ``reloaded``.
+    UNREACHED = "unreached"
+    #: A plan failed; ``generation`` (the last good one) stays current; ``failure``.
+    FAILED = "failed"
+    #: A failed edit was undone: the files are back to what the current generation loaded.
+    RECOVERED = "recovered"
+    #: A superseded generation drained (or was forced out) and its due purges ran.
+    RETIRED = "retired"
+    #: A replaced instance was still alive after its generation retired.
+    LEAKED = "leaked"
+    #: A superseded generation has been draining for ``drain_warning`` seconds.
+    DRAIN_WARNING = "drain_warning"
+    #: A superseded generation was retired anyway after ``drain_timeout`` seconds.
+    DRAIN_TIMEOUT = "drain_timeout"
+    #: A restart-only module changed: nothing was swapped.
+    RESTART_NEEDED = "restart_needed"
+    #: Non-Python files an extension made current itself: no module ran.
+    REFRESHED = "refreshed"
+
+
 @dataclass(frozen=True)
 class ReloadEvent:
     """What happened, published to subscribers (see :meth:`Reloader.subscribe`)."""
 
-    #: "reloaded" | "failed" | "recovered" (a failed edit undone) | "retired" | "leaked"
-    #: | "drain_warning" | "drain_timeout" | "restart_needed" (a restart-only module
-    #: changed: nothing was swapped) | "refreshed" (non-Python files an extension
-    #: made current itself: no module ran)
-    kind: str
+    #: One of :class:`EventKind` (each documented there).
+    kind: EventKind
     generation: int
     modules: tuple[str, ...] = ()
     importers: int = 0

@@ -10,12 +10,17 @@ plan when it ran before the swap, and is only logged when it ran after it.
 
 from __future__ import annotations
 
+import logging
+import os
+import traceback
 from collections.abc import Iterable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._generation import Generation
+
+log = logging.getLogger("hotmod")
 
 #: The module-level flag of the hook contract (docs/hooks.md): a module that sets it
 #: to a true value (``True``, or a string saying why) is *restart-only*: a plan that
@@ -81,4 +86,27 @@ def restart_flag(module: ModuleType) -> str | None:
     return value if isinstance(value, str) else "the module declares __hotmod_restart__"
 
 
-__all__ = ["RESTART_FLAG", "Extension", "restart_flag"]
+def refresh(
+    extensions: Iterable[Extension], paths: Iterable[str | os.PathLike[str]]
+) -> tuple[list[str], list[str]]:
+    """Hand changed non-Python files to the extensions, in order: ``(handled, left)``,
+    where ``left`` is what no extension made current (Python files first)."""
+    named = [os.fspath(p) for p in paths]
+    others = [p for p in named if p.endswith(".py")]
+    rest = [p for p in named if not p.endswith(".py")]
+    handled: list[str] = []
+    for extension in extensions:
+        if not rest:
+            break
+        try:
+            done = set(extension.refresh(list(rest)))
+        except Exception:
+            log.error("extension %s failed to refresh %s:\n%s", extension.name,
+                      ", ".join(rest), traceback.format_exc())
+            continue
+        handled += [p for p in rest if p in done]
+        rest = [p for p in rest if p not in done]
+    return handled, others + rest
+
+
+__all__ = ["RESTART_FLAG", "Extension", "refresh", "restart_flag"]

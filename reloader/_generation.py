@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 import threading
 import time
 from collections import deque
@@ -9,10 +10,22 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType, ModuleType
 from typing import Any
 
-LOADING = "loading"
-CURRENT = "current"
-DRAINING = "draining"
-RETIRED = "retired"
+
+class State(enum.StrEnum):
+    """A generation's state. A ``str``: ``gen.state == "current"`` holds, and a status
+    document shows the plain word."""
+
+    LOADING = "loading"  # being built by a plan; no caller can enter it yet
+    CURRENT = "current"  # what new callers enter
+    DRAINING = "draining"  # superseded, callers still inside
+    RETIRED = "retired"  # drained (or forced): its instances are let go
+
+
+# The members themselves: ``enter()`` compares by identity, the cheapest test.
+LOADING = State.LOADING
+CURRENT = State.CURRENT
+DRAINING = State.DRAINING
+RETIRED = State.RETIRED
 
 _EMPTY: Mapping[str, ModuleType] = MappingProxyType({})
 
@@ -31,7 +44,7 @@ class Generation:
       takes its token back, returns False (the caller enters the new current
       generation, see ``Reloader.acquire``) and re-checks retirement, since its
       token may have made a retirement back off.
-    * Retiring (``_maybe_retire``, the rare path, under ``_lock``) sets *retired*
+    * Retiring (``maybe_retire``, the rare path, under ``_lock``) sets *retired*
       first, then looks for tokens; if it finds one it reverts to *draining* and
       looks once more, in case the last token left in between. So a caller that
       read a state other than *retired* always has its token counted by the check,
@@ -61,7 +74,7 @@ class Generation:
         self.number = number
         self._modules: dict[str, ModuleType] | None = modules
         self.target: Any = None
-        self.state = LOADING  # written under _lock; read anywhere
+        self.state: State = LOADING  # written under _lock; read anywhere
         self._tokens: deque[None] = deque()  # one per caller inside (atomic ops only)
         self.created_at = time.time()
         self.superseded_at: float | None = None  # time.monotonic()
@@ -93,7 +106,7 @@ class Generation:
             return True
         tokens.pop()
         if self.state is DRAINING:  # a retirement backed off because of our token
-            self._maybe_retire()
+            self.maybe_retire()
         return False
 
     def exit(self) -> None:
@@ -103,12 +116,12 @@ class Generation:
             tokens.pop()
         except IndexError:
             # Only a caller that entered before fork() and ends in the child gets
-            # here: the child dropped the tokens it inherited (_after_fork_in_child).
+            # here: the child dropped the tokens it inherited (after_fork_in_child).
             return
         if not tokens and self.state is DRAINING:
-            self._maybe_retire()
+            self.maybe_retire()
 
-    def _maybe_retire(self) -> bool:
+    def maybe_retire(self) -> bool:
         """Retire if draining and drained; True if this call retired it."""
         with self._lock:
             while self.state is DRAINING:
@@ -125,19 +138,37 @@ class Generation:
         return True
 
     # -- engine side -------------------------------------------------------------
+    # Called by the engine's reload path and its retirement, never by a caller that
+    # only enters and exits.
 
-    def _make_current(self) -> None:
+    @property
+    def table(self) -> dict[str, ModuleType] | None:
+        """The instances themselves (not a view), None once retired. Written by the
+        reload path only: while this generation is built, and when a module loaded
+        past the engine joins it (:meth:`adopt`)."""
+        return self._modules
+
+    def adopt(self, name: str, module: ModuleType) -> bool:
+        """``module`` joins this generation as ``name``; False if the name is taken
+        or the generation is retired."""
+        modules = self._modules
+        if modules is None or name in modules:
+            return False
+        modules[name] = module
+        return True
+
+    def make_current(self) -> None:
         with self._lock:
             self.state = CURRENT
 
-    def _supersede(self) -> None:
+    def supersede(self) -> None:
         """Mark draining; retire (and report it drained) if nothing is in flight."""
         with self._lock:
             self.superseded_at = time.monotonic()
             self.state = DRAINING
-        self._maybe_retire()
+        self.maybe_retire()
 
-    def _force_retire(self) -> bool:
+    def force_retire(self) -> bool:
         """Retire whatever is in flight (shutdown, drain timeout). True if it changed."""
         with self._lock:
             if self.state == RETIRED:
@@ -145,7 +176,7 @@ class Generation:
             self.state = RETIRED
             return True
 
-    def _after_fork_in_child(self) -> None:
+    def after_fork_in_child(self) -> None:
         """In a forked child: the callers inside belong to the parent's threads,
         which the child does not have, so their tokens would never leave and this
         generation would never drain here. The child starts from none (a lock
@@ -153,7 +184,7 @@ class Generation:
         self._lock = threading.Lock()
         self._tokens = deque()
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Drop the strong references to instances and target once retired."""
         self._modules = None
         self.target = None

@@ -82,7 +82,7 @@ class Graph:
     """Importer → imported edges between module names, with the reverse index.
 
     Owned by the engine's reload path (one writer at a time, under its reload lock);
-    readers get copies from :meth:`snapshot`.
+    readers on other threads get the edges as last published (:meth:`published`).
     """
 
     def __init__(self) -> None:
@@ -130,9 +130,6 @@ class Graph:
     def published(self) -> dict[str, frozenset[str]]:
         """A copy of the edges as last published (under the lock :meth:`publish` takes)."""
         return dict(self._published)
-
-    def snapshot(self, present: Mapping[str, object]) -> dict[str, list[str]]:
-        return {m: sorted(d for d in deps if d in present) for m, deps in sorted(self._deps.items())}
 
     def plan(self, changed: Iterable[str], present: Mapping[str, object]) -> list[str]:
         """The changed modules plus every present module that imports one of them,

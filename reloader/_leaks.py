@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
-from ._events import ReloadEvent
+from ._events import EventKind, ReloadEvent
 from ._loader import TOKEN, InstanceToken
 
 log = logging.getLogger("hotmod")
@@ -120,7 +120,7 @@ class LeakWatch:
                 "leak: instance of %s from generation %d is still alive after retirement: %s",
                 name, born, where,
             )
-            self._publish(ReloadEvent("leaked", born, (name,), detail=where))
+            self._publish(ReloadEvent(EventKind.LEAKED, born, (name,), detail=where))
         if again:
             with self._lock:
                 schedule = not self._watch

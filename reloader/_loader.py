@@ -1,21 +1,7 @@
-"""Loading a plan into fresh module objects.
-
-Every instance hotmod creates gets a ``__builtins__`` of its own generation, whose
-``__import__`` resolves reloadable modules to that generation's instances. That one
-device gives three things:
-
-* old code keeps its own modules: a function-level ``import`` or ``from . import x``
-  running later (a function called) in a draining generation gets that generation's
-  instances, never the newest ones nor a half-built one from a reload in progress;
-* a plan's new code gets the new instances, including through relative imports,
-  although ``sys.modules`` and shared package objects still name the old ones until
-  the swap;
-* dependencies are recorded at run time, from each import a module makes while it
-  executes.
-
-Where a shared package object's attribute names another generation's instance than
-the one an import should yield, the import returns a :class:`ModuleView`: the
-package seen with that attribute replaced.
+"""Loading a plan into fresh module objects: a :class:`Stage` reads each module's
+:class:`Source`, runs its ``__mp_clone__`` hook, executes its code in a fresh
+instance whose ``__import__`` is its generation's (see ``_imports``), and can put
+``sys.modules`` back exactly as it was.
 """
 
 from __future__ import annotations
@@ -28,52 +14,25 @@ import linecache
 import logging
 import os
 import sys
-import threading
 import time
 import traceback
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from ._generation import Generation
 from ._graph import ImportRef, static_imports
+from ._imports import GenerationImport, Host, enter_stage, find_spec_quietly
 from ._signature import Signature, file_signature, signature_of
 from .errors import SourceChanged
 
-if TYPE_CHECKING:
-    from ._roots import Roots
-
 log = logging.getLogger("hotmod.loader")
 
-_MISSING = object()
 #: Name of the token every instance holds in its globals: a weak reference to it
 #: tells whether the instance's namespace is still alive after retirement.
 TOKEN = "__hotmod_instance__"
-
-#: The stage running on this thread, if any (read by the audit hook).
-_active = threading.local()
-
-
-class Host(Protocol):
-    """What loading needs from the engine it loads for."""
-
-    roots: Roots
-
-    @property
-    def current(self) -> Generation: ...
-
-    def is_own_top(self, top: str) -> bool:
-        """Whether modules under the top-level name ``top`` are reloadable."""
-
-    def note_stray(self, name: str) -> None:
-        """``name`` (reloadable) was imported outside any plan: adopt it at the next one."""
-
-    def live_generations(self) -> list[Generation]:
-        """The generations not yet retired, oldest first."""
-
 
 class InstanceToken:
     """Weak-referenceable marker stored in an instance's globals."""
@@ -125,217 +84,6 @@ class Compiled:
     path: str
     refs: tuple[ImportRef, ...]
     code: CodeType
-
-
-class ModuleView:
-    """A module seen with some attributes replaced (see the module docstring).
-
-    Reads go to the replacement or else to the module; writes go to the module.
-    ``isinstance(view, ModuleType)`` holds, since ``__class__`` is the module's.
-    """
-
-    __slots__ = ("_hm_module", "_hm_overrides")
-
-    def __init__(self, module: Any, overrides: dict[str, Any]) -> None:
-        object.__setattr__(self, "_hm_module", module)
-        object.__setattr__(self, "_hm_overrides", overrides)
-
-    def __getattribute__(self, name: str) -> Any:
-        overrides = object.__getattribute__(self, "_hm_overrides")
-        if name in overrides:
-            value = overrides[name]
-            if value is _MISSING:
-                raise AttributeError(name)
-            return value
-        module = object.__getattribute__(self, "_hm_module")
-        if name == "__dict__":
-            merged = {**vars(module), **overrides}
-            return {k: v for k, v in merged.items() if v is not _MISSING}
-        return getattr(module, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(object.__getattribute__(self, "_hm_module"), name, value)
-
-    def __dir__(self) -> list[str]:
-        return sorted(self.__dict__)
-
-    def __repr__(self) -> str:
-        module = object.__getattribute__(self, "_hm_module")
-        return f"<view of {module!r}>"
-
-
-def _absolute(name: str, globals: Mapping[str, Any] | None, level: int) -> str:
-    package = None
-    if globals is not None:
-        package = globals.get("__package__")
-        if package is None:
-            spec = globals.get("__spec__")
-            if spec is not None:
-                package = spec.parent
-            else:
-                package = globals.get("__name__", "")
-                if "__path__" not in globals:
-                    package = package.rpartition(".")[0]
-    if not package:
-        raise ImportError("attempted relative import with no known parent package")
-    bits = package.rsplit(".", level - 1)
-    if len(bits) < level:
-        raise ImportError("attempted relative import beyond top-level package")
-    return f"{bits[0]}.{name}" if name else bits[0]
-
-
-class GenerationImport:
-    """The ``__import__`` of the instances created for one generation."""
-
-    __slots__ = ("_gen", "_host", "stage")
-
-    def __init__(self, generation: Generation, host: Host, stage: Stage) -> None:
-        self._gen = weakref.ref(generation)
-        self._host = weakref.ref(host)
-        self.stage: Stage | None = stage  # None once the generation is swapped in
-
-    def __call__(
-        self,
-        name: str,
-        globals: Mapping[str, Any] | None = None,
-        locals: Mapping[str, Any] | None = None,
-        fromlist: Any = (),
-        level: int = 0,
-    ) -> Any:
-        absname = _absolute(name, globals, level) if level else name
-        host = self._host()
-        if host is None or not host.is_own_top(absname.partition(".")[0]):
-            return builtins.__import__(name, globals, locals, fromlist, level)
-        stage = self.stage
-        # Resolving one of our modules is the engine's time, not the app's.
-        app_running = stage is not None and stage._app_stops()
-        try:
-            return self._import_own(host, absname, globals, fromlist)
-        finally:
-            if app_running:
-                assert stage is not None
-                stage._app_starts()
-
-    def _import_own(
-        self, host: Host, absname: str, globals: Mapping[str, Any] | None, fromlist: Any
-    ) -> Any:
-        gen = self._gen()
-        modules = gen._modules if gen is not None else None
-        table: Mapping[str, ModuleType] = (
-            modules if modules is not None else self._table(host, globals)
-        )
-        stage = self.stage
-        if stage is not None and globals is not None:
-            stage.record(globals.get("__name__"), absname, fromlist)
-        module = self._module(absname, table, stage, host)
-        if fromlist:
-            overrides: dict[str, Any] | None = None
-            for item in fromlist:
-                if item == "*" or not isinstance(item, str):
-                    continue
-                full = f"{absname}.{item}"
-                if stage is not None and full in stage.deleted:
-                    overrides = overrides or {}
-                    overrides[item] = _MISSING  # deleted by this plan: gone for its code
-                    continue
-                sub = self._submodule(full, module, item, table, stage, host)
-                if sub is not None and getattr(module, item, _MISSING) is not sub:
-                    if stage is not None and stage.owns(module):
-                        setattr(module, item, sub)
-                    else:
-                        overrides = overrides or {}
-                        overrides[item] = sub
-            return ModuleView(module, overrides) if overrides else module
-        if "." not in absname:
-            return module
-        return self._chain(absname, table, stage, host)
-
-    def _table(self, host: Host, globals: Mapping[str, Any] | None) -> Mapping[str, ModuleType]:
-        gen = self._gen()
-        modules = gen._modules if gen is not None else None
-        if modules is not None:
-            return modules
-        # The generation that created this instance has retired but the instance lives
-        # on, shared by a later one: resolve against a live generation holding it.
-        name = globals.get("__name__") if globals is not None else None
-        for live in host.live_generations():
-            mods = live._modules
-            if mods is not None and name in mods and vars(mods[name]) is globals:
-                return mods
-        return host.current.modules
-
-    def _module(
-        self, name: str, table: Mapping[str, ModuleType], stage: Stage | None, host: Host
-    ) -> Any:
-        module = table.get(name)
-        if module is not None and (stage is None or name not in stage.pending):
-            return module
-        if stage is not None:
-            return stage.import_new(name)
-        # Outside any reload (a function-level import, run later, of a module no
-        # generation holds yet): the normal machinery loads it; the next reload adopts it.
-        builtins.__import__(name)
-        host.note_stray(name)
-        return sys.modules[name]
-
-    def _submodule(
-        self,
-        name: str,
-        parent: Any,
-        item: str,
-        table: Mapping[str, ModuleType],
-        stage: Stage | None,
-        host: Host,
-    ) -> Any:
-        """The module ``from parent import item`` binds, or None when ``item`` is a
-        plain attribute (or nothing: the bytecode then raises ImportError)."""
-        module = table.get(name)
-        if module is not None and (stage is None or name not in stage.pending):
-            return module
-        if not getattr(parent, "__path__", None):
-            return None  # only packages have submodules
-        if stage is not None and (name in stage.pending or stage.is_reloadable_module(name, parent)):
-            return stage.import_new(name)
-        if hasattr(parent, item):
-            return None
-        # As Python's own fromlist handling: try the submodule, a missing one is no error.
-        try:
-            builtins.__import__(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:
-                return None
-            raise
-        if stage is None:
-            host.note_stray(name)
-        return sys.modules.get(name)
-
-    def _chain(
-        self, absname: str, table: Mapping[str, ModuleType], stage: Stage | None, host: Host
-    ) -> Any:
-        """``import a.b.c`` returns ``a``; make ``a.b.c`` reach this generation's ``c``."""
-        obj: Any = self._module(absname, table, stage, host)
-        top, _, rest = absname.partition(".")
-        # The common case: every attribute along the chain already is this generation's.
-        node: Any = table.get(top)
-        if node is not None and (stage is None or top not in stage.pending):
-            for child in rest.split("."):
-                node = getattr(node, child, None)
-                if node is None:
-                    break
-            if node is obj:
-                return table[top]
-        parts = absname.split(".")
-        for i in range(len(parts) - 1, 0, -1):
-            parent = self._module(".".join(parts[:i]), table, stage, host)
-            child = parts[i]
-            if getattr(parent, child, _MISSING) is obj:
-                obj = parent
-            elif stage is not None and stage.owns(parent) and not isinstance(obj, ModuleView):
-                setattr(parent, child, obj)
-                obj = parent
-            else:
-                obj = ModuleView(parent, {child: obj})
-        return obj
 
 
 class Stage:
@@ -393,10 +141,10 @@ class Stage:
 
     # -- the app's own time ---------------------------------------------------------
 
-    def _app_starts(self) -> None:
+    def app_starts(self) -> None:
         self._running_since = time.perf_counter()
 
-    def _app_stops(self) -> bool:
+    def app_stops(self) -> bool:
         """Stop the clock of the app's own code; True if it was running (a module
         whose code imports another one: its clock resumes after that import)."""
         since = self._running_since
@@ -448,24 +196,24 @@ class Stage:
         self.modules_before = len(sys.modules)
         # Restore, not clear: an engine created while another one loads (a Publisher
         # built at import time) must hand the outer stage back when it is done.
-        outer, _active.stage = active_stage(), self
+        outer = enter_stage(self)
         try:
             for name in plan:
                 if name in self.pending:
                     self.import_new(name)
         finally:
-            _active.stage = outer
+            enter_stage(outer)
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Call ``fn`` (a target factory) with this stage active, so that what it
         imports is staged and recorded too."""
-        outer, _active.stage = active_stage(), self
-        self._app_starts()
+        outer = enter_stage(self)
+        self.app_starts()
         try:
             return fn()
         finally:
-            self._app_stops()
-            _active.stage = outer
+            self.app_stops()
+            enter_stage(outer)
 
     def import_new(self, name: str) -> Any:
         """Load ``name`` into this generation (fresh), or import it normally when it is
@@ -478,7 +226,7 @@ class Stage:
         if parent_name:
             parent = self.table.get(parent_name)
             if parent is None or parent_name in self.pending:
-                parent = self.importer._module(parent_name, self.table, self, self.host)
+                parent = self.importer.resolve(parent_name, self.table, self, self.host)
             if name in self.table and name not in self.pending:
                 return self.table[name]  # the parent's code imported it
         path = self.file_of(name) if name in self.pending else None
@@ -504,12 +252,12 @@ class Stage:
         )
 
     def _execute(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:
-        importer_running = self._app_stops()
+        importer_running = self.app_stops()
         try:
             return self._execute_timed(name, spec, parent, child)
         finally:
             if importer_running:
-                self._app_starts()
+                self.app_starts()
 
     def _execute_timed(self, name: str, spec: ModuleSpec, parent: Any, child: str) -> ModuleType:
         assert spec.origin is not None
@@ -520,12 +268,12 @@ class Stage:
         new = importlib.util.module_from_spec(spec)
         hook = vars(old).get("__mp_clone__") if old is not None else None
         if callable(hook):
-            self._app_starts()
+            self.app_starts()
             try:
                 hook(new)
                 self.cloned.add(name)
             except Exception:
-                self._app_stops()
+                self.app_stops()
                 log.error(
                     "__mp_clone__ of %s (generation %d) raised; loading it without cloning,"
                     " and its old instance will be purged once drained:\n%s",
@@ -535,7 +283,7 @@ class Stage:
                 )
                 self.clone_failed.add(name)
                 new = importlib.util.module_from_spec(spec)
-            self._app_stops()
+            self.app_stops()
         namespace = vars(new)
         namespace["__builtins__"] = self.builtins
         namespace[TOKEN] = InstanceToken(name, self.generation.number)
@@ -556,7 +304,7 @@ class Stage:
                 compiled = self._compile(name, source, path, spec.submodule_search_locations is not None)
             self.compiled[name] = compiled
             self.refs.setdefault(name, []).extend(compiled.refs)
-            self._app_starts()
+            self.app_starts()
             code = compiled.code
             exec(code, namespace)
         except BaseException:
@@ -564,7 +312,7 @@ class Stage:
                 self.failed_module = name
             raise
         finally:
-            self._app_stops()
+            self.app_stops()
             self.executing.pop()
         if spec.submodule_search_locations is not None:
             self._bind_shared_children(name, new)
@@ -574,17 +322,17 @@ class Stage:
 
     def _compile(self, name: str, source: Source, path: str, is_package: bool) -> Compiled:
         # Parsing and compiling count as the app's: a plain import does them too.
-        self._app_starts()
+        self.app_starts()
         try:
             tree = ast.parse(source.data, filename=path)
         finally:
-            self._app_stops()
+            self.app_stops()
         refs = tuple(static_imports(tree, name, is_package))
-        self._app_starts()
+        self.app_starts()
         try:
             code = compile(tree, path, "exec", dont_inherit=True)
         finally:
-            self._app_stops()
+            self.app_stops()
         return Compiled(source.digest, path, refs, code)
 
     def _bind_shared_children(self, name: str, package: ModuleType) -> None:
@@ -641,47 +389,8 @@ class Stage:
         )
 
 
-def active_stage() -> Stage | None:
-    """The stage running on this thread, if any."""
-    return getattr(_active, "stage", None)
-
-
-def quiet() -> bool:
-    """Whether this thread is looking a module up for hotmod itself (not loading it)."""
-    return bool(getattr(_active, "quiet", False))
-
-
-def find_spec_quietly(name: str, path: Any = None, *, retry: bool = True) -> ModuleSpec | None:
-    """Ask ``sys.meta_path`` for ``name``'s spec without it counting as an import."""
-    was, _active.quiet = quiet(), True
-    try:
-        for attempt in range(2 if retry else 1):
-            for finder in sys.meta_path:
-                find = getattr(finder, "find_spec", None)
-                if find is None:
-                    continue
-                spec = find(name, path, None)
-                if spec is not None:
-                    return spec  # type: ignore[no-any-return]
-            if attempt == 0:
-                importlib.invalidate_caches()  # a module created a moment ago
-        return None
-    finally:
-        _active.quiet = was
-
-
 def _spec_for_file(name: str, path: str) -> ModuleSpec | None:
     is_package = os.path.basename(path) == "__init__.py"
     return importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[os.path.dirname(path)] if is_package else None
     )
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open":
-        stage = getattr(_active, "stage", None)
-        if stage is not None and isinstance(args[0], str):
-            stage.note_open(args[0])
-
-
-sys.addaudithook(_audit)

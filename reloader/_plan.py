@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -143,9 +143,12 @@ def _left_roots(registry: Registry, name: str, path: str) -> None:
 
 
 def plan(
-    graph: Graph, changed: set[str], modules: Mapping[str, ModuleType], extensions: Sequence[Extension]
+    graph: Graph, changes: Changes, modules: Mapping[str, ModuleType], extensions: Sequence[Extension]
 ) -> list[str]:
-    """The graph's plan, grown by what extensions add (with their importers)."""
+    """The modules to load afresh for ``changes``: the graph's plan, grown by what
+    extensions add (with their importers), less the deleted modules, plus any changed
+    module the graph does not know yet (a stray adopted in this reload)."""
+    changed = changes.changed | changes.deleted
     planned = graph.plan(changed, modules)
     wanted = set(changed)
     for extension in extensions:
@@ -153,7 +156,22 @@ def plan(
         if more - set(planned):
             wanted |= more
             planned = graph.plan(wanted, modules)
+    planned = [m for m in planned if m not in changes.deleted]
+    planned += [m for m in changes.changed if m not in planned]
     return planned
+
+
+def reverted(registry: Registry, attempted: Iterable[str]) -> bool:
+    """Whether the files of ``attempted`` (a failed plan's modules) are all back to
+    what the current generation loaded."""
+    for name in attempted:
+        record = registry.get(name)
+        try:
+            if record is None or Source.read(record.file).digest != record.digest:
+                return False
+        except (OSError, SourceChanged):
+            return False
+    return True
 
 
 def restart_reasons(

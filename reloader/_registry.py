@@ -8,17 +8,17 @@ from __future__ import annotations
 import ast
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
 
 from ._graph import Graph, resolve_refs, static_imports
 from ._loader import Compiled, Source
-from ._roots import Roots
+from ._signature import Signature
 from .errors import SourceChanged
 
 #: The signature of a file whose loaded content is unknown: it never matches a stat.
-UNKNOWN = (-1, -1, -1)
+UNKNOWN: Signature = (-1, -1, -1)
 
 
 @dataclass
@@ -28,7 +28,7 @@ class ModuleRecord:
 
     name: str
     file: str  # real path
-    signature: tuple[int, int, int] = UNKNOWN  # size, mtime_ns, inode when loaded
+    signature: Signature = UNKNOWN  # when loaded
     digest: str | None = None  # content hash loaded; None: unknown
     read_at: float = 0.0  # time.time() of the read
     born: int = 1  # the generation that created its current instance
@@ -53,7 +53,7 @@ class Registry:
         #: statement names them, so they are kept across the importer's re-runs.
         self.by_name: dict[str, set[str]] = {}
         #: File → the signature it had when seen empty (an in-place save half done?).
-        self.empty_seen: dict[str, tuple[int, int, int]] = {}
+        self.empty_seen: dict[str, Signature] = {}
         #: Content hashes of restart-only edits already reported: not reported again.
         self.restart_digests: dict[str, str] = {}
 
@@ -148,21 +148,6 @@ class Registry:
             return
         refs = static_imports(tree, name, hasattr(module, "__path__"))
         graph.set_deps(name, resolve_refs(refs, _is_loaded_module) | self.by_name.get(name, set()))
-
-
-def modules_in_roots(
-    roots: Roots, skip: Callable[[str], bool], is_own_top: Callable[[str], bool] | None = None
-) -> dict[str, ModuleType]:
-    """The modules of ``sys.modules`` loaded from a ``.py`` file inside ``roots``,
-    but those ``skip`` names; ``is_own_top`` rules out other top-level names first."""
-    found: dict[str, ModuleType] = {}
-    for name, module in list(sys.modules.items()):
-        if skip(name) or (is_own_top is not None and not is_own_top(name.partition(".")[0])):
-            continue
-        file = getattr(module, "__file__", None)
-        if isinstance(module, ModuleType) and file and file.endswith(".py") and roots.contains(file):
-            found[name] = module
-    return found
 
 
 def _is_loaded_module(name: str) -> bool:

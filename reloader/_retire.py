@@ -14,8 +14,9 @@ import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import ModuleType
+from typing import Any
 
-from ._events import ReloadEvent
+from ._events import EventKind, ReloadEvent
 from ._generation import DRAINING, RETIRED, Generation
 from ._leaks import LeakWatch
 
@@ -99,18 +100,18 @@ class Janitor:
 
 
 @dataclass
-class _Replaced:
+class Replaced:
     """An instance that a generation no longer holds, waiting for every generation
     that held it or its clone lineage (numbers ``since`` to ``until - 1``) to retire."""
 
     module: ModuleType
     name: str
     born: int  # the generation that created it
-    until: int
-    purge: bool  # nothing was handed over: its __mp_purge__ is due
     #: The oldest generation whose resources it may hold: its clone lineage starts
     #: there (a clone shares what its donor opened), so its purge waits for that too.
-    since: int = 0
+    since: int
+    purge: bool  # nothing was handed over: its __mp_purge__ is due
+    until: int = 0  # the generation that replaced it (set by Retirement.add)
 
 
 class Retirement:
@@ -136,7 +137,7 @@ class Retirement:
         self._closed = closed
         self._lock = threading.Lock()  # guards live, _replaced, counts; never held by hooks
         self.live: dict[int, Generation] = {}
-        self._replaced: list[_Replaced] = []
+        self._replaced: list[Replaced] = []
         self.counts = {"retired": 0, "purges": 0, "purge_errors": 0}
         self.janitor = Janitor(name)
         self.leaks = LeakWatch(
@@ -148,20 +149,18 @@ class Retirement:
 
     # -- the reload path -----------------------------------------------------------
 
-    def add(self, gen: Generation, replaced: Iterable[tuple[ModuleType, str, int, int, bool]]) -> None:
-        """``gen`` is live; ``replaced`` are ``(instance, name, born, since, purge due)``
-        of the instances it no longer holds."""
-        records = [
-            _Replaced(module, name, born, gen.number, purge=purge, since=since)
-            for module, name, born, since, purge in replaced
-        ]
+    def add(self, gen: Generation, replaced: Iterable[Replaced]) -> None:
+        """``gen`` is live; ``replaced`` are the instances it no longer holds."""
+        records = list(replaced)
+        for record in records:
+            record.until = gen.number
         with self._lock:
             self._replaced.extend(records)
             self.live[gen.number] = gen
 
     def superseded(self, gen: Generation) -> None:
         """``gen`` is no longer current: it retires once drained."""
-        gen._supersede()
+        gen.supersede()
         if gen.state == DRAINING:
             self._schedule_drain_checks(gen)
 
@@ -178,6 +177,18 @@ class Retirement:
 
     def draining(self) -> list[Generation]:
         return [g for g in self.live_generations() if g.state == DRAINING]
+
+    def draining_snapshot(self) -> list[dict[str, Any]]:
+        """Each draining generation: its number, callers inside, since when (wall time)."""
+        return [
+            {
+                "generation": g.number,
+                "in_flight": g.in_flight,
+                "since": None if g.superseded_at is None else
+                time.time() - (time.monotonic() - g.superseded_at),
+            }
+            for g in self.draining()
+        ]
 
     def awaiting(self) -> int:
         """Superseded generations that drained and wait for the janitor to retire them
@@ -208,13 +219,15 @@ class Retirement:
             return
         waited = time.monotonic() - (gen.superseded_at or time.monotonic())
         if timeout:
-            if gen._force_retire():
+            if gen.force_retire():
                 log.warning(
                     "generation %d still had %d callers still inside after %.0f s: retiring it"
                     " anyway (drain_timeout) and running its due purge hooks",
                     gen.number, gen.in_flight, waited,
                 )
-                self._publish(ReloadEvent("drain_timeout", gen.number, detail=f"{gen.in_flight} in flight"))
+                self._publish(
+                    ReloadEvent(EventKind.DRAIN_TIMEOUT, gen.number, detail=f"{gen.in_flight} in flight")
+                )
                 self.retire([gen])
         else:
             log.warning(
@@ -223,7 +236,9 @@ class Retirement:
                 gen.number, waited, gen.in_flight,
                 "" if self.drain_timeout is None else f" or until drain_timeout={self.drain_timeout}s",
             )
-            self._publish(ReloadEvent("drain_warning", gen.number, detail=f"{gen.in_flight} in flight"))
+            self._publish(
+                ReloadEvent(EventKind.DRAIN_WARNING, gen.number, detail=f"{gen.in_flight} in flight")
+            )
 
     def retire(self, gens: list[Generation], *, leak_check: bool = True) -> None:
         """Forget the generations, run the due purges of instances no live generation
@@ -236,7 +251,7 @@ class Retirement:
                     self.counts["retired"] += 1
                 elif gen is current and not self._closed():
                     continue
-                gen._release()
+                gen.release()
             live = [g.number for g in self.live.values()]
             held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
             free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
@@ -246,7 +261,7 @@ class Retirement:
                 self.purge(record.module, record.name)
         # After the purges: a subscriber told "retired" may rely on them having run.
         for gen in gens:
-            self._publish(ReloadEvent("retired", gen.number))
+            self._publish(ReloadEvent(EventKind.RETIRED, gen.number))
         if leak_check and free:
             instances = [(r.name, r.born, r.module) for r in free]
             del free
@@ -280,7 +295,7 @@ class Retirement:
         self.janitor.stop()
         live = self.live_generations()
         for gen in live:
-            gen._force_retire()
+            gen.force_retire()
         self.retire(live, leak_check=False)
         return live
 
@@ -295,7 +310,7 @@ class Retirement:
         self.janitor.after_fork()
         self.leaks.after_fork()
         for gen in list(self.live.values()):
-            gen._after_fork_in_child()
+            gen.after_fork_in_child()
 
 
 def _takes_one_argument(fn: Callable[..., object]) -> bool:

@@ -89,6 +89,14 @@ def is_virtualenv(folder: str) -> bool:
 _is_virtualenv = lru_cache(maxsize=4096)(is_virtualenv)
 
 
+def excluded_folder(path: str) -> bool:
+    """Whether hotmod never watches nor loads from the folder at ``path``, wherever it
+    lies: a cache or version-control folder (:data:`EXCLUDED_DIRS`) or a virtualenv.
+    What ``hotmod check`` skips when it walks a folder, so that it reads the files the
+    engine would reload."""
+    return os.path.basename(path) in EXCLUDED_DIRS or _is_virtualenv(path)
+
+
 def resolve_roots(roots: Iterable[str | os.PathLike[str]]) -> tuple[str, ...]:
     """The real paths of ``roots``, refusing what is not a folder and any folder
     inside the standard library or site-packages (never loaded, never watched)."""

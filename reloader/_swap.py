@@ -15,13 +15,14 @@ from types import ModuleType
 from ._graph import Graph, resolve_refs
 from ._loader import Stage
 from ._registry import Registry
+from ._retire import Replaced
 
 
 def replaced_instances(
     stage: Stage, base: Mapping[str, ModuleType], deleted: Iterable[str], registry: Registry
-) -> list[tuple[ModuleType, str, int, int, bool]]:
-    """``(instance, name, born, since, purge due)`` of each instance the plan replaces
-    or deletes; read before :func:`record_plan` moves the records on."""
+) -> list[Replaced]:
+    """Each instance the plan replaces or deletes; read before :func:`record_plan`
+    moves the records on."""
     out = []
     for name in [*stage.fresh, *sorted(deleted)]:
         old = base.get(name)
@@ -30,7 +31,7 @@ def replaced_instances(
         record = registry.get(name)
         born = record.born if record is not None else 1
         since = record.lineage if record is not None and record.lineage is not None else born
-        out.append((old, name, born, since, name not in stage.cloned))
+        out.append(Replaced(old, name, born, since, purge=name not in stage.cloned))
     return out
 
 

@@ -10,10 +10,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._loader import find_spec_quietly
+from ._imports import find_spec_quietly
 from .errors import TargetError
+
+if TYPE_CHECKING:
+    from ._generation import Generation
+    from ._loader import Stage
+    from ._roots import Roots
 
 _TARGET = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
@@ -67,6 +72,23 @@ class Target:
                 f" not {text!r}"
             )
         return cls(text, module, attr, call, tuple(factory_args), dict(factory_kwargs or {}))
+
+    def resolve_in(self, stage: Stage, base: Generation | None, roots: Roots) -> Any:
+        """The callable to serve from the generation ``stage`` built on ``base``: the
+        base's own when the plan did not re-execute the target's module."""
+        name = self.module
+        module = stage.table.get(name)
+        if module is None and name in sys.modules:
+            file = getattr(sys.modules[name], "__file__", None)
+            raise TargetError(
+                f"target module {name!r} ({file}) lies outside the watched roots"
+                f" {list(roots.paths)}: it could never be reloaded"
+            )
+        if module is None:
+            raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+        if base is not None and name not in stage.fresh:
+            return base.target
+        return self.resolve(module, stage.call)
 
     def resolve(self, module: ModuleType, call: Callable[[Callable[[], Any]], Any]) -> Any:
         """The callable to serve, from this generation's instance of the target's

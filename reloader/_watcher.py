@@ -23,13 +23,12 @@ import os
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from ._debounce import CLOSED, GONE, LISTED, MAX_RETRIES, WRITING, ChangeBatch, Cut, Debouncer, PathState
-from ._fork import fork_epoch
+from ._fork import fork_epoch, on_fork
 from ._roots import inside, resolve_roots
 from ._signature import file_signature
 from ._watch_backend import BACKENDS, Backend, BackendName, RawEvent, RawKind, backend_class, native_backend
@@ -76,21 +75,6 @@ def choose_backend(backend: str | None, poll: bool | None) -> BackendName:
     if os.environ.get("HOTMOD_POLL", "").strip().lower() in ("1", "true", "yes", "on"):
         return "polling"
     return native_backend()
-
-
-# Watchers of this process, for the at-fork hook.
-_live_watchers: weakref.WeakSet[Watcher] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    for watcher in list(_live_watchers):
-        try:
-            watcher._drop_inherited()
-        except Exception:  # an at-fork hook must not break the child; say what failed
-            logger.exception("could not reset %r in the forked child", watcher)
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class Watcher:
@@ -173,7 +157,8 @@ class Watcher:
         self._debounce = Debouncer(quiet=self.quiet, max_wait=self.max_wait)
         self._stopping = False
         self._fallback_reason: str | None = None
-        _live_watchers.add(self)
+        # In a child right after fork(), while it has one thread (see _fork.py).
+        on_fork(self, after_in_child=Watcher._drop_inherited)
 
     def _renew_locks(self) -> None:
         self._life_lock = threading.Lock()

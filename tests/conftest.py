@@ -8,15 +8,14 @@ but fails under ``CI=true`` so that CI can never pass without the database.
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from support import free_port
 
 if TYPE_CHECKING:
     from support import Served
@@ -24,29 +23,7 @@ if TYPE_CHECKING:
     from hotmod.middleware import HotReload
     from hotmod.reloader import Reloader
 
-T = TypeVar("T")
-
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
-
-
-def wait_until(
-    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.005, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

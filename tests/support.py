@@ -1,6 +1,11 @@
-"""What the test modules share (one module, as STYLE.md asks), beside the fixtures
-of ``conftest.py``:
+"""What the test modules and the bench share (one module, as STYLE.md asks),
+beside the fixtures of ``conftest.py``. The bench imports it from here (its
+``_harness`` puts this folder on ``sys.path``); the tests never import the bench.
 
+- waits: ``wait_until`` (a bounded poll); ``free_port``;
+- module versions: ``module_source`` (a file of ``tests/fixtures/modules/`` with
+  some of its top-level constants set), so that every version of a module is a
+  Python file, not a string with doubled braces;
 - files: ``write`` (dedented, its stat signature always changed), ``replace``,
   ``copy_fixture`` (a private copy of an app under ``tests/fixtures/frameworks/``);
 - HTTP: ``call`` (any method, a ``Reply``), ``get`` (status and text);
@@ -26,6 +31,7 @@ import re
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -39,7 +45,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import IO, Any, NamedTuple, TypeVar
 
-from conftest import free_port, wait_until
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from hotmod.middleware import GENERATION_HEADER, HotReload
@@ -57,6 +62,48 @@ HOTMOD = (sys.executable, "-m", "hotmod")
 QUIET_START = 1.5
 #: Bound of every wait for an edit to be served.
 EDIT_TIMEOUT = 15.0
+
+
+#: Module sources the tests and the bench load in versions (see ``module_source``).
+MODULE_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "modules"
+
+
+# -- waits ---------------------------------------------------------------------------------
+
+
+def wait_until(
+    predicate: Callable[[], T], *, timeout: float = 10.0, interval: float = 0.005, what: str = ""
+) -> T:
+    """Poll ``predicate`` until it returns a truthy value; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# -- module versions -----------------------------------------------------------------------
+
+
+def module_source(name: str, **constants: Any) -> str:
+    """The text of ``tests/fixtures/modules/{name}.py`` with each top-level constant
+    named in ``constants`` (``VERSION="v2"``) set to that value's ``repr``: one file
+    per module, its versions told apart by the constants it declares for it."""
+    text = (MODULE_FIXTURES / f"{name}.py").read_text()
+    for constant, value in constants.items():
+        text, found = re.subn(rf"^{constant} = .*$", f"{constant} = {value!r}", text, count=1, flags=re.M)
+        if not found:
+            raise KeyError(f"{name}.py declares no top-level constant {constant}")
+    return text
 
 
 # -- files ---------------------------------------------------------------------------------

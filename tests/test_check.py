@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hotmod.middleware import cli
-from hotmod.reloader import check_paths
+from hotmod.middleware._check import check_paths
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures" / "check"

@@ -14,8 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import free_port, wait_until
-from support import Served, get, write
+from support import Served, free_port, get, wait_until, write
 
 BIN = Path(sys.executable).parent
 

@@ -22,7 +22,7 @@ from hotmod.reloader._debounce import (
     Cut,
     Debouncer,
 )
-from hotmod.reloader._signature import file_signature
+from hotmod.reloader._signature import Signature, file_signature
 
 QUIET = 0.05
 MAX_WAIT = 0.5
@@ -65,7 +65,7 @@ class Owner:
         self.given_up += self.debounce.requeue(cut)
 
 
-def cut_now(debounce: Debouncer, signatures: dict[str, tuple[int, int, int] | None]) -> Cut:
+def cut_now(debounce: Debouncer, signatures: dict[str, Signature | None]) -> Cut:
     """Cut as the watcher does once the cut is due: unless a file is in flight."""
     assert not debounce.hold_in_flight(signatures)
     return debounce.cut(signatures)

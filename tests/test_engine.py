@@ -11,7 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import Write, wait_until
+from conftest import Write
+from support import wait_until
 
 from hotmod.reloader import HotmodError, Reloader, ReloadError, TargetError
 

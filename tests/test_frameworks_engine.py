@@ -330,7 +330,7 @@ def test_starting_the_watcher_reloads_nothing_that_was_loaded_by_name_and_not_ed
     r.watch()
     try:
         write("app/polls.py", "ROUTES = ['polls', 'more']\n")
-        from conftest import wait_until
+        from support import wait_until
 
         wait_until(lambda: r.current.number == 2, timeout=10, what="the edit's reload")
         assert [e.kind for e in seen] == ["reloaded"]

@@ -13,10 +13,10 @@ from hotmod.reloader import Generation
 def test_a_generation_counts_requests_and_retires_when_the_last_one_leaves() -> None:
     fired: list[Generation] = []
     gen = Generation(1, {}, on_drained=fired.append)
-    gen._make_current()
+    gen.make_current()
     assert gen.enter() and gen.enter()
     assert gen.in_flight == 2
-    gen._supersede()
+    gen.supersede()
     assert gen.state == "draining" and not fired
     gen.exit()
     assert gen.state == "draining" and not fired
@@ -28,8 +28,8 @@ def test_a_generation_counts_requests_and_retires_when_the_last_one_leaves() -> 
 def test_superseding_an_idle_generation_retires_it_at_once() -> None:
     fired: list[Generation] = []
     gen = Generation(1, {}, on_drained=fired.append)
-    gen._make_current()
-    gen._supersede()
+    gen.make_current()
+    gen.supersede()
     assert gen.state == "retired" and fired == [gen]
 
 
@@ -97,7 +97,7 @@ def _race_one_supersede(trial: int) -> None:
 
     gen = _PreemptedGeneration(trial, {}, on_drained=on_drained)
     gen._tokens = _YieldingTokens()
-    gen._make_current()
+    gen.make_current()
     start = threading.Barrier(7)
 
     def client(i: int) -> None:
@@ -119,7 +119,7 @@ def _race_one_supersede(trial: int) -> None:
     start.wait()
     for _ in range(random.randrange(8)):
         _maybe_yield()
-    gen._supersede()
+    gen.supersede()
     for t in threads:
         t.join(10)
     assert violations == [], f"trial {trial}: {violations[:3]}"

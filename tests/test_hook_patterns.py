@@ -12,11 +12,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import wait_until
 from psycopg.conninfo import make_conninfo
+from support import wait_until
 
 from hotmod import Reloader
-from hotmod.reloader import check_paths
+from hotmod.middleware._check import check_paths
 
 REPO = Path(__file__).resolve().parent.parent
 PATTERNS = REPO / "tests" / "fixtures" / "hook_patterns"

@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import WATCHDOG_LEAKS_ON_STOP, wait_until
-from support import serving, write
+from conftest import WATCHDOG_LEAKS_ON_STOP
+from support import serving, wait_until, write
 from werkzeug.test import Client
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload

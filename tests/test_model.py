@@ -651,16 +651,16 @@ def test_the_model_catches_a_seeded_bug_that_purges_instances_it_cloned_into(
     """Seeded bug: the engine forgets that ``__mp_clone__`` handed the old instance's
     state over, and purges the old instance anyway. The model must notice (this is the
     proof that it can fail; docs/reliability.md shows the sequence it shrinks to)."""
-    from hotmod.reloader import _retire
+    from hotmod.reloader import _swap
 
-    original = _retire._Replaced
+    original = _swap.Replaced
 
     def purges_even_when_cloned(*args: Any, **kwargs: Any) -> Any:
         record = original(*args, **kwargs)
         record.purge = True
         return record
 
-    monkeypatch.setattr(_retire, "_Replaced", purges_even_when_cloned)
+    monkeypatch.setattr(_swap, "Replaced", purges_even_when_cloned)
     with pytest.raises(AssertionError, match="retirement purges"):
         run_state_machine_as_test(
             machine(tmp_path),

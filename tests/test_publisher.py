@@ -21,10 +21,9 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from conftest import wait_until
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from support import write
+from support import wait_until, write
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 from werkzeug.test import Client as WerkzeugClient
 from werkzeug.test import TestResponse, create_environ

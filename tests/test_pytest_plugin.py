@@ -76,7 +76,7 @@ def test_importing_the_plugin_brings_in_neither_the_database_driver_nor_werkzeug
     assert PLUGIN in imported
     heavy = [m for m in imported if m.split(".")[0] in ("psycopg", "psycopg_pool", "werkzeug", "watchdog")]
     assert heavy == []
-    assert "hotmod.reloader._check" not in imported  # the checker loads with its command only
+    assert "hotmod.middleware._check" not in imported  # the checker loads with its command only
 
 
 # -- the fixture's behaviour, in this process, on a copy of the example shop ---------

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
-from support import call, child_report, serving, write
+from support import call, child_report, serving, wait_until, write
 from werkzeug.test import Client
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload, cli

@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import WATCHDOG_LEAKS_ON_STOP, wait_until
+from conftest import WATCHDOG_LEAKS_ON_STOP
+from support import wait_until
 
 from hotmod.reloader._inotify import Flag, InotifyEvent
 from hotmod.reloader._watcher import MAX_RETRIES, ChangeBatch, Watcher, fork_epoch

@@ -17,8 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from support import child_report
+from support import child_report, wait_until
 
 from hotmod.reloader import Reloader, ReloadEvent
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
+from support import wait_until
 
 from hotmod.reloader import _watcher
 from hotmod.reloader._watch_backend import Backend, RawEvent, RawKind

@@ -32,9 +32,8 @@ import psycopg
 import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
-from conftest import wait_until
 from psycopg.conninfo import make_conninfo
-from support import DEMO_TARGET, DemoServer, Served, call, demo_copy, demo_starter, status_or_none
+from support import DEMO_TARGET, DemoServer, Served, call, demo_copy, demo_starter, status_or_none, wait_until
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from hotmod.middleware import HotReload

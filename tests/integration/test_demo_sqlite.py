@@ -20,7 +20,6 @@ from types import ModuleType, SimpleNamespace
 import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
-from conftest import wait_until
 from support import (
     DEMO_TARGET,
     DemoServer,
@@ -30,6 +29,7 @@ from support import (
     demo_starter,
     open_descriptors,
     status_or_none,
+    wait_until,
 )
 
 # psycopg_pool and werkzeug.routing are imported above although no test names

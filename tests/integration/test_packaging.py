@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from support import Served, get, write
+from support import Served, get, wait_until, write
 
 import hotmod
 

@@ -14,8 +14,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
-from conftest import wait_until
-from support import call, demo_copy, replace, serve_demo, serving
+from support import call, demo_copy, replace, serve_demo, serving, wait_until
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
 from hotmod import HotReload, Publisher

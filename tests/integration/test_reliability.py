@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import free_port, wait_until
-from support import Served, call, run_stress, serving
+from support import Served, call, free_port, module_source, run_stress, serving, wait_until
 from support import write as store
 
 from hotmod.middleware import GENERATION_HEADER, STATUS_PATH, HotReload
@@ -58,44 +57,9 @@ def package(project: Path, app_source: str, **modules: str) -> Path:
     return root
 
 
-STREAM_APP = """
-import time
-VERSION = {version!r}
-
-def __mp_purge__():
-    with open({marker!r}, "a") as f:
-        f.write(VERSION + "\\n")
-
-def app(environ, start_response):
-    path = environ["PATH_INFO"]
-    if path == "/raise":
-        raise RuntimeError("the application raised")
-    if path == "/file":
-        wrapper = environ["wsgi.file_wrapper"]
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        return wrapper(open({data!r}, "rb"), 8192)
-    start_response("200 OK", [("Content-Type", "text/plain")])
-    if path == "/stream":
-        seconds = float(environ.get("QUERY_STRING") or 1)
-
-        def body():
-            deadline = time.monotonic() + seconds
-            while True:
-                from . import app as me   # this generation's instance, at request time
-                yield (me.VERSION + "\\n").encode()
-                if time.monotonic() >= deadline:
-                    return
-                time.sleep(0.05)
-
-        return body()
-    return iter([VERSION.encode()])
-"""
-
-
 def stream_app(project: Path, version: str) -> str:
-    return STREAM_APP.format(
-        version=version, marker=str(project / "purged.txt"), data=str(project / "data.bin")
-    )
+    # It keeps purged.txt and reads data.bin beside its package, that is in project.
+    return module_source("stream_app", VERSION=version)
 
 
 def purged(project: Path) -> list[str]:

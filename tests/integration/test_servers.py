@@ -19,68 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import wait_until
-from support import Served, call, write
+from support import Served, call, module_source, wait_until, write
 
 BIN = Path(sys.executable).parent
 DATA = b"0123456789abcdef" * 4096  # 64 KiB: large enough that sendfile() is worth it
-
-APP = """
-import os
-
-VERSION = {version!r}
-DATA_FILE = {data!r}
-PURGED = {purged!r}
-
-
-def __mp_purge__():
-    # No __mp_clone__: runs for the old instance after a reload, and at exit for the last.
-    with open(PURGED, "a") as f:
-        f.write(f"{{VERSION}}:{{os.getpid()}} ")
-
-
-def app(environ, start_response):
-    path = environ["PATH_INFO"]
-    if path == "/file":
-        start_response("200 OK", [("Content-Type", "application/octet-stream")])
-        wrapper = environ.get("wsgi.file_wrapper")
-        f = open(DATA_FILE, "rb")
-        return wrapper(f) if wrapper else iter(lambda: f.read(8192), b"")
-    if path == "/stream":
-        start_response("200 OK", [("Content-Type", "text/plain")])
-        return (f"{{VERSION}}:{{i}};".encode() for i in range(3))
-    body = f"{{VERSION}} {{os.getpid()}}".encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
-"""
-
-ENTRY = """
-import json
-import os
-
-from hotmod.middleware import HotReload
-
-hot = HotReload("hm_srv_app:app", watch=[{root!r}], debug=True)
-seen = {{}}
-
-
-def application(environ, start_response):
-    if environ["PATH_INFO"] == "/_probe":
-        body = json.dumps({{
-            "pid": os.getpid(),
-            "generation": hot.generation,
-            "draining": hot.status()["draining"],
-            **seen,
-        }}).encode()
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [body]
-    result = hot(environ, start_response)
-    if environ["PATH_INFO"] == "/file":
-        wrapper = environ.get("wsgi.file_wrapper")
-        seen["file_wrapper"] = wrapper.__name__ if isinstance(wrapper, type) else None
-        seen["file_result"] = type(result).__name__
-    return result
-"""
 
 SERVERS: dict[str, tuple[list[str], int]] = {
     # name: (command after the interpreter's bin folder, worker processes)
@@ -109,8 +51,9 @@ SERVERS: dict[str, tuple[list[str], int]] = {
 }
 
 
-def app_source(version: str, folder: Path) -> str:
-    return APP.format(version=version, data=str(folder / "data.bin"), purged=str(folder / "purged.txt"))
+def app_source(version: str) -> str:
+    # It reads data.bin and keeps purged.txt in the folder above its own.
+    return module_source("server_app", VERSION=version)
 
 
 def command(name: str, port: int) -> list[str]:
@@ -143,8 +86,8 @@ def server_project(tmp_path: Path) -> tuple[Path, Path]:
     root.mkdir()
     entry.mkdir()
     (tmp_path / "data.bin").write_bytes(DATA)
-    write(root / "hm_srv_app.py", app_source("v1", tmp_path))
-    write(entry / "hm_srv_entry.py", ENTRY.format(root=str(root)))
+    write(root / "hm_srv_app.py", app_source("v1"))
+    write(entry / "hm_srv_entry.py", module_source("server_entry", ROOT=str(root)))
     return root, entry
 
 
@@ -203,7 +146,7 @@ def test_every_worker_serves_the_edit_and_releases_every_generation(
             # The server's own file wrapper came back to it: its sendfile path still works.
             assert answer["file_result"] == answer["file_wrapper"]
 
-    write(root / "hm_srv_app.py", app_source("v2", entry.parent))
+    write(root / "hm_srv_app.py", app_source("v2"))
     new_pids: set[int] = set()
 
     def every_worker_serves_v2() -> bool:

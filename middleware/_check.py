@@ -26,7 +26,7 @@ import tokenize
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 
-from ._roots import EXCLUDED_DIRS, _is_virtualenv
+from ..reloader import excluded_folder
 
 __all__ = ["CheckReport", "Finding", "check_paths", "check_source", "python_files"]
 
@@ -102,7 +102,7 @@ def python_files(paths: Iterable[str | os.PathLike[str]]) -> list[str]:
             for folder, subfolders, names in os.walk(path):
                 subfolders[:] = sorted(
                     d for d in subfolders
-                    if d not in EXCLUDED_DIRS and not _is_virtualenv(os.path.join(folder, d))
+                    if not excluded_folder(os.path.join(folder, d))
                 )
                 for name in sorted(names):
                     if name.endswith(".py"):
