@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import Write
+from support import wait_until
 from werkzeug.test import Client
 
 from hotmod.middleware import HotReload
@@ -64,8 +65,8 @@ def test_app_and_blueprint_template_edits_show_without_a_reload(
     hot = serve(apps, debug=True)
     assert [support.name for support in hot.frameworks] == ["flask"]
     assert hot.frameworks[0].extra() == [
-        str(fk_app.resolve() / "templates" / "*"),
-        str(fk_app.resolve() / "shop_templates" / "*"),
+        str(fk_app.resolve() / "templates" / "**" / "*"),
+        str(fk_app.resolve() / "shop_templates" / "**" / "*"),
     ]
     client = Client(hot)
     assert (client.get("/").text, client.get("/shop").text) == ("home v1", "shop v1")
@@ -74,6 +75,30 @@ def test_app_and_blueprint_template_edits_show_without_a_reload(
     assert hot.reloader.reload([home, shop]) == 1  # handled by Flask support: no generation
     assert (client.get("/").text, client.get("/shop").text) == ("home v2", "shop v2")
     assert hot.reloader.stats()["reloads"] == 0
+
+
+def test_a_template_in_a_sub_folder_shows_its_edit_even_with_templates_auto_reload_off(
+    fk_app: Path, write: Write, apps: list[HotReload]
+) -> None:
+    """Issue 20: the watcher reported templates/*.html but not templates/main/*.html,
+    so an app with TEMPLATES_AUTO_RELOAD = False served the old template, silently."""
+    write(
+        "fk_app/nested.py",
+        "from flask import Flask, render_template\n"
+        "app = Flask(__name__)\n"
+        "app.config['TEMPLATES_AUTO_RELOAD'] = False\n"
+        "@app.route('/')\n"
+        "def page():\n"
+        "    return render_template('main/page.html')\n",
+    )
+    write("fk_app/templates/main/page.html", "page v1")
+    hot = HotReload("fk_app.nested:app")  # the real watcher: it is what filters the files
+    apps.append(hot)
+    client = Client(hot)
+    assert client.get("/").text == "page v1"
+    write("fk_app/templates/main/page.html", "page v2")
+    wait_until(lambda: client.get("/").text == "page v2", what="the sub-folder template's edit")
+    assert hot.reloader.stats()["reloads"] == 0  # Flask support refreshed it: no generation
 
 
 def test_an_extra_glob_on_template_files_runs_no_module_for_them(

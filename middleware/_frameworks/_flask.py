@@ -1,6 +1,7 @@
 """Flask support.
 
-* Templates: the template folders of the app and of each blueprint are watched. An
+* Templates: the template folders of the app and of each blueprint are watched, with
+  their sub-folders. An
   edit there runs no Python: Jinja reloads the template itself
   (``TEMPLATES_AUTO_RELOAD`` is turned on unless the app set it; Jinja then checks the
   template file on each render), and the environment's cache is cleared when the
@@ -76,7 +77,9 @@ class FlaskSupport(FrameworkSupport):
         self._configure(self._apps(generation.target, fresh))
 
     def extra(self) -> Sequence[str]:
-        return [os.path.join(folder, "*") for folder in self._template_dirs]
+        # Every file at any depth: render_template("main/page.html") is as common as
+        # "page.html", and with TEMPLATES_AUTO_RELOAD off only this refresh clears Jinja's cache.
+        return [os.path.join(folder, "**", "*") for folder in self._template_dirs]
 
     def refresh(self, paths: Sequence[str]) -> Sequence[str]:
         mine = [
