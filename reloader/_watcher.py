@@ -215,8 +215,9 @@ class Watcher:
     def stop(self, timeout: float = 2.0) -> None:
         """Stop watching; join every thread the watcher started within ``timeout``.
 
-        After it returns no watcher thread runs and no inotify descriptor stays open
-        (a thread that did not finish in time is named in a WARNING). Idempotent.
+        After it returns no watcher thread runs and no descriptor of the watcher stays
+        open (a thread that did not finish in time is named in a WARNING; watchdog
+        7.1.1's own observer may leave descriptors behind: docs/watcher.md). Idempotent.
         """
         with self._life_lock:
             self._epoch = fork_epoch()
