@@ -13,7 +13,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from ..reloader import LoadFailure, Reloader, ReloadError, default_root, file_signature
+from ..reloader import (
+    HotmodError,
+    LoadFailure,
+    Reloader,
+    ReloadError,
+    TargetError,
+    default_root,
+    file_signature,
+)
 from ._errorpage import PAGE_POLICY, render_error_page, render_exception_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
 from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
@@ -92,6 +100,14 @@ class HotReload:
         module changes (``hotmod serve`` does, keeping its socket). Without it, debug
         mode answers with a "restart needed" page (503) until the process restarts;
         production mode keeps serving the last generation. Both log it once.
+    :param on_load_error: ``"raise"`` (default): a target whose code fails to load
+        raises here. ``"serve"``: it is served anyway, as after a failed edit with no
+        generation to fall back on: the error page (debug mode, allowed hosts) or a
+        plain 503, while the watcher waits for the edit that fixes it; the first plan
+        that loads becomes generation 1 (``hotmod serve`` does this). The exception
+        is kept in :attr:`load_error`.
+    :param probe: see :class:`reloader.Reloader` (a failed plan that a fresh process
+        loads asks for a restart); default: on, unless ``HOTMOD_PROBE=0``.
     """
 
     def __init__(
@@ -109,6 +125,8 @@ class HotReload:
         drain_warning: float = 60.0,
         log: bool = False,
         restarts: bool = False,
+        on_load_error: str = "raise",
+        probe: bool | None = None,
     ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
@@ -118,6 +136,8 @@ class HotReload:
             raise ValueError("exclude and extra take a list of glob patterns, not a single string")
         if isinstance(allow_hosts, str):
             raise ValueError("allow_hosts takes a list of host names, not a single string")
+        if on_load_error not in ("raise", "serve"):
+            raise ValueError(f"on_load_error must be 'raise' or 'serve', not {on_load_error!r}")
         roots: list[str] | None
         if watch is None:
             roots = None
@@ -167,11 +187,26 @@ class HotReload:
             extra=tuple(extra),
             drain_timeout=drain_timeout,
             drain_warning=drain_warning,
+            probe=probe,
         )
+        #: Why the target did not load here (``on_load_error="serve"``), else None.
+        self.load_error: ReloadError | TargetError | None = None
+        self.frameworks: list[Any] = []
+        self._unsubscribe_late: Callable[[], None] | None = None
         try:
-            self._reloader.load()
-            # Before the watcher starts: support may add roots and template folders.
-            self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
+            try:
+                self._reloader.load()
+            except (ReloadError, TargetError) as exc:
+                if on_load_error == "raise":
+                    raise
+                self.load_error = exc
+                logging.getLogger("hotmod.middleware").info(
+                    "%s did not load; serving %s until an edit fixes it", target,
+                    "its error page" if self.debug else "503")
+                self._unsubscribe_late = self._reloader.subscribe(self._on_late_load)
+            else:
+                # Before the watcher starts: support may add roots and template folders.
+                self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
             if scan_interval is None:
                 # poll=None lets the engine honour HOTMOD_POLL=1.
                 self._reloader.watch(poll=True if poll else None)
@@ -207,7 +242,10 @@ class HotReload:
                 if self._serves_debug_page(environ):
                     return self._refuse_host(environ, start_response)
                 # Any other path: the application answers, without the debug header.
-        generation = self._acquire()
+        try:
+            generation = self._acquire()
+        except HotmodError:
+            return self._unavailable(environ, start_response)
         try:
             environ[GENERATION_KEY] = generation.number
             result = generation.target(environ, start_response)
@@ -237,7 +275,10 @@ class HotReload:
             return self._serve_error_page(failure, start_response)
         if not self.restarts and self._reloader.restart_needed is not None:
             return self._serve_restart_page(start_response)
-        generation = self._acquire()
+        try:
+            generation = self._acquire()
+        except HotmodError:
+            return self._unavailable(environ, start_response)
         header = (GENERATION_HEADER, str(generation.number))
         started: list[bool] = []  # whether the application called start_response
 
@@ -275,16 +316,50 @@ class HotReload:
             exc_info=(type(exc), exc, exc.__traceback__) if started else None,
         )
 
+    def _unavailable(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
+        """No generation serves (the target never loaded, or this HotReload is closed):
+        in debug mode for an allowed host, the page saying why; else a plain 503."""
+        if self.debug and self._hosts.judge(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")):
+            failure = self._reloader.last_error
+            if failure is not None:
+                return self._serve_error_page(failure, start_response)
+            if self._reloader.restart_needed is not None:
+                return self._serve_restart_page(start_response)
+        return _respond(
+            start_response, "503 Service Unavailable", "text/plain; charset=utf-8",
+            b"Service Unavailable\n", NOTHING_POLICY, head=environ.get("REQUEST_METHOD") == "HEAD",
+        )
+
+    def _on_late_load(self, event: Any) -> None:
+        """The first generation loaded after a failed start: attach framework support
+        as at a good start. On a thread of its own: extending the engine restarts the
+        watcher, whose thread publishes this event."""
+        if event.kind not in ("reloaded", "unreached") or self._closed:
+            return
+        unsubscribe, self._unsubscribe_late = self._unsubscribe_late, None
+        if unsubscribe is None:
+            return  # another event got here first
+        unsubscribe()
+        self.load_error = None
+
+        def attach() -> None:
+            try:
+                self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
+            except HotmodError as exc:  # closed meanwhile
+                log.debug("framework support not attached: %s", exc)
+
+        threading.Thread(target=attach, name="hotmod-attach", daemon=True).start()
+
     def _serve_restart_page(self, start_response: StartResponse) -> list[bytes]:
         restart = self._reloader.restart_needed or {}
-        number = self._reloader.current.number
+        number = self.generation
         body = render_restart_page(restart, generation=number)
         return _respond(
             start_response, "503 Service Unavailable", _HTML, body, PAGE_POLICY, generation=number
         )
 
     def _serve_error_page(self, failure: LoadFailure, start_response: StartResponse) -> list[bytes]:
-        number = self._reloader.current.number
+        number = self.generation
         page = self._page
         if page is None or page[0] is not failure:
             # Rendered once per failure: the source file is read once, not per request.
@@ -304,7 +379,7 @@ class HotReload:
             return []
         return _respond(
             start_response, "200 OK", "application/json", status_body(self.status()), NOTHING_POLICY,
-            generation=self._reloader.current.number, head=environ.get("REQUEST_METHOD") == "HEAD",
+            generation=self.generation, head=environ.get("REQUEST_METHOD") == "HEAD",
         )
 
     def _refuse_host(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -354,8 +429,11 @@ class HotReload:
 
     @property
     def generation(self) -> int:
-        """The current generation's number."""
-        return self._reloader.current.number
+        """The current generation's number (0 while the target has never loaded)."""
+        try:
+            return self._reloader.current.number
+        except HotmodError:
+            return 0
 
     @property
     def frozen(self) -> bool:
@@ -392,6 +470,9 @@ class HotReload:
         if self._closed:
             return
         self._closed = True
+        unsubscribe, self._unsubscribe_late = self._unsubscribe_late, None
+        if unsubscribe is not None:
+            unsubscribe()
         try:
             atexit.unregister(self.close)
         finally:

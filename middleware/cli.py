@@ -27,7 +27,7 @@ from types import FrameType
 from typing import Any, NoReturn, TextIO
 
 from .. import __version__
-from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent
+from ..reloader import HotmodError, LoadFailure, ReloadError, ReloadEvent, TargetError
 from ._app import HotReload
 from ._guard import HostCheck
 from ._paste import is_ini_target, load_ini_target
@@ -39,6 +39,10 @@ RESTART_DRAIN = 3.0
 #: Environment variable through which a restarted ``hotmod serve`` receives the
 #: listening socket of the process it replaces (as werkzeug's WERKZEUG_SERVER_FD).
 SERVER_FD = "HOTMOD_SERVER_FD"
+#: Environment variable through which a restarted ``hotmod serve`` receives the
+#: watched roots of the process it replaces (framework support may have added some):
+#: should its target fail to load, it still watches every file an edit may fix.
+RESTART_ROOTS = "HOTMOD_RESTART_ROOTS"
 
 DEFAULT_PORT = 8000
 
@@ -434,20 +438,29 @@ def _restart(server: Any, app: HotReload, requests: _Requests, restart: dict[str
     app.close()  # purge hooks: connections closed, not dropped
     os.set_inheritable(fd, True)
     os.environ[SERVER_FD] = str(fd)
+    os.environ[RESTART_ROOTS] = os.pathsep.join(app.reloader.roots.paths)
     sys.stdout.flush()
     sys.stderr.flush()
     argv = restart_argv()
     os.execv(argv[0], argv)
 
 
-def _load(args: argparse.Namespace) -> HotReload:
+def _load(args: argparse.Namespace, *, restarted: bool = False) -> HotReload:
+    """Load the target. Code that fails to load is served as its error page (a 503 in
+    production) until an edit fixes it; a target that cannot be found at all (a typo
+    on the command line) is an error, except in a restarted process, where an edit
+    may have caused it and the next one may fix it."""
     for folder in args.watch:
         if not Path(folder).is_dir():
             raise CommandError(f"watch folder {folder!r} does not exist or is not a folder")
+    roots = os.environ.pop(RESTART_ROOTS, None)
+    watch = args.watch or None
+    if restarted and roots and not args.watch:
+        watch = [r for r in roots.split(os.pathsep) if Path(r).is_dir()] or None
     try:
-        return HotReload(
+        app = HotReload(
             args.target,
-            watch=args.watch or None,
+            watch=watch,
             debug=not args.production,
             allow_hosts=args.allow_host,
             poll=args.poll,
@@ -456,6 +469,7 @@ def _load(args: argparse.Namespace) -> HotReload:
             drain_warning=args.drain_warning,
             drain_timeout=args.drain_timeout,
             restarts=True,
+            on_load_error="serve",
         )
     except ReloadError as exc:
         failure = exc.failure
@@ -464,6 +478,21 @@ def _load(args: argparse.Namespace) -> HotReload:
         ) from None
     except (HotmodError, ValueError) as exc:
         raise CommandError(str(exc)) from None
+    if isinstance(app.load_error, TargetError) and not restarted:
+        app.close()
+        raise CommandError(str(app.load_error))
+    return app
+
+
+def _load_failure_line(app: HotReload, production: bool) -> str:
+    """What the serving line adds when the target did not load."""
+    failure = app.reloader.last_error
+    why = (
+        f"{failure.where}: {failure.type}: {failure.message}" if failure is not None
+        else str(app.load_error)
+    )
+    shown = "a plain 503" if production else "the error page"
+    return f"; it did not load: {why}; serving {shown} until an edit fixes it"
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -503,7 +532,7 @@ def _apply_ini(args: argparse.Namespace) -> None:
 def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     inherited = _inherited_socket()
     try:
-        app = _load(args)
+        app = _load(args, restarted=inherited is not None)
     except BaseException:
         if inherited is not None:
             inherited.close()
@@ -540,9 +569,10 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     host, port = server.server_address[:2]
     shown_host = f"[{host}]" if ":" in str(host) else host
     mode = "production" if args.production else "debug"
+    failed = _load_failure_line(app, args.production) if app.load_error is not None else ""
     print(
-        f"hotmod: serving {args.target} on http://{shown_host}:{port}/ "
-        f"(generation {app.generation}, {mode} mode; Ctrl-C to stop)",
+        inert(f"hotmod: serving {args.target} on http://{shown_host}:{port}/ "
+              f"(generation {app.generation}, {mode} mode; Ctrl-C to stop){failed}"),
         flush=True,
     )
     roots = ", ".join(getattr(app.reloader.roots, "paths", ())) or "?"
@@ -594,6 +624,6 @@ def _wait_for_requests(app: HotReload, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         stats = app.reloader.stats()
-        if app.reloader.current.in_flight == 0 and not stats.get("draining"):
+        if app.generation == 0 or (app.reloader.current.in_flight == 0 and not stats.get("draining")):
             return
         time.sleep(0.02)

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import _adopt, _plan, _swap
+from . import _adopt, _plan, _probe, _swap
 from ._events import ReloadEvent
 from ._extension import Extension, refresh
 from ._fork import forget_fork, fork_epoch, on_fork
@@ -69,6 +69,12 @@ class Reloader:
         ``(global_config, **settings)``). Each call gets fresh shallow copies of dict
         arguments, so a factory that edits its settings cannot leak that into the next
         generation. Given with a target that is not a factory: :class:`ValueError`.
+    :param probe: after a plan fails in this process (but not for a ``SyntaxError``,
+        nor for the first load, which ran in a fresh process), load the same tree in
+        a fresh interpreter: if it loads there, the failure came from state that
+        outlives generations, and a ``restart_needed`` replaces the error. Also asked
+        about new module files that nothing here imports (a framework may find them
+        by name at start-up). Default: on, unless ``HOTMOD_PROBE=0``.
     """
 
     def __init__(
@@ -84,6 +90,7 @@ class Reloader:
         history: int = 50,
         factory_args: Sequence[Any] = (),
         factory_kwargs: Mapping[str, Any] | None = None,
+        probe: bool | None = None,
     ) -> None:
         self.target = target
         self._target = Target.parse(target, factory_args, factory_kwargs)
@@ -121,6 +128,11 @@ class Reloader:
         self._loaded_at = time.time()  # wall time the latest plan began to run
 
         self.last_error: LoadFailure | None = None
+        # Whether no plan has been tried yet: the first one runs in a fresh process,
+        # so its failure is what a fresh process gives (no probe).
+        self._untried = True
+        self._probe_on = _probe.enabled() if probe is None else bool(probe)
+        self._prober = _probe.Prober(self._run_probe, self._decide_probe, name=f"hotmod-probe-{id(self):x}")
         self._frozen = False
         self._closed = False
         self._watcher: Any = None
@@ -238,9 +250,11 @@ class Reloader:
     def graph(self) -> dict[str, list[str]]:
         """Each reloadable module of the current generation → the modules it imports.
 
-        Never waits on a reload: it reads what was published with the current generation."""
+        Never waits on a reload: it reads what was published with the current
+        generation. Empty before the first generation loaded."""
         with self._state_lock:
-            deps, present = self._graph.published(), self.current.modules
+            gen = self._current
+            deps, present = self._graph.published(), (gen.modules if gen is not None else {})
         return {m: sorted(d for d in ds if d in present) for m, ds in sorted(deps.items())}
 
     def imports(self) -> set[str]:
@@ -249,7 +263,8 @@ class Reloader:
 
         Never waits on a reload: the names are copied at once (a plan running
         meanwhile may already show its own edges)."""
-        names = list(self.current.modules)
+        gen = self._current
+        names = list(gen.modules) if gen is not None else []
         return {dep for name in names for dep in self._graph.deps(name)}
 
     def files(self) -> dict[Path, str]:
@@ -415,6 +430,7 @@ class Reloader:
                 return
             self._closed = True
         self.unwatch()
+        self._prober.close()
         current = self._current
         order = self._graph.order(current.modules) if current is not None else []
         modules = current.modules if current is not None else {}
@@ -442,6 +458,7 @@ class Reloader:
         # Locks another thread held at fork time stay held forever in the child.
         self._state_lock = self._report.lock = threading.Lock()
         self._retirement.after_fork()
+        self._prober.after_fork()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -466,6 +483,36 @@ class Reloader:
         return result[0]
 
     def _reload_locked(
+        self,
+        paths: Sequence[str] | None,
+        force: bool,
+        still_valid: Callable[[], bool] | None,
+        empty_ok: Collection[Path | str],
+    ) -> int:
+        with self._reload_lock:
+            new_files = self._unknown_module_files(paths)
+            number = self._reload_plan(paths, force, still_valid, empty_ok)
+            # A new module file that no plan imported: a fresh process might (Django
+            # finds an app's admin.py by name at start-up): ask one.
+            unloaded = frozenset(f for f in new_files if self._registry.name_at(f) is None)
+            if unloaded and self._probe_on:
+                self._prober.request(_probe.Job(new_files=unloaded))
+            return number
+
+    def _unknown_module_files(self, paths: Sequence[str | os.PathLike[str]] | None) -> list[str]:
+        """The module files among ``paths`` that no generation has loaded."""
+        if not paths or not self._probe_on:
+            return []
+        found = []
+        for path in map(os.fspath, paths):
+            if not path.endswith(".py"):
+                continue
+            real = os.path.realpath(path)
+            if self._registry.name_at(real) is None and self.roots.contains(real) and os.path.isfile(real):
+                found.append(real)
+        return found
+
+    def _reload_plan(
         self,
         paths: Sequence[str] | None,
         force: bool,
@@ -537,7 +584,7 @@ class Reloader:
             if source is not None:
                 self._registry.restart_digests[name] = source.digest
         files = tuple(sorted(self._registry.file(n) or n for n in changed))
-        self._report.restart(reasons, files, self.current.number)
+        self._report.restart(reasons, files, self._current.number if self._current else 0)
 
     def _clear_reverted_failure(self) -> None:
         """A failed edit undone (the files are back to what the current generation
@@ -603,6 +650,7 @@ class Reloader:
     ) -> int:
         number = gen.number
         base_gen = self._current
+        fresh, self._untried = self._untried, False
         try:
             try:
                 for extension in self._extensions:
@@ -620,12 +668,15 @@ class Reloader:
                 raise
             except (Exception, SystemExit) as exc:
                 self._discard(stage, planned)
-                if first and isinstance(exc, TargetError):
-                    raise
                 failure = LoadFailure.from_exception(
                     exc, stage.failed_module or self._module_name, self.roots.contains
                 )
                 self._fail(failure, number, started)
+                if self._probe_on and not fresh and not isinstance(exc, (SyntaxError, TargetError)):
+                    # Broken code, or state this process keeps? A fresh one decides.
+                    self._prober.request(_probe.Job(failure=failure))
+                if first and isinstance(exc, TargetError):
+                    raise
                 raise ReloadError(failure) from None
         except BaseException:
             if stage.importer.stage is not None:  # KeyboardInterrupt and the like
@@ -640,6 +691,79 @@ class Reloader:
                 log.error("extension %s failed after generation %d was swapped in:\n%s",
                           extension.name, number, traceback.format_exc())
         return number
+
+    # -- the fresh-process probe ----------------------------------------------------
+
+    def _run_probe(self, started: Callable[[Any], None]) -> _probe.ProbeResult:
+        target = self._target
+        return _probe.probe(
+            target.module, target.attr, call=target.call, roots=self.roots.paths,
+            factory_args=target.factory_args, factory_kwargs=target.factory_kwargs,
+            started_child=started,
+        )
+
+    def _decide_probe(self, job: _probe.Job, result: _probe.ProbeResult) -> None:
+        """Act on what a fresh interpreter said (on the probe's thread)."""
+        with self._reload_lock:
+            if self._closed:
+                return
+            # A newer edit decides for itself: its plan succeeded or failed anew.
+            failure = job.failure if job.failure is not None and self.last_error is job.failure else None
+            new = {f: result.files[f] for f in job.new_files
+                   if f in result.files and self._registry.name_at(f) is None}
+            if failure is None and not new:
+                if job.new_files and result.loads is not None:
+                    log.debug("new module file(s) %s: a fresh process does not import them either",
+                              ", ".join(sorted(job.new_files)))
+                return
+            if result.loads is None:
+                log.warning("could not tell whether a fresh process would load %s: the probe %s",
+                            self.target, result.detail)
+                return
+            if failure is not None and not result.loads:
+                theirs = result.failure or {}
+                if (theirs.get("type"), theirs.get("message")) == (failure.type, failure.message):
+                    log.info("a fresh process fails to load %s too (%s: %s): the code needs the fix",
+                             self.target, failure.type, failure.message)
+                    return
+                # Both are true, but the fresh process's error is the one the user can fix
+                # first (this process stopped at what it remembers): the page shows it.
+                fresh_failure = LoadFailure(
+                    module=failure.module, file=theirs.get("file"), line=theirs.get("line"),
+                    type=str(theirs.get("type")), message=str(theirs.get("message")),
+                    traceback=str(theirs.get("traceback", "")),
+                )
+                log.warning("a fresh process fails to load %s differently: %s (this process: %s: %s)",
+                            self.target, str(fresh_failure), failure.type, failure.message)
+                self.last_error = fresh_failure
+                return
+            reasons: dict[str, str] = {}
+            files: set[str] = set()
+            if failure is not None:
+                reasons[failure.module] = (
+                    f"it fails in this process ({failure.type}: {failure.message}) but loads in a"
+                    f" fresh one ({result.seconds:.1f} s): state that outlives generations (a"
+                    " framework's registry, a shared metadata object) holds what the edit redefines"
+                )
+                files.update(self._registry.file(n) or n for n in self._attempted or {failure.module})
+                if failure.file:
+                    files.add(failure.file)
+                # The file is not what is wrong: no error page tells the user to fix it.
+                self.last_error = None
+            if result.loads:
+                for path, name in new.items():
+                    reasons[name] = (
+                        "a new module that a fresh process imports at start-up (found by name,"
+                        " as Django's admin autodiscovery finds admin.py), and nothing here imports"
+                    )
+                    files.add(path)
+            if reasons:
+                self._report.restart(reasons, tuple(sorted(files)),
+                                     self._current.number if self._current else 0)
+
+    def wait_probes(self, timeout: float = 60.0) -> bool:
+        """Wait until no fresh-process probe runs or waits (for tests and tools)."""
+        return self._prober.idle.wait(timeout)
 
     def _discard(self, stage: Stage, planned: Sequence[str]) -> None:
         """Throw a failed plan away: sys.modules back as it was; fresh instances that

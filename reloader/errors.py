@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+import sysconfig
 import traceback as _traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,14 +61,24 @@ class LoadFailure:
     ) -> LoadFailure:
         file: str | None = None
         line: int | None = None
-        if isinstance(exc, SyntaxError) and exc.filename and in_roots(exc.filename):
+        if isinstance(exc, SyntaxError) and _is_source_file(exc.filename):
+            # Its own file and line, wherever the module lies: a module imported by name
+            # (Django's models) has no frame of its own on the stack.
             file, line = exc.filename, exc.lineno
         else:
-            # The innermost frame in the user's own code says where the edit went wrong.
+            # The innermost frame in the user's own code says where the edit went wrong:
+            # in the roots, else (a file the roots do not hold yet, as at start-up before
+            # a framework's support added its project folder) outside the interpreter's
+            # own libraries and hotmod.
+            outside: tuple[str, int] | None = None
             for frame, lineno in _traceback.walk_tb(exc.__traceback__):
                 name = frame.f_code.co_filename
                 if in_roots(name):
                     file, line = name, lineno
+                elif _is_user_file(name):
+                    outside = (name, lineno)
+            if file is None and outside is not None:
+                file, line = outside
         message = str(exc) if not isinstance(exc, SyntaxError) else (exc.msg or str(exc))
         return cls(
             module=module,
@@ -75,6 +88,30 @@ class LoadFailure:
             message=message,
             traceback=_format(exc, in_roots),
         )
+
+
+def _is_source_file(path: str | None) -> bool:
+    return bool(path) and not (path or "").startswith("<")
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    dirs.update(site for site in sys.path if site.endswith(("site-packages", "dist-packages")))
+    return tuple(sorted(os.path.join(d, "") for d in dirs))
+
+
+_LIBRARY_DIRS = _library_dirs()
+#: hotmod's own folders (the engine's and the middleware's).
+_OWN_DIRS = (_OWN_DIR, str(Path(_OWN_DIR).parent / "middleware"))
+
+
+def _is_user_file(path: str) -> bool:
+    """A file of the application, as far as a traceback can tell: a real file, not in
+    the interpreter's libraries or site-packages, not hotmod's own."""
+    if not _is_source_file(path) or path.startswith(_OWN_DIRS):
+        return False
+    return not os.path.realpath(path).startswith(_LIBRARY_DIRS) and not path.startswith(_LIBRARY_DIRS)
 
 
 class _Contains(Protocol):
