@@ -200,6 +200,11 @@ class HotReload:
                 if on_load_error == "raise":
                     raise
                 self.load_error = exc
+                failure = self._reloader.last_error
+                if failure is not None and failure.file and not self._reloader.roots.contains(failure.file):
+                    # Its project folder is not known before a load (framework support
+                    # adds it): watch the failing file's package, or its fix goes unseen.
+                    self._reloader.add_root_of(failure.file)
                 logging.getLogger("hotmod.middleware").info(
                     "%s did not load; serving %s until an edit fixes it", target,
                     "its error page" if self.debug else "503")

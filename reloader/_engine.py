@@ -282,16 +282,7 @@ class Reloader:
             if self._current is None:
                 raise HotmodError(f"{self!r} has no generation yet: call load() before extend()")
             self._extensions.append(extension)
-            new_roots = [r for r in map(os.path.realpath, extension.roots()) if not self.roots.root_of(r)]
-            if new_roots:
-                # A new root may hold an old one (the project around a package): one
-                # watch per tree.
-                kept = [r for r in self.roots.paths if not any(inside(r, n) for n in new_roots)]
-                self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
-                self._sight.set_roots(self.roots)
-                _adopt.loaded(self._current, self.roots, self._registry, self._graph,
-                              self._module_name, self._loaded_at)
-                self._publish_graph()
+            new_roots = self._add_roots(extension.roots())
             self._extra = ExtraGlobs(
                 (*self.extra, *(p for p in extension.extra() if p not in self.extra)), self.roots.paths
             )
@@ -300,6 +291,40 @@ class Reloader:
                 options = self._watch_options or {}
                 self.unwatch()
                 self.watch(**options)
+
+    def _add_roots(self, paths: Iterable[str | os.PathLike[str]]) -> list[str]:
+        """Add the folders of ``paths`` that no root holds; the new ones. Raises
+        ValueError for a folder that may not be a root (the standard library)."""
+        new_roots = [r for r in (os.path.realpath(p) for p in paths) if not self.roots.root_of(r)]
+        if new_roots:
+            # A new root may hold an old one (the project around a package): one
+            # watch per tree.
+            kept = [r for r in self.roots.paths if not any(inside(r, n) for n in new_roots)]
+            self.roots = Roots([*kept, *new_roots], exclude=self.exclude)
+            self._sight.set_roots(self.roots)
+            if self._current is not None:
+                _adopt.loaded(self._current, self.roots, self._registry, self._graph,
+                              self._module_name, self._loaded_at)
+                self._publish_graph()
+        return new_roots
+
+    def add_root_of(self, path: str | os.PathLike[str]) -> str | None:
+        """Watch and reload from the folder of the top-level package that holds the
+        file ``path`` (its own folder for a plain module), unless a root holds it
+        already: for a target that failed to load in a file outside the roots (its
+        project folder not known yet), so that the edit that fixes it is seen. The
+        root added, or None. Call it before :meth:`watch`."""
+        folder = Path(os.path.realpath(path)).parent
+        while (folder / "__init__.py").is_file() and (folder.parent / "__init__.py").is_file():
+            folder = folder.parent
+        with self._reload_lock:
+            self._check_open()
+            try:
+                added = self._add_roots([folder])
+            except ValueError as exc:
+                log.info("not watching %s: %s", folder, exc)
+                return None
+        return added[0] if added else None
 
     @property
     def extensions(self) -> tuple[Extension, ...]:
@@ -504,7 +529,7 @@ class Reloader:
         if not paths or not self._probe_on:
             return []
         found = []
-        for path in map(os.fspath, paths):
+        for path in (os.fspath(p) for p in paths):
             if not path.endswith(".py"):
                 continue
             real = os.path.realpath(path)
@@ -672,7 +697,7 @@ class Reloader:
                     exc, stage.failed_module or self._module_name, self.roots.contains
                 )
                 self._fail(failure, number, started)
-                if self._probe_on and not fresh and not isinstance(exc, (SyntaxError, TargetError)):
+                if self._probe_on and not fresh and _probe.worth_asking(exc, self.roots.contains):
                     # Broken code, or state this process keeps? A fresh one decides.
                     self._prober.request(_probe.Job(failure=failure))
                 if first and isinstance(exc, TargetError):

@@ -25,6 +25,7 @@ application in an interpreter where nothing else ran.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -66,6 +67,28 @@ class ProbeResult:
 def enabled() -> bool:
     """Whether probes run in this process (not inside a probe, not turned off)."""
     return os.environ.get(PROBE_ENV, "1") != "0" and CHILD_ENV not in os.environ
+
+
+def worth_asking(exc: BaseException, in_roots: Callable[[str], bool]) -> bool:
+    """Whether a fresh process could load what failed here with ``exc``. Not when the
+    failure is the code's own for certain: a syntax error; an ``ImportError`` of a
+    module that the same ``sys.path`` cannot find; an exception the application's own
+    code raised (its innermost frame lies in the roots). What a library raised on the
+    code's behalf ("already registered", "already defined", "populate() isn't
+    reentrant") may come from state the library keeps: that is asked about."""
+    if isinstance(exc, SyntaxError) or type(exc).__name__ == "TargetError":
+        return False
+    parent = (exc.name or "").rpartition(".")[0] if isinstance(exc, ModuleNotFoundError) else ""
+    if isinstance(exc, ModuleNotFoundError) and exc.name and (not parent or parent in sys.modules):
+        try:
+            if importlib.util.find_spec(exc.name) is None:
+                return False
+        except (ImportError, ValueError):
+            return False
+    innermost = None
+    for frame, _ in traceback.walk_tb(exc.__traceback__):
+        innermost = frame.f_code.co_filename
+    return innermost is None or not in_roots(innermost)
 
 
 def probe(
@@ -250,8 +273,6 @@ def _child() -> None:
 
 
 def _load(request: Mapping[str, Any]) -> None:
-    import importlib
-
     obj: Any = importlib.import_module(request["module"])
     for part in request["attr"].split("."):
         obj = getattr(obj, part)

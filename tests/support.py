@@ -612,3 +612,26 @@ def child_report(pid: int, read_end: int, write_end: int) -> list[str]:
         if pid:
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+
+
+@contextmanager
+def counting_refusals(port: int) -> Iterator[list[str]]:
+    """A client that connects in a loop while the block runs; the errors it met
+    (a refused or reset connection: the socket was not kept)."""
+    errors: list[str] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            try:
+                get(port, "/")
+            except OSError as exc:
+                errors.append(repr(exc))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    try:
+        yield errors
+    finally:
+        stop.set()
+        thread.join(30)

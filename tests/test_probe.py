@@ -21,6 +21,8 @@ REGISTRY = """
 names = set()
 
 def register(name):
+    if not isinstance(name, str):
+        raise TypeError(f"a name must be a string, not {name!r}")
     if name in names:
         raise ValueError(f"{name!r} is already registered")
     names.add(name)
@@ -81,10 +83,11 @@ def test_a_plan_that_fails_only_on_state_outliving_generations_asks_for_a_restar
 def test_broken_code_stays_an_error_when_a_fresh_process_fails_too(
     app: Path, write: Write, engines: Callable[..., Reloader], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The library raises (as for state it keeps), but a fresh process fails the same way."""
     r = engines(probe=True)
     r.load()
-    write("app/models.py", "undefined_name\n" + MODELS.format(label="two"))
-    with pytest.raises(ReloadError):
+    write("app/models.py", MODELS.format(label="two").replace('register("user")', "register(None)"))
+    with pytest.raises(ReloadError, match="must be a string"):
         r.reload([app / "models.py"])
     failure = r.last_error
     assert failure is not None
@@ -92,20 +95,36 @@ def test_broken_code_stays_an_error_when_a_fresh_process_fails_too(
         assert r.wait_probes(60)
     assert r.last_error is failure
     assert r.restart_needed is None
-    assert "a fresh process fails to load app.wsgi:app too" in caplog.text
+    assert "a fresh process fails to load app.wsgi:app too (TypeError: a name must be a string" in caplog.text
 
 
-def test_a_syntax_error_is_broken_code_without_asking(
-    app: Path, write: Write, engines: Callable[..., Reloader]
+@pytest.mark.parametrize(
+    ("source", "why"),
+    [
+        ("undefined_name\n", "raised by the application's own code"),
+        ("import hm_probe_nowhere\n", "a module the same sys.path cannot find"),
+        ("def (:\n", "a syntax error"),
+    ],
+)
+def test_a_failure_that_is_the_code_s_own_for_certain_is_not_asked_about(
+    app: Path, write: Write, engines: Callable[..., Reloader], source: str, why: str
 ) -> None:
     r = engines(probe=True)
     r.load()
-    write("app/models.py", "def (:\n")
+    write("app/models.py", source + MODELS.format(label="two"))
+    with pytest.raises(ReloadError):
+        r.reload([app / "models.py"])
+    assert r.wait_probes(0.0), why  # no probe was even started
+    assert r.last_error is not None and r.restart_needed is None
+
+
+def test_a_syntax_error_names_its_own_line(app: Path, write: Write, engines: Callable[..., Reloader]) -> None:
+    r = engines(probe=True)
+    r.load()
+    write("app/models.py", "X = 1\ndef (:\n")
     with pytest.raises(ReloadError) as caught:
         r.reload([app / "models.py"])
-    assert caught.value.failure.line == 1
-    assert r.wait_probes(0.0)  # no probe was even started
-    assert r.restart_needed is None
+    assert (caught.value.failure.file, caught.value.failure.line) == (str(app / "models.py"), 2)
 
 
 def test_the_fix_of_a_broken_edit_is_not_turned_into_a_restart_by_a_late_answer(

@@ -9,12 +9,10 @@ its socket kept."""
 from __future__ import annotations
 
 import socket
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 
-from support import Served, get, wait_until, write
+from support import Served, counting_refusals, get, wait_until, write
 
 APP = """
 import os
@@ -24,29 +22,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [f"{VALUE} pid={os.getpid()}".encode()]
 """
-
-
-@contextmanager
-def counting_refusals(port: int) -> Iterator[list[str]]:
-    """A client that connects in a loop while the block runs; the errors it met
-    (a refused or reset connection: the socket was not kept)."""
-    errors: list[str] = []
-    stop = threading.Event()
-
-    def run() -> None:
-        while not stop.is_set():
-            try:
-                get(port, "/")
-            except OSError as exc:
-                errors.append(repr(exc))
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        yield errors
-    finally:
-        stop.set()
-        thread.join(30)
 
 
 def test_a_target_that_fails_at_start_serves_its_error_page_and_loads_once_fixed(

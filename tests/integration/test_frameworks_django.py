@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Hammer, Served, hotmod_serving, pid_of, replace
+from support import Hammer, Served, counting_refusals, hotmod_serving, pid_of, replace
 
 pytest.importorskip("django")
 
@@ -112,6 +112,28 @@ def test_a_model_edit_restarts_with_the_socket_kept_and_no_request_fails(
     # The next view edit still shows, in-process again.
     replace(project / "polls" / "views.py", "hello v2", "hello v3")
     served.wait_served("/polls/hi/", "hello v3")
+
+
+def test_a_syntax_error_in_models_keeps_the_site_answering_and_its_fix_serves_again(
+    served: Served, project: Path
+) -> None:
+    """Issue 20, rule 1: the restart a model edit makes cannot load the broken file;
+    the new process answers on the kept socket with the error page naming models.py
+    and its line (no frame of it is on the stack: Django imports models by name),
+    and the fix brings the site back by itself."""
+    models = project / "polls" / "models.py"
+    mark = served.mark()
+    with counting_refusals(served.port or 0) as refused:
+        replace(models, "class Question(models.Model):", "class Question(models.Model:")
+        served.wait_for(r"restart needed: .*models\.py", after=mark)
+        line = served.wait_for(r"^hotmod: serving ", after=mark, timeout=60)
+        assert f"it did not load: {models}:4: SyntaxError" in line
+        code, page = served.get("/polls/hi/")
+        assert code == 500 and "SyntaxError" in page and "models.py" in page
+        replace(models, "class Question(models.Model:", "class Question(models.Model):")
+        served.wait_served("/polls/hi/", "hello")
+    assert refused == []
+    served.wait_served("/polls/", "fields")  # the whole site, with its models
 
 
 def test_no_model_or_admin_registration_is_ever_made_twice(served: Served) -> None:
