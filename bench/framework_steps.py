@@ -192,6 +192,8 @@ COLUMNS = (
     ("after_restart", "next view edit"),
     ("syntax_error", "syntax error page"),
     ("syntax_fix", "its fix"),
+    ("broken_restart", "syntax error in a restart-only module"),
+    ("broken_restart_fix", "its fix"),
 )
 
 
@@ -394,6 +396,27 @@ class StepRun:
         self.view("after_restart", rep)
         self.restore_view()
 
+    def broken_restart(self, rep: int) -> None:
+        """A syntax error in the restart-only module (issue 20): the restart it makes
+        cannot load, and the new process must answer the error page on the kept socket
+        (timed until the 500 page with ``SyntaxError``); then its fix, timed until the
+        fixed module's label serves."""
+        module = self.steps.restart_module
+        base = self.original(module)
+        shows_label = self.copy.source.replace(self.framework.original, self.steps.restart_expr)
+        save_edit(self.copy.view, f"{self.steps.restart_import}\n{shows_label}", atomic=True)
+        label = f"bench-broken-{rep:03d}"
+        shown = LABEL_LINE.search(self.path(module).read_text())
+        self.settle(self.framework.url, shown.group(0).split('"')[1] if shown else "")
+        broken = f'{base}LABEL = "{label}"\n\ndef broken(:\n    pass\n'
+        self.timed("broken_restart", rep, lambda: self.write(module, broken), self.framework.url,
+                   "SyntaxError", status=500, timeout=self.settings.restart_timeout)
+        fixed = f'{base}LABEL = "{label}"\n'
+        self.timed("broken_restart_fix", rep, lambda: self.write(module, fixed), self.framework.url, label,
+                   timeout=self.settings.restart_timeout, fixes_error_page=True)
+        time.sleep(self.settings.warmup)  # a restart may have come: its watcher starts
+        self.restore_view()
+
     def syntax(self, rep: int) -> None:
         edit = self.steps.syntax
         self.timed("syntax_error", rep, self.numbered_edit(edit, rep), edit.url, edit.shows,
@@ -417,6 +440,8 @@ class StepRun:
             self.restart(rep)
         for rep in reps:
             self.syntax(rep)
+        for rep in reps:
+            self.broken_restart(rep)
 
 
 def answers_now(port: int, path: str) -> str:
@@ -557,7 +582,10 @@ def render(result: dict[str, Any]) -> str:
         "page's template; **restart-only**, the `LABEL` of a module the view was first made to show "
         "(Django: `polls/models.py`, restart-only by name; the others: a module with "
         "`__hotmod_restart__ = True`); **syntax error**, a `def` line's closing parenthesis removed "
-        "(then put back: **its fix**).",
+        "(then put back: **its fix**); **syntax error in a restart-only module**, the restart-only "
+        "module given a new `LABEL` and a broken `def` (the restart it makes cannot load: the new "
+        "process must answer the error page, 500, on the kept socket), then **its fix** (the new "
+        "`LABEL` served).",
         "",
     ]
     for row in result["rows"]:

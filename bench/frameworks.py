@@ -94,7 +94,8 @@ def _prepare_flask(root: Path) -> None:
 
 
 def _prepare_django(root: Path) -> None:
-    """``django-admin startproject`` + ``startapp``, then the tutorial's part 1 files."""
+    """``django-admin startproject`` + ``startapp``, then the tutorial's part 1 files, and
+    ``polls`` installed (part 2)."""
     root.mkdir(parents=True, exist_ok=True)
     run = {"cwd": root, "check": True, "capture_output": True, "timeout": 60}
     subprocess.run([sys.executable, "-m", "django", "startproject", "mysite", "."], **run)  # type: ignore[call-overload]
@@ -102,6 +103,11 @@ def _prepare_django(root: Path) -> None:
     shutil.copy(APPS / "django" / "polls_views.py", root / "polls" / "views.py")
     shutil.copy(APPS / "django" / "polls_urls.py", root / "polls" / "urls.py")
     shutil.copy(APPS / "django" / "mysite_urls.py", root / "mysite" / "urls.py")
+    # Installed, as the tutorial's part 2 does: Django imports its models at set-up.
+    settings = root / "mysite" / "settings.py"
+    text = settings.read_text()
+    installed = "INSTALLED_APPS = [\n    'polls.apps.PollsConfig',"
+    settings.write_text(text.replace("INSTALLED_APPS = [", installed, 1))
 
 
 def _pyramid_port(root: Path, port: int) -> None:

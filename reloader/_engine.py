@@ -770,7 +770,7 @@ class Reloader:
                     f" fresh one ({result.seconds:.1f} s): state that outlives generations (a"
                     " framework's registry, a shared metadata object) holds what the edit redefines"
                 )
-                files.update(self._registry.file(n) or n for n in self._attempted or {failure.module})
+                files.update(f for n in self._attempted or {failure.module} if (f := self._registry.file(n)))
                 if failure.file:
                     files.add(failure.file)
                 # The file is not what is wrong: no error page tells the user to fix it.
