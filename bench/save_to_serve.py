@@ -19,6 +19,7 @@ Run alone: ``python -m bench.save_to_serve [--quick|--smoke] [--peer NAME]...``
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import time
@@ -48,6 +49,7 @@ from bench._harness import (
 )
 
 HOTMOD = "hotmod"
+BASELINE = "hotmod-baseline"
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,21 @@ CONTENDERS: dict[str, Contender] = {
             "--reload",
             "--host",
             "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+    ),
+    # hotmod against itself: HOTMOD_BASELINE_BIN names the `hotmod` script of another
+    # install (an earlier commit's checkout: `git worktree add ../before COMMIT && cd
+    # ../before && make install`), served and edited exactly as hotmod is.
+    BASELINE: Contender(
+        BASELINE,
+        "`hotmod serve app.wsgi:app --production` of the install `HOTMOD_BASELINE_BIN` names",
+        lambda port: [
+            os.environ.get("HOTMOD_BASELINE_BIN", "HOTMOD_BASELINE_BIN-is-not-set"),
+            "serve",
+            "app.wsgi:app",
+            "--production",
             "--port",
             str(port),
         ],
@@ -536,8 +553,11 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = section_parser("python -m bench.save_to_serve")
-    parser.add_argument("--peer", action="append", choices=PEERS)  # repeatable
+    # repeatable; hotmod-baseline: another hotmod install, named by HOTMOD_BASELINE_BIN
+    parser.add_argument("--peer", action="append", choices=(*PEERS, BASELINE))
     args = parser.parse_args(argv)
+    if BASELINE in (args.peer or ()) and not os.access(os.environ.get("HOTMOD_BASELINE_BIN", ""), os.X_OK):
+        parser.error("--peer hotmod-baseline needs HOTMOD_BASELINE_BIN: the `hotmod` script of another install")
     mode = mode_of(args)
     result = run(mode, peers=args.peer)
     emit(result, render, args.json)
