@@ -556,7 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # repeatable; hotmod-baseline: another hotmod install, named by HOTMOD_BASELINE_BIN
     parser.add_argument("--peer", action="append", choices=(*PEERS, BASELINE))
     args = parser.parse_args(argv)
-    if BASELINE in (args.peer or ()) and not os.access(os.environ.get("HOTMOD_BASELINE_BIN", ""), os.X_OK):
+    baseline = os.environ.get("HOTMOD_BASELINE_BIN", "")
+    if BASELINE in (args.peer or ()) and not os.access(baseline, os.X_OK):
         parser.error("--peer hotmod-baseline needs HOTMOD_BASELINE_BIN: the `hotmod` script of another install")
     mode = mode_of(args)
     result = run(mode, peers=args.peer)
