@@ -558,7 +558,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     baseline = os.environ.get("HOTMOD_BASELINE_BIN", "")
     if BASELINE in (args.peer or ()) and not os.access(baseline, os.X_OK):
-        parser.error("--peer hotmod-baseline needs HOTMOD_BASELINE_BIN: the `hotmod` script of another install")
+        parser.error("--peer hotmod-baseline needs HOTMOD_BASELINE_BIN, the `hotmod` of another install")
     mode = mode_of(args)
     result = run(mode, peers=args.peer)
     emit(result, render, args.json)
