@@ -159,3 +159,23 @@ def test_twenty_edits_leak_nothing_and_keep_descriptors_flat(served: Served, pro
     assert served.status()["leaked"] == []
     assert served.descriptors() <= descriptors + 2
     assert "leak" not in "\n".join(served.lines)
+
+
+def test_a_new_admin_module_that_django_would_discover_at_start_up_restarts(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Issue 20, rule 5: nothing imports a new ``polls/admin.py`` in this process
+    (Django's admin autodiscovery ran once, at set-up), but a fresh process would:
+    hotmod asks one, and restarts, rather than leaving the admin silently without it."""
+    project = make_project(tmp_path_factory.mktemp("django-new-admin"))
+    admin = project / "polls" / "admin.py"
+    source = admin.read_text()
+    admin.unlink()
+    with hotmod_serving("mysite.wsgi:application", project) as server:
+        assert server.get("/polls/registry/") == (200, "auth.Group,auth.User")
+        mark = server.mark()
+        admin.write_text(source)
+        line = server.wait_for(r"restart needed: .*admin\.py", after=mark, timeout=60)
+        assert "a fresh process imports at start-up" in line
+        server.wait_served("/polls/registry/", "auth.Group,auth.User,polls.Question")
+        assert server.wait_for(r"^hotmod: restarting", after=mark)
