@@ -9,6 +9,7 @@ its socket kept."""
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -170,3 +171,59 @@ def test_a_typo_in_the_target_at_first_start_is_still_one_line_of_error(tmp_path
     ]
     with socket.socket() as probe:  # and nothing listens
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+FLAKY = """
+import os
+
+def check(flag):
+    # Fails in every server process while the flag exists, never in a probe: the worst
+    # case for a restart loop (the fresh process that was asked loads, the restarted
+    # one does not).
+    if os.path.exists(flag) and not os.environ.get("HOTMOD_PROBE_CHILD"):
+        raise RuntimeError("fails in a server, loads in a probe")
+"""
+
+FLAKY_APP = """
+import os
+import hm_nd_flaky
+
+hm_nd_flaky.check({flag!r})
+VALUE = {value!r}
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{{VALUE}} pid={{os.getpid()}}".encode()]
+"""
+
+
+def test_a_restart_that_still_cannot_load_waits_for_an_edit_and_never_loops(
+    tmp_path: Path, port: int, served: Callable[..., Served]
+) -> None:
+    lib = tmp_path / "lib"
+    write(lib / "hm_nd_flaky.py", FLAKY)
+    flag = tmp_path / "flag"
+    project = tmp_path / "project"
+    app = project / "hm_nd_app.py"
+    write(app, FLAKY_APP.format(flag=str(flag), value="one"))
+    server = served(
+        ["serve", "hm_nd_app:app", "--port", str(port)], project, port=port, env={"PYTHONPATH": str(lib)}
+    )
+    server.wait_for(r"^hotmod: serving ")
+    server.wait_served("/", "one")
+    mark = server.mark()
+    flag.write_text("")
+    write(app, FLAKY_APP.format(flag=str(flag), value="two"))
+    server.wait_for(r"^hotmod: restarting: .*loads in a fresh one", after=mark, timeout=60)
+    line = server.wait_for(r"^hotmod: serving ", after=mark, timeout=60)
+    assert "it did not load" in line and "fails in a server, loads in a probe" in line
+    # The restarted process's own load was a fresh process's answer: never probed,
+    # never restarted again without an edit (the absence is watched for 3 s).
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        assert get(port)[0] == 500
+        time.sleep(0.1)
+    assert len([x for x in server.lines[mark:] if x.startswith("hotmod: restarting")]) == 1
+    flag.unlink()
+    write(app, FLAKY_APP.format(flag=str(flag), value="three"))
+    server.wait_served("/", "three")
