@@ -13,17 +13,24 @@ import gc
 import os
 import shutil
 import threading
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
-import sqlalchemy.dialects.sqlite  # noqa: F401  (before clean_modules looks: a second copy breaks SQLAlchemy)
-from flask_sqlalchemy import SQLAlchemy  # noqa: F401  (the same)
-from support import FRAMEWORK_FIXTURES, replace
+import sqlalchemy.dialects.postgresql.psycopg  # (see the note below the imports)
+import sqlalchemy.dialects.sqlite  # noqa: F401  (see the note below the imports)
+from flask_sqlalchemy import SQLAlchemy  # noqa: F401  (see the note below the imports)
+from support import FRAMEWORK_FIXTURES, replace, wait_until
 from werkzeug.test import Client
 
 from hotmod.middleware._frameworks import attach
 from hotmod.reloader import Extension, Reloader, ReloadEvent
+
+# Imported here although no test names them: the ``project`` fixture's
+# ``clean_modules`` drops every module first imported during a test, and a second copy
+# of SQLAlchemy's modules (its dialects loaded by name) breaks the first one's objects.
 
 TARGET = "inventory:create_app()"
 EDITS = 8
@@ -140,6 +147,54 @@ def test_a_retired_generation_closes_its_sqlite_connections_when_it_retires(
         assert counts == [first] * EDITS
     else:
         assert counts == [first + n for n in range(1, EDITS + 1)]
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("hook", ["on", "off"])
+def test_a_retired_generation_closes_its_postgresql_backends_when_it_retires(
+    inventory: Path, engines: Callable[..., Reloader], no_gc: None, pg_dsn: str,
+    monkeypatch: pytest.MonkeyPatch, hook: str,
+) -> None:
+    """The same on PostgreSQL, where each retired pool is a backend: counted in
+    ``pg_stat_activity`` by this run's ``application_name``, in a schema of its own."""
+    name = f"hotmod-fsa-{uuid.uuid4().hex[:12]}"
+    schema = name.replace("-", "_")
+    url = pg_dsn.replace("postgresql://", "postgresql+psycopg://", 1)
+    separator = "&" if "?" in url else "?"
+    monkeypatch.setenv(
+        "INVENTORY_DATABASE_URL", f"{url}{separator}application_name={name}&options=-csearch_path%3D{schema}"
+    )
+    with psycopg.connect(pg_dsn, autocommit=True) as observer:
+        observer.execute(f"CREATE SCHEMA {schema}")
+        try:
+
+            def backends() -> int:
+                row = observer.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", [name]
+                ).fetchone()
+                assert row is not None
+                return int(row[0])
+
+            reloader = engines(TARGET, leak_check_delay=3600.0)
+            reloader.load()
+            served = Served(reloader)
+            if hook == "off":
+                served.support.retired = Extension().retired  # type: ignore[method-assign]
+            assert "widget: 3" in served.get("/")[1]
+            assert backends() == 1
+            views = inventory / "main" / "views.py"
+            counts = []
+            for n in range(1, EDITS + 1):
+                replace(views, f'heading="Inventory{n - 1 if n > 1 else ""}"', f'heading="Inventory{n}"')
+                served.reload(views)
+                assert f"<h1>Inventory{n}</h1>" in served.get("/")[1]
+                counts.append(backends())
+            reloader.close()
+            gc.collect()  # the control's retired pools close now
+            wait_until(lambda: backends() == 0, what="every backend of this run closed")
+        finally:
+            observer.execute(f"DROP SCHEMA {schema} CASCADE")
+    assert counts == ([1] * EDITS if hook == "on" else list(range(2, EDITS + 2)))
 
 
 def test_disposal_is_logged_at_debug_naming_the_generation_and_the_database(
