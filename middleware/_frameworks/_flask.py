@@ -35,6 +35,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import types
 from collections.abc import Iterable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
@@ -170,16 +171,22 @@ def wrapped_apps(target: Any, flask: type) -> list[Any]:
 
 
 def _wrapped_by(obj: Any) -> list[Any]:
+    """What ``obj`` holds, read without running its attribute hooks: a proxy such as
+    werkzeug's ``LocalProxy`` (``current_app``) raises on any attribute outside a
+    request."""
     inside: list[Any] = []
-    owner = getattr(obj, "__self__", None)  # a bound method
-    if owner is not None:
-        inside.append(owner)
-    for cell in getattr(obj, "__closure__", None) or ():
-        try:
-            inside.append(cell.cell_contents)
-        except ValueError:  # an empty cell
-            continue
-    attributes = getattr(obj, "__dict__", None)
+    if isinstance(obj, types.MethodType):
+        inside.append(obj.__self__)
+    elif isinstance(obj, types.FunctionType):
+        for cell in obj.__closure__ or ():
+            try:
+                inside.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
+    try:
+        attributes = object.__getattribute__(obj, "__dict__")
+    except AttributeError:  # no __dict__ (slots, builtins, proxies)
+        return inside
     if isinstance(attributes, dict):
         for value in list(attributes.values()):
             inside.extend(list(value.values()) if isinstance(value, dict) else [value])
