@@ -121,6 +121,9 @@ class FlaskSupport(FrameworkSupport):
     # -- Flask-SQLAlchemy ----------------------------------------------------------------
 
     def expand_plan(self, plan: Sequence[str], current: dict[str, ModuleType]) -> list[str]:
+        """The modules holding what the plan's models are declared on (``db``, its
+        ``MetaData``): they run again, and so do their importers up to the factory.
+        A plan without mapped classes or tables costs a look at its own globals."""
         if "sqlalchemy" not in sys.modules:
             return []
         declared = Declarations.of((name, current[name]) for name in plan if name in current)
@@ -132,6 +135,8 @@ class FlaskSupport(FrameworkSupport):
         return sorted(holders)
 
     def retired(self, generation: Generation) -> None:
+        """Dispose the engines of the retired generation's apps that the current
+        generation does not use (on the janitor thread)."""
         if "flask_sqlalchemy" not in sys.modules:
             return
         current = self.reloader.current
