@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from types import ModuleType
+from typing import TYPE_CHECKING
 
 from ._generation import Generation
 from ._graph import Graph
@@ -17,6 +18,9 @@ from ._imports import ImportSight, modules_in_roots
 from ._loader import Stage
 from ._registry import Registry
 from ._roots import Roots
+
+if TYPE_CHECKING:
+    from ._engine import Reloader
 
 
 def adopt(
@@ -75,3 +79,43 @@ def imported(stage: Stage, sight: ImportSight) -> None:
     found = modules_in_roots(sight.roots, skip=stage.table.__contains__, is_own_top=sight.is_own_top)
     stage.table.update(found)
     stage.adopted.update(found)
+
+
+def held(reloader: Reloader, name: str, module: ModuleType) -> list[str]:
+    """Take ``module``, an instance loaded past ``reloader`` (a test's own ``import``),
+    into its current generation as ``name``, with the instances it stands on: its
+    parent packages and the modules of the roots its import statements name, as
+    ``sys.modules`` holds them, transitively. Its next reload then hands this very
+    instance to ``__mp_clone__``. Modules that import it are left out, and so are
+    neither re-executed by its reloads nor touched, unless it stands on them too (a
+    parent package whose ``__init__`` imports it runs again, as in a server). The
+    target's module depends on it.
+
+    The ``hot_reload`` fixture's way in (reloader/_pytest_plugin.py); it runs under
+    the reload lock, as the engine's own adoptions do. The caller has checked that
+    ``sys.modules[name] is module`` and that its file lies in the roots. Returns the
+    names taken in (those the generation already had are not)."""
+    taken: list[str] = []
+    with reloader._reload_lock:
+        gen = reloader.current
+        registry, graph = reloader._registry, reloader._graph
+        wanted, seen = [name], set()
+        while wanted:
+            wanted_name = wanted.pop()
+            if wanted_name in seen:
+                continue
+            seen.add(wanted_name)
+            instance = module if wanted_name == name else sys.modules.get(wanted_name)
+            file = getattr(instance, "__file__", None)
+            if not isinstance(instance, ModuleType) or not file or not reloader.roots.contains(file):
+                continue
+            if gen.adopt(wanted_name, instance):
+                # Since 0: when it was loaded is unknown, so any look at its file reloads it.
+                registry.adopt(graph, wanted_name, instance, gen.number, 0.0)
+                taken.append(wanted_name)
+            parent = wanted_name.rpartition(".")[0]
+            wanted += [parent] if parent else []
+            wanted += sorted(graph.deps(wanted_name) - seen)
+        registry.note_by_name(graph, reloader._module_name, [name])
+        reloader._publish_graph()
+    return taken

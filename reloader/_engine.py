@@ -147,6 +147,7 @@ class Reloader:
             publish=self._report.events.publish,
             current=lambda: self._current,
             closed=lambda: self._closed,
+            extensions=self._extensions,
         )
         # What this engine sees of the imports it did not make; the loader's Host.
         self._sight = ImportSight(

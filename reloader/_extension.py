@@ -5,7 +5,9 @@ An :class:`Extension` is given to :meth:`Reloader.extend`. Every method has a
 do-nothing default, so a subclass overrides only what it needs. The engine calls
 them on its reload path (one reload at a time, under its reload lock); an
 extension's method that raises is logged with its traceback and counts as a failed
-plan when it ran before the swap, and is only logged when it ran after it.
+plan when it ran before the swap, and is only logged when it ran after it. The
+exception is :meth:`Extension.retired`, which the engine's janitor thread calls, off
+the reload path and never on a caller's.
 """
 
 from __future__ import annotations
@@ -67,6 +69,16 @@ class Extension:
         """Called after a plan was thrown away (its code failed): undo
         :meth:`before_plan`."""
 
+    def retired(self, generation: Generation) -> None:
+        """Called once ``generation`` has retired (drained, or forced at shutdown or by
+        ``drain_timeout``) and the purge hooks it made due have run: release what only
+        its objects used (the engines of the apps it built, say). Its ``target`` and
+        ``modules`` are still there during the call and dropped right after it.
+
+        Runs on the engine's janitor thread, never on a caller's (nor on the reload
+        path); the reload path may be building the next generation meanwhile. An
+        exception is logged with its traceback, never raised."""
+
     def refresh(self, paths: Sequence[str]) -> Sequence[str]:
         """Non-Python files changed: return those this extension made current itself
         (a template cache cleared, say), without running any module code. The others
@@ -109,4 +121,14 @@ def refresh(
     return handled, others + rest
 
 
-__all__ = ["RESTART_FLAG", "Extension", "refresh", "restart_flag"]
+def retired(extensions: Iterable[Extension], generation: Generation) -> None:
+    """Tell each extension that ``generation`` retired (:meth:`Extension.retired`)."""
+    for extension in extensions:
+        try:
+            extension.retired(generation)
+        except Exception:
+            log.error("extension %s failed after generation %d retired:\n%s",
+                      extension.name, generation.number, traceback.format_exc())
+
+
+__all__ = ["RESTART_FLAG", "Extension", "refresh", "restart_flag", "retired"]

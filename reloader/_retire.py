@@ -11,12 +11,13 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 from ._events import EventKind, ReloadEvent
+from ._extension import Extension, retired
 from ._generation import DRAINING, RETIRED, Generation
 from ._leaks import LeakWatch
 
@@ -129,7 +130,9 @@ class Retirement:
         publish: Callable[[ReloadEvent], None],
         current: Callable[[], Generation | None],
         closed: Callable[[], bool],
+        extensions: Sequence[Extension] = (),
     ) -> None:
+        self._extensions = extensions  # the engine's own list: extend() appends to it
         self.drain_warning = drain_warning
         self.drain_timeout = drain_timeout
         self._publish = publish
@@ -243,15 +246,18 @@ class Retirement:
     def retire(self, gens: list[Generation], *, leak_check: bool = True) -> None:
         """Forget the generations, run the due purges of instances no live generation
         holds any more, schedule the leak check."""
+        released: list[tuple[Generation, bool]] = []  # (generation, retired by this call)
         with self._lock:
             current = self._current()
             for gen in gens:
                 if self.live.get(gen.number) is gen and gen is not current:
                     del self.live[gen.number]
                     self.counts["retired"] += 1
+                    released.append((gen, True))
                 elif gen is current and not self._closed():
                     continue
-                gen.release()
+                else:
+                    released.append((gen, False))
             live = [g.number for g in self.live.values()]
             held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
             free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
@@ -259,6 +265,11 @@ class Retirement:
         for record in free:
             if record.purge:
                 self.purge(record.module, record.name)
+        # After the purges, while the generation still holds its target and instances.
+        for gen, newly in released:
+            if newly:
+                retired(self._extensions, gen)
+            gen.release()
         # After the purges: a subscriber told "retired" may rely on them having run.
         for gen in gens:
             self._publish(ReloadEvent(EventKind.RETIRED, gen.number))

@@ -143,3 +143,47 @@ def test_settings_the_app_gives_win_and_every_new_generation_is_configured(
     hot.reloader.reload([fk_app / "shop.py"])
     fresh = hot.reloader.current.target
     assert fresh is not app and fresh.config["TEMPLATES_AUTO_RELOAD"] is True
+
+
+def test_the_flask_app_inside_wsgi_middleware_is_found_and_configured(
+    fk_app: Path, write: Write, apps: list[HotReload]
+) -> None:
+    """A factory that returns its app wrapped (ProxyFix behind a proxy): the app's
+    template folders are watched and its settings made, as for a bare app."""
+    write("fk_app/__init__.py", FACTORY.replace(
+        "    return app\n",
+        "    from werkzeug.middleware.proxy_fix import ProxyFix\n    return ProxyFix(app)\n",
+    ))
+    hot = serve(apps, debug=True)
+    app = hot.reloader.current.target.app
+    assert hot.frameworks[0].extra()[0] == str(fk_app.resolve() / "templates" / "**" / "*")
+    assert app.config["TEMPLATES_AUTO_RELOAD"] is True and app.config["PROPAGATE_EXCEPTIONS"] is True
+    assert "LookupError" in Client(hot).get("/boom").text
+
+
+def test_wrapped_apps_are_found_through_attributes_mounts_methods_and_closures() -> None:
+    from flask import Flask, current_app
+    from werkzeug.middleware.dispatcher import DispatcherMiddleware
+    from werkzeug.middleware.proxy_fix import ProxyFix
+
+    from hotmod.middleware._frameworks._flask import wrapped_apps
+
+    front, api = Flask("front"), Flask("api")
+
+    class Holding:
+        """Middleware that also keeps a proxy, which raises on any attribute here."""
+
+        def __init__(self, app: object) -> None:
+            self.app, self.proxy = app, current_app
+
+    def closing_over(app: object) -> object:
+        def middleware(environ: object, start_response: object) -> object:
+            return app
+
+        return middleware
+
+    assert wrapped_apps(front, Flask) == [front]
+    assert wrapped_apps(ProxyFix(Holding(front)), Flask) == [front]
+    assert wrapped_apps(DispatcherMiddleware(front, {"/api": ProxyFix(api)}), Flask) == [front, api]
+    assert wrapped_apps(closing_over(ProxyFix(front.wsgi_app)), Flask) == [front]
+    assert wrapped_apps(ProxyFix(ProxyFix(ProxyFix(ProxyFix(ProxyFix(front))))), Flask) == []  # too deep
