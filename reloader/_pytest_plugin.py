@@ -132,6 +132,9 @@ class HotReloadFixture:
         if self._saved is None:
             self._saved = dict(sys.modules)
         options.setdefault("leak_check_delay", LEAK_CHECK_DELAY)
+        # A test's failed reload is the answer it wants: no fresh process is asked
+        # whether it would load (the probe of docs/cli.md), nor restarts suggested.
+        options.setdefault("probe", False)
         # The engine resolves a callable target; a module has no application, but every
         # module has a name, and a str's methods are callable. (Not the module's
         # loader: under pytest, a module marked for assertion rewriting is loaded by
@@ -233,7 +236,7 @@ class HotReloadFixture:
             self._anchor_dirs.append(anchor_dir)
             sys.path.append(anchor_dir)
             reloader = Reloader(f"{anchor}:__name__.upper", roots=[*roots, anchor_dir],
-                                leak_check_delay=LEAK_CHECK_DELAY)
+                                leak_check_delay=LEAK_CHECK_DELAY, probe=False)
         except (TargetError, ValueError) as exc:
             _refuse(f"hot_reload({name}): {module.__file__} lies outside any root it can use: {exc}")
         if not reloader.roots.contains(module.__file__):
