@@ -106,6 +106,7 @@ class Steps:
     restart_import: str  # the line the view gets to import it
     restart_expr: str  # what replaces ``Framework.original`` in the view: its LABEL
     template: Edit | None = None
+    model: Edit | None = None  # a model module's edit (an ORM's models.py), where the app has one
 
 
 WELCOME = 'Welcome to <span class="font-normal">myproject</span>'
@@ -125,6 +126,23 @@ STEPS: dict[str, Steps] = {
         restart_module="flaskr/bench_restart.py",
         restart_import="from flaskr import bench_restart",
         restart_expr="bench_restart.LABEL",
+    ),
+    "flask-sqlalchemy": Steps(
+        baseline="Inventory",
+        routing=Edit("inventory/main/views.py", '@bp.route("/items")', '@bp.route("/things-{n}")',
+                     "/things-{n}", "<Item widget>", "/items", "<Item widget>"),
+        template=Edit("inventory/templates/main/index.html", "<h1>{{ heading }}</h1>",
+                      "<h1>{{ heading }}, edit {n}</h1>", "/", "<h1>Inventory, edit {n}</h1>",
+                      "/", "<h1>Inventory</h1>"),
+        syntax=Edit("inventory/main/views.py", "def items():", "def items(:", "/items", "SyntaxError",
+                    "/items", "<Item widget>", status=500),
+        restart_module="inventory/bench_restart.py",
+        restart_import="from .. import bench_restart",
+        restart_expr="heading=bench_restart.LABEL",
+        # db.Model classes: in-process since issue 20 (a fresh db and MetaData with them).
+        model=Edit("inventory/models.py", 'return f"<Item {self.name}>"',
+                   'return f"<Item {self.name}, edit {n}>"', "/items", "<Item widget, edit {n}>",
+                   "/items", "<Item widget>"),
     ),
     "pyramid": Steps(
         baseline=WELCOME,
@@ -188,6 +206,7 @@ COLUMNS = (
     ("view", "view edit"),
     ("routing", "routing edit"),
     ("template", "template edit"),
+    ("model", "model edit"),
     ("restart", "restart-only edit"),
     ("after_restart", "next view edit"),
     ("syntax_error", "syntax error page"),
@@ -436,6 +455,11 @@ class StepRun:
             for rep in reps:
                 self.template(self.steps.template, rep)
             self.restore(self.steps.template)
+        if self.steps.model is not None:
+            for rep in reps:
+                self.timed("model", rep, self.numbered_edit(self.steps.model, rep), self.steps.model.url,
+                           self.steps.model.numbered(self.steps.model.shows, rep))
+            self.restore(self.steps.model)
         for rep in reps:
             self.restart(rep)
         for rep in reps:
@@ -507,6 +531,8 @@ def cell(row: dict[str, Any], step: str) -> str:
     if not records:
         if step == "template" and STEPS[row["key"]].template is None:
             return "n/a (no templates)"
+        if step == "model" and STEPS[row["key"]].model is None:
+            return "n/a" if row["key"] != "django" else "see restart-only (models.py)"
         return f"FAILS: {row['error']}" if "error" in row else "-"
     n = len(records)
     failing = [r for r in records if not r["seen"]]
@@ -579,7 +605,9 @@ def render(result: dict[str, Any]) -> str:
         "",
         "The edits: **view**, the text the view returns (`bench/frameworks.py`'s edit); **routing**, "
         "the view's route renamed (the old URL must then answer 404); **template**, a heading of the "
-        "page's template; **restart-only**, the `LABEL` of a module the view was first made to show "
+        "page's template; **model**, the `__repr__` of a Flask-SQLAlchemy `db.Model` class (the "
+        "issue 20 case: `Table ... is already defined` before); **restart-only**, the `LABEL` of a "
+        "module the view was first made to show "
         "(Django: `polls/models.py`, restart-only by name; the others: a module with "
         "`__hotmod_restart__ = True`); **syntax error**, a `def` line's closing parenthesis removed "
         "(then put back: **its fix**); **syntax error in a restart-only module**, the restart-only "
@@ -590,7 +618,8 @@ def render(result: dict[str, Any]) -> str:
     ]
     for row in result["rows"]:
         steps = STEPS[row["key"]]
-        edits = [("routing", steps.routing), ("template", steps.template), ("syntax error", steps.syntax)]
+        edits = [("routing", steps.routing), ("template", steps.template), ("model", steps.model),
+                 ("syntax error", steps.syntax)]
         shown = "; ".join(f"{name}: `{e.file}` `{e.old}` → `{e.new}`" for name, e in edits if e is not None)
         lines.append(f"- **{row['framework']}** (`hotmod serve {row['target']}`): {shown}; "
                      f"restart-only: `{steps.restart_module}`, shown by the view as `{steps.restart_expr}`.")

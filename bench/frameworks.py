@@ -144,6 +144,17 @@ FRAMEWORKS: dict[str, Framework] = {
             key="flask-stat",
         ),
         Framework(
+            "Flask-SQLAlchemy", "/", "inventory/main/views.py", 'heading="Inventory"',
+            'heading="{marker}"', "inventory:create_app()",
+            "flask run --reload", "`flask --app inventory run --reload` (werkzeug's reloader, type auto)",
+            lambda root, port: [
+                str(VENV_BIN / "flask"), "--app", "inventory", "run", "--reload",
+                "--host", "127.0.0.1", "--port", str(port),
+            ],
+            _copy(FIXTURES / "flask_sqla"),
+            key="flask-sqlalchemy",
+        ),
+        Framework(
             "pyramid", "/", "myproject/views/default.py", "{'project': 'myproject'}",
             "{{'project': '{marker}'}}", "development.ini",
             "pserve --reload", "`pserve development.ini --reload` (hupper, waitress)",
