@@ -25,9 +25,10 @@ one way around the engine, all in this module:
 * **the** ``open`` **audit hook**: the non-Python files a module opens while it
   executes (templates, settings) reload it when they change.
 * **the** ``exec`` **audit hook** (:func:`_refuse_reexecution`): code of the roots
-  executed again into the namespace of an instance that a live generation holds,
-  outside any plan (a framework's own reloader calling ``importlib.reload``, as
-  web.py's debug mode does on every request), is refused before it runs, with one
+  executed again into the namespace of a module that a live generation holds (or
+  that it serves until the next reload adopts it), outside any plan (a framework's
+  own reloader calling ``importlib.reload``, as web.py's debug mode does on every
+  request), is refused before it runs, with one
   WARNING naming who did it: a generation is immutable, so that the requests
   pinned to it run the code it was built from (docs/concurrency.md, *What a
   request sees*). Only execs of a ``.py`` file of an open engine's roots, outside
@@ -195,13 +196,19 @@ class ImportSight:
                 return mods
         return self._current().modules
 
-    def holder(self, namespace: Mapping[str, Any]) -> Generation | None:
-        """The live generation holding the instance whose globals are ``namespace``."""
-        name = namespace.get("__name__")
+    def holder(self, module: ModuleType) -> Generation | None:
+        """The live generation holding ``module``: one whose table has it, or else the
+        current one when ``sys.modules`` names it and its file lies in the roots (it
+        was loaded past the engine, by name: the next reload adopts it into the current
+        generation, which serves it meanwhile)."""
+        name = module.__name__
         for live in self._live():
             mods = live.table
-            if mods is not None and name in mods and vars(mods[name]) is namespace:
+            if mods is not None and mods.get(name) is module:
                 return live
+        file = getattr(module, "__file__", None)
+        if sys.modules.get(name) is module and isinstance(file, str) and self._roots.contains(file):
+            return self._current()
         return None
 
     def _classify_top(self, top: str) -> bool | None:
@@ -459,9 +466,8 @@ class ImportObserver:
         if target is not None and sights and active_stage() is None:
             # Only importlib.reload() passes the module it is about to re-execute:
             # refuse it here, before it replaces the instance's __spec__ and __loader__.
-            namespace = vars(target) if isinstance(target, ModuleType) else None
-            if namespace is not None and TOKEN in namespace:
-                _refuse_if_held(namespace, sights, sys._getframe(1))
+            if isinstance(target, ModuleType):
+                _refuse_if_held(target, sights, sys._getframe(1))
         for sight in sights:
             sight.loading_by_name(name, _running_module(sight.roots, name))
 
@@ -546,23 +552,38 @@ def find_spec_quietly(name: str, path: Any = None, *, retry: bool = True) -> Mod
         _active.quiet = was
 
 
-#: The places (``file:line``) already named in a WARNING for re-executing an
-#: instance in place: each is named once per process.
-_reexecuted_from: set[str] = set()
+#: (``file:line (function)``, module name) already named in a WARNING for
+#: re-executing an instance in place: each pair is named once per process.
+_reexecuted_from: set[tuple[str, Any]] = set()
 
 
-def _instance_namespace(frame: FrameType | None) -> dict[str, Any] | None:
-    """The namespace of one of our instances among the locals of ``frame``, the frame
-    that called ``exec``: importlib's ``_call_with_frames_removed(exec, code,
+def _instance_in(frame: FrameType | None) -> ModuleType | None:
+    """The instance (hotmod-made) whose namespace is among the locals of ``frame``, the
+    frame that called ``exec``: importlib's ``_call_with_frames_removed(exec, code,
     module.__dict__)`` holds it in its ``args``, a reloader of its own in a local
-    (``module``, ``module.__dict__``)."""
+    (``module``, ``module.__dict__``). Found through the instance's token."""
     if frame is None:
         return None
     for value in list(frame.f_locals.values()):
         for item in value if isinstance(value, tuple) else (value,):
             namespace = vars(item) if isinstance(item, ModuleType) else item
             if isinstance(namespace, dict) and TOKEN in namespace:
-                return namespace
+                module = sys.modules.get(namespace.get("__name__", ""))
+                if module is not None and vars(module) is namespace:
+                    return module
+                return _module_holding(namespace)
+    return None
+
+
+def _module_holding(namespace: Mapping[str, Any]) -> ModuleType | None:
+    """The instance of a live generation whose globals are ``namespace`` (one that
+    ``sys.modules`` no longer names: a draining generation's)."""
+    name = namespace.get("__name__")
+    for sight in list(_sights):
+        for live in sight._live():
+            module = (live.table or {}).get(name) if isinstance(name, str) else None
+            if module is not None and vars(module) is namespace:
+                return module
     return None
 
 
@@ -588,22 +609,22 @@ def _refuse_reexecution(code: Any) -> None:
     if not sights:
         return
     caller = sys._getframe(2)  # 0: this function, 1: the audit hook, 2: exec's caller
-    namespace = _instance_namespace(caller)
-    if namespace is not None:  # else a fresh namespace (runpy, a config file run into a dict)
-        _refuse_if_held(namespace, sights, caller)
+    module = _instance_in(caller)
+    if module is not None:  # else a fresh namespace (runpy, a config file run into a dict)
+        _refuse_if_held(module, sights, caller)
 
 
-def _refuse_if_held(namespace: Mapping[str, Any], sights: list[ImportSight], caller: FrameType) -> None:
-    """Raise ImportError if a live generation of one of ``sights`` holds the instance
-    whose globals are ``namespace``; the first time ``caller`` does it, a WARNING."""
+def _refuse_if_held(module: ModuleType, sights: list[ImportSight], caller: FrameType) -> None:
+    """Raise ImportError if a live generation of one of ``sights`` holds ``module``;
+    the first time ``caller`` does it to that module, a WARNING."""
     for sight in sights:
-        gen = sight.holder(namespace)
+        gen = sight.holder(module)
         if gen is None:
             continue
-        name = namespace.get("__name__")
+        name = module.__name__
         who = _caller(caller)
-        if who not in _reexecuted_from:
-            _reexecuted_from.add(who)
+        if (who, name) not in _reexecuted_from:
+            _reexecuted_from.add((who, name))
             log.warning(
                 "%s re-executed %s of generation %d in place (a reloader of its own, such as"
                 " a framework's debug reloader); refused, so that the requests on generation %d"

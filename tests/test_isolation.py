@@ -202,7 +202,7 @@ def test_a_generations_instance_re_executed_in_place_is_refused_and_its_caller_n
     assert helpers.__spec__ is spec
     assert sys.modules["app.helpers"] is helpers
     warnings = [r.getMessage() for r in caplog.records if "in place" in r.getMessage()]
-    assert len(warnings) == 1  # once per caller
+    assert len(warnings) == 1  # once per caller and module
     assert "lib.py:" in warnings[0] and "app.helpers of generation 1" in warnings[0]
     assert app.engine.reload([app.helpers]) == 2  # the edit itself loads as usual
     assert app.engine.current.modules["app.helpers"].VERSION == 3
@@ -235,3 +235,17 @@ def test_a_retired_instance_is_not_guarded(app: App) -> None:
     wait_until(lambda: gen1.table is None, what="generation 1 retired")
     app.lib.exec_in_place(old)
     assert old.VERSION == 6
+
+
+def test_a_module_loaded_by_name_and_not_yet_adopted_is_guarded_too(app: App, project: Path) -> None:
+    """web.py imports its views by name on the first request: until the next reload
+    adopts it, the current generation serves it all the same. (Guarded against
+    ``importlib.reload``, which names the module it re-executes; an ``exec`` into its
+    namespace is not seen: it carries no token of ours.)"""
+    (project / "app" / "late.py").write_text("import uuid\nMARK = uuid.uuid4().hex\n")
+    late = app.lib.by_import_module("app.late")
+    mark = late.MARK
+    assert "app.late" not in app.engine.current.modules  # a stray, for now
+    with pytest.raises(ImportError, match=r"app\.late belongs to generation 1"):
+        app.lib.reload(late)
+    assert late.MARK == mark
