@@ -6,10 +6,11 @@ CherryPy. Each test leaves the app as it found it (one server for the module).""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
-from support import Served, pid_of, replace, wait_until
+from support import Served, copy_fixture, hotmod_serving, pid_of, replace, wait_until
 
 pytest.importorskip("cherrypy")
 
@@ -80,3 +81,27 @@ def test_twenty_edits_keep_descriptors_flat_and_only_cherrypys_checker_holds_a_g
     wait_until(lambda: server.descriptors() <= first, timeout=5.0, what=f"descriptors back to {first}")
     assert server.process.poll() is None
     assert server.out().count("hotmod: serving ") == 1  # in-process: never restarted
+
+
+def test_cherrypys_own_autoreloader_left_on_stops_its_engine_and_hotmod_serves_on(tmp_path: Path) -> None:
+    """CherryPy's default: the autoreloader on. Its monitor thread stats every file of
+    ``sys.modules`` each second and, seeing an edit, "restarts": it stops the engine,
+    but only ``engine.block()`` on the main thread would re-execute the process, and
+    nobody calls it. hotmod's generation with the edit serves, and the next one's
+    ``engine.start()`` starts the bus again."""
+    root = copy_fixture(FIXTURE, tmp_path)
+    replace(root / PACKAGE / "wsgi.py", '"engine.autoreload.on": False', '"engine.autoreload.on": True')
+    with hotmod_serving(TARGET, root) as server:
+        server.wait_for("Started monitor thread 'Autoreloader'")
+        pid = pid_of(server.get("/")[1])
+        # Its first pass, a second after the start, records the mtimes that later passes
+        # compare with; nothing tells when it ran.
+        time.sleep(1.5)
+        replace(root / PACKAGE / "root.py", "hello {name} v1", "hello {name} v2")
+        server.wait_served("/hello", "hello world v2")
+        server.wait_for(r"Restarting because .*root\.py changed")
+        server.wait_for("ENGINE Bus EXITED")
+        replace(root / PACKAGE / "root.py", "hello {name} v2", "hello {name} v3")
+        server.wait_served("/hello", "hello world v3")
+        assert pid_of(server.get("/")[1]) == pid
+        assert server.out().count("hotmod: serving ") == 1  # never restarted
