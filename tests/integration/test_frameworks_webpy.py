@@ -48,6 +48,7 @@ def test_web_pys_own_reloader_cannot_re_execute_a_serving_generation(server: Ser
     checkout): hotmod loads nothing, and web.py's reloader, which would re-execute
     ``views`` inside the serving generation on the next request, is refused and
     named once. First of the module: the warning is given once per process."""
+    loaded(server)  # web.py imports views by name, now: not while a plan loads its edit
     lines = server.mark()
     replace(pkg / "views.py", "hello v1\"", "hello v2\"")  # loaded by hotmod: its content is known
     server.wait_served("/loaded", "hello v2")
@@ -108,14 +109,21 @@ def test_no_module_object_ever_runs_two_versions_under_load(server: Served, pkg:
     to re-execute one. (Which generation's ``views`` a request runs is another
     matter: web.py imports it by name on every request, and a lookup by name gets
     what ``sys.modules`` names, the next generation's from the moment a reload
-    begins executing it; docs/concurrency.md.)"""
+    begins executing it, even half executed: then web.py answers 500, the
+    documented exception of docs/concurrency.md.)"""
     seen: dict[str, set[str]] = defaultdict(set)
+    half_built: list[str] = []
     stop = threading.Event()
+    assert server.port is not None
 
     def hammer() -> None:
         while not stop.is_set():
-            _, instance, mark = loaded(server)
-            seen[instance].add(mark)
+            reply = call(server.port, "GET", "/loaded")
+            if reply.status == 200:
+                instance, mark, _ = reply.text.split(maxsplit=2)
+                seen[instance].add(mark)
+            else:
+                half_built.append(reply.text)
 
     thread = threading.Thread(target=hammer, name="hammer")
     thread.start()
@@ -129,6 +137,9 @@ def test_no_module_object_ever_runs_two_versions_under_load(server: Served, pkg:
     assert not thread.is_alive()
     assert len(seen) >= 2
     assert all(len(marks) == 1 for marks in seen.values()), dict(seen)
+    # The documented exception: a request whose by-name import of views met the next
+    # generation's instance while its code still ran (it has no `loaded` class yet).
+    assert all("has no attribute &#39;loaded&#39;" in page for page in half_built), half_built[:1]
     replace(pkg / "views.py", "hello v6\"", "hello v1\"")
     server.wait_served("/loaded", "hello v1")
 
