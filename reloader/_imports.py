@@ -24,6 +24,15 @@ one way around the engine, all in this module:
   of the reloadable module whose code is running, or of the target.
 * **the** ``open`` **audit hook**: the non-Python files a module opens while it
   executes (templates, settings) reload it when they change.
+* **the** ``exec`` **audit hook** (:func:`_refuse_reexecution`): code of the roots
+  executed again into the namespace of a module that a live generation holds (or
+  that it serves until the next reload adopts it), outside any plan (a framework's
+  own reloader calling ``importlib.reload``, as web.py's debug mode does on every
+  request), is refused before it runs, with one
+  WARNING naming who did it: a generation is immutable, so that the requests
+  pinned to it run the code it was built from (docs/concurrency.md, *What a
+  request sees*). Only execs of a ``.py`` file of an open engine's roots, outside
+  a plan, are looked at: nothing on a request's path.
 * **the** ``sys.modules`` **scan** (:func:`modules_in_roots`): modules loaded
   before a root was added, or past the per-instance ``__import__`` during a plan.
   Scanning is O(``sys.modules``), so it runs only when something says it must.
@@ -38,6 +47,7 @@ from __future__ import annotations
 
 import builtins
 import importlib.util
+import logging
 import os
 import sys
 import threading
@@ -51,7 +61,14 @@ from typing import Any, NamedTuple, Protocol
 from ._generation import Generation
 from ._roots import Roots
 
+log = logging.getLogger("hotmod.imports")
+
 _MISSING = object()
+
+#: Name of the token every instance holds in its globals (an ``_loader.InstanceToken``):
+#: a weak reference to it tells whether the instance's namespace is still alive after
+#: retirement, and its presence tells an instance's namespace from any other dict.
+TOKEN = "__hotmod_instance__"
 
 #: This thread's running stage (read by the audit hook and the observer) and
 #: whether it is looking a module up for hotmod itself.
@@ -178,6 +195,21 @@ class ImportSight:
             if mods is not None and name in mods and vars(mods[name]) is namespace:
                 return mods
         return self._current().modules
+
+    def holder(self, module: ModuleType) -> Generation | None:
+        """The live generation holding ``module``: one whose table has it, or else the
+        current one when ``sys.modules`` names it and its file lies in the roots (it
+        was loaded past the engine, by name: the next reload adopts it into the current
+        generation, which serves it meanwhile)."""
+        name = module.__name__
+        for live in self._live():
+            mods = live.table
+            if mods is not None and mods.get(name) is module:
+                return live
+        file = getattr(module, "__file__", None)
+        if sys.modules.get(name) is module and isinstance(file, str) and self._roots.contains(file):
+            return self._current()
+        return None
 
     def _classify_top(self, top: str) -> bool | None:
         module = sys.modules.get(top)
@@ -430,9 +462,13 @@ class ImportObserver:
         if quiet():
             return
         top = name.partition(".")[0]
-        for sight in list(_sights):
-            if sight.closed or not sight.is_own_top(top):
-                continue
+        sights = [s for s in list(_sights) if not s.closed and s.is_own_top(top)]
+        if target is not None and sights and active_stage() is None:
+            # Only importlib.reload() passes the module it is about to re-execute:
+            # refuse it here, before it replaces the instance's __spec__ and __loader__.
+            if isinstance(target, ModuleType):
+                _refuse_if_held(target, sights, sys._getframe(1))
+        for sight in sights:
             sight.loading_by_name(name, _running_module(sight.roots, name))
 
     def __repr__(self) -> str:
@@ -516,11 +552,100 @@ def find_spec_quietly(name: str, path: Any = None, *, retry: bool = True) -> Mod
         _active.quiet = was
 
 
+#: (``file:line (function)``, module name) already named in a WARNING for
+#: re-executing an instance in place: each pair is named once per process.
+_reexecuted_from: set[tuple[str, Any]] = set()
+
+
+def _instance_in(frame: FrameType | None) -> ModuleType | None:
+    """The instance (hotmod-made) whose namespace is among the locals of ``frame``, the
+    frame that called ``exec``: importlib's ``_call_with_frames_removed(exec, code,
+    module.__dict__)`` holds it in its ``args``, a reloader of its own in a local
+    (``module``, ``module.__dict__``). Found through the instance's token."""
+    if frame is None:
+        return None
+    for value in list(frame.f_locals.values()):
+        for item in value if isinstance(value, tuple) else (value,):
+            namespace = vars(item) if isinstance(item, ModuleType) else item
+            if isinstance(namespace, dict) and TOKEN in namespace:
+                module = sys.modules.get(namespace.get("__name__", ""))
+                if module is not None and vars(module) is namespace:
+                    return module
+                return _module_holding(namespace)
+    return None
+
+
+def _module_holding(namespace: Mapping[str, Any]) -> ModuleType | None:
+    """The instance of a live generation whose globals are ``namespace`` (one that
+    ``sys.modules`` no longer names: a draining generation's)."""
+    name = namespace.get("__name__")
+    for sight in list(_sights):
+        for live in sight._live():
+            module = (live.table or {}).get(name) if isinstance(name, str) else None
+            if module is not None and vars(module) is namespace:
+                return module
+    return None
+
+
+def _caller(frame: FrameType | None) -> str:
+    """``file:line (function)`` of the first frame outside the import system: who
+    asked for the re-execution."""
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if not (file.startswith("<frozen importlib") or file == importlib.__file__):
+            return f"{file}:{frame.f_lineno} ({frame.f_code.co_name})"
+        frame = frame.f_back
+    return "an unknown caller"
+
+
+def _refuse_reexecution(code: Any) -> None:
+    """Raise ImportError if ``code`` (being ``exec``-ed) is a module of an open engine's
+    roots about to run again in the namespace of an instance that one of its live
+    generations holds, outside any plan; warn once per caller."""
+    file = getattr(code, "co_filename", None)
+    if not isinstance(file, str) or not file.endswith(".py") or getattr(_active, "stage", None):
+        return
+    sights = [s for s in list(_sights) if not s.closed and s.roots.contains(file)]
+    if not sights:
+        return
+    caller = sys._getframe(2)  # 0: this function, 1: the audit hook, 2: exec's caller
+    module = _instance_in(caller)
+    if module is not None:  # else a fresh namespace (runpy, a config file run into a dict)
+        _refuse_if_held(module, sights, caller)
+
+
+def _refuse_if_held(module: ModuleType, sights: list[ImportSight], caller: FrameType) -> None:
+    """Raise ImportError if a live generation of one of ``sights`` holds ``module``;
+    the first time ``caller`` does it to that module, a WARNING."""
+    for sight in sights:
+        gen = sight.holder(module)
+        if gen is None:
+            continue
+        name = module.__name__
+        who = _caller(caller)
+        if (who, name) not in _reexecuted_from:
+            _reexecuted_from.add((who, name))
+            log.warning(
+                "%s re-executed %s of generation %d in place (a reloader of its own, such as"
+                " a framework's debug reloader); refused, so that the requests on generation %d"
+                " keep running the code it was built from. hotmod loads each edit into a new"
+                " generation: that reloader can be turned off.",
+                who, name, gen.number, gen.number,
+            )
+        raise ImportError(
+            f"hotmod: {name} belongs to generation {gen.number}, which is immutable; re-executing"
+            f" it in place ({who}) was refused: hotmod loads edits into a new generation",
+            name=name,
+        )
+
+
 def _audit(event: str, args: tuple[Any, ...]) -> None:
     if event == "open":
         stage = getattr(_active, "stage", None)
         if stage is not None and isinstance(args[0], str):
             stage.note_open(args[0])
+    elif event == "exec":
+        _refuse_reexecution(args[0])
 
 
 sys.addaudithook(_audit)

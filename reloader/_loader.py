@@ -24,15 +24,11 @@ from typing import Any
 
 from ._generation import Generation
 from ._graph import ImportRef, static_imports
-from ._imports import GenerationImport, Host, enter_stage, find_spec_quietly
+from ._imports import TOKEN, GenerationImport, Host, enter_stage, find_spec_quietly
 from ._signature import Signature, file_signature, signature_of
 from .errors import SourceChanged
 
 log = logging.getLogger("hotmod.loader")
-
-#: Name of the token every instance holds in its globals: a weak reference to it
-#: tells whether the instance's namespace is still alive after retirement.
-TOKEN = "__hotmod_instance__"
 
 class InstanceToken:
     """Weak-referenceable marker stored in an instance's globals."""
