@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import contextlib
 import hashlib
 import importlib.util
 import linecache
@@ -16,8 +17,9 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from importlib import _bootstrap  # type: ignore[attr-defined]
 from importlib.machinery import ModuleSpec
 from types import CodeType, ModuleType
 from typing import Any
@@ -302,7 +304,8 @@ class Stage:
             self.refs.setdefault(name, []).extend(compiled.refs)
             self.app_starts()
             code = compiled.code
-            exec(code, namespace)
+            with _initializing(name, new):
+                exec(code, namespace)
         except BaseException:
             if self.failed_module is None:
                 self.failed_module = name
@@ -390,3 +393,25 @@ def _spec_for_file(name: str, path: str) -> ModuleSpec | None:
     return importlib.util.spec_from_file_location(
         name, path, submodule_search_locations=[os.path.dirname(path)] if is_package else None
     )
+
+
+@contextlib.contextmanager
+def _initializing(name: str, module: ModuleType) -> Iterator[None]:
+    """Run a fresh instance's code as the import system runs a first import's: under
+    the module's import lock, its spec marked ``_initializing``. Another thread that
+    imports ``name`` meanwhile (``import``, ``__import__``, ``importlib.import_module``:
+    a framework looking a module up by name per request) then waits for the code to
+    finish instead of getting a half-run module (``module 'views' has no attribute
+    ...``), exactly as it would wait during a first import. Where the interpreter's
+    import machinery has no such lock (not CPython 3.11-3.13), the code just runs."""
+    manager = getattr(_bootstrap, "_ModuleLockManager", None)
+    spec = getattr(module, "__spec__", None)
+    if manager is None or spec is None:
+        yield
+        return
+    with manager(name):
+        spec._initializing = True
+        try:
+            yield
+        finally:
+            spec._initializing = False

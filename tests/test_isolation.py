@@ -139,20 +139,34 @@ def test_a_shared_package_attribute_names_the_old_instance_until_the_swap(app: A
     assert app.lib.by_package_attribute() is app.engine.current.modules["app.helpers"]
 
 
-def test_a_lookup_by_name_from_library_code_gets_the_plans_instance_while_it_is_staged(app: App) -> None:
-    """The documented exception (docs/concurrency.md): ``sys.modules`` names the plan's
-    instances from the moment each one begins executing, since the new generation's
-    own code and the target's factory look modules up there by name. Library code on
-    another thread gets that instance then, even half executed."""
+def test_an_import_by_name_from_library_code_waits_for_the_plans_instance_to_finish(app: App) -> None:
+    """``sys.modules`` names the plan's instances from the moment each one begins
+    executing, since the new generation's own code and the target's factory look
+    modules up there by name (docs/concurrency.md). An *import* by name from another
+    thread (``importlib.import_module``, ``__import__``: a framework's per-request
+    lookup) then waits for the instance's code to finish, as during a first import,
+    and never gets it half run. Only a bare ``sys.modules[name]`` read sees it
+    half run."""
     old = app.engine.current.modules["app.helpers"]
     thread = app.stage()
+    got: dict[str, Any] = {}
+
+    def import_by_name() -> None:
+        got["import_module"] = app.lib.by_import_module("app.helpers")
+        got["__import__"] = app.lib.by_dunder_import("app.helpers")
+
+    importer = threading.Thread(target=import_by_name, daemon=True)
     try:
-        seen = by_name(app.lib)
-        staged = seen["by_sys_modules"]
-        assert staged is not old and set(map(id, seen.values())) == {id(staged)}
-        assert staged.VERSION == 2 and not hasattr(staged, "DONE")  # its body still runs
+        staged = app.lib.by_sys_modules("app.helpers")
+        assert staged is not old and staged.VERSION == 2 and not hasattr(staged, "DONE")
+        importer.start()
+        importer.join(0.5)  # the absence of an answer can only be watched for a while
+        assert importer.is_alive() and got == {}  # waiting on the module's import lock
     finally:
         app.finish(thread)
+    importer.join(10)
+    assert got["import_module"] is got["__import__"] is staged
+    assert staged.DONE is True  # whole by the time the import returned it
     assert staged is app.engine.current.modules["app.helpers"]
 
 
