@@ -12,8 +12,9 @@ one way around the engine, all in this module:
   running later (a function called) in a draining generation gets that
   generation's instances, never the newest ones nor a half-built one from a
   reload in progress. A plan's new code gets the new instances, relative imports
-  included, although ``sys.modules`` and shared package objects still name the old
-  ones until the swap. And dependencies are recorded from each import a module
+  included, although shared package objects still name the old ones until the
+  swap (``sys.modules`` names each new instance from the moment its code begins
+  to run: docs/concurrency.md, *What a request sees*). And dependencies are recorded from each import a module
   makes while it executes. Where a shared package object's attribute names
   another generation's instance than the one an import should yield, the import
   returns a :class:`ModuleView`: the package seen with that attribute replaced.
