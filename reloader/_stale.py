@@ -1,0 +1,511 @@
+"""Stale code: functions, classes and methods of a replaced instance that are still
+referenced from outside the generations once it retired.
+
+A library that resolved a dotted path once (Django REST framework binds
+``DEFAULT_PAGINATION_CLASS`` as a class attribute of its own ``GenericAPIView``),
+a registry list, a ``functools.lru_cache``, a running thread's target: each keeps
+calling the code of an instance that no generation holds any more, while the
+engine has logged "reloaded". The leak check cannot see it: it follows the
+replaced module objects, and a class with no method does not even hold its
+module's namespace.
+
+How (docs/reliability.md, "Stale code", says where the line is and why):
+
+* at retirement, :func:`definitions` takes weak references to what each replaced
+  instance *defines*: the objects of its namespace whose ``__module__`` is its
+  name (functions, classes, cache wrappers) and, through the classes' namespaces,
+  their methods (staticmethod, classmethod and property wrappers included) and
+  nested classes;
+* at the leak check, after its garbage collection, any of them still alive is
+  followed up its referrers by :func:`find_holders`, one ``gc.get_referrers`` scan
+  of the heap per level, to a *named holder* outside the generations: a global of
+  a module that is not reloadable (``pkg.mod.NAME``, and on through the items and
+  attributes below it), an attribute of a class reachable by its name
+  (``pkg.mod.Class.attr``), a cached result of a ``functools`` cache, a live
+  thread (``thread 'name' target``).
+
+What never counts: a path through the generations' own module namespaces (what a
+clone hook handed over is the app's data), through any reloadable module's
+namespace (a retired instance's own, or one being loaded), hotmod's own objects,
+frames (running locals are transient; the frames of this check are among them),
+dictionary keys, and cache entries whose key holds old code (only old code can
+look them up: ``typing.Optional[OldClass]`` sits in typing's cache that way).
+"""
+
+from __future__ import annotations
+
+import functools
+import gc
+import sys
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from types import CellType, FrameType, FunctionType, MethodType, ModuleType
+from typing import Any
+
+from ._loader import TOKEN
+
+#: How far up the referrers a survivor is followed, and how many objects at most
+#: (per level and in all) a search looks at: a bound on the cost, not a guess at
+#: the depth of real holders (the deepest ones we know, a closure in library code
+#: kept in a registry, are five levels up).
+MAX_DEPTH = 8
+MAX_FRONTIER = 2_000
+MAX_NODES = 20_000
+#: Holders named per object (one is enough to know it is stale).
+HOLDERS_PER_OBJECT = 3
+
+_LRU_WRAPPER: type | None = getattr(functools, "_lru_cache_wrapper", None)
+
+
+@dataclass(frozen=True)
+class Definition:
+    """A function, class or method defined by one replaced instance, weakly held."""
+
+    name: str  # "snippets.pagination.StandardPagination"
+    ref: Any  # weakref.ref to it (typed loosely: weakref.ref is generic only for mypy)
+
+
+@dataclass(frozen=True)
+class Holding:
+    """``holder`` (a name outside the generations) still holds ``held``, the object
+    at ``index`` of the targets searched. ``kind``: what the holder's name starts
+    from, a ``"class"`` attribute, a module ``"global"`` or a ``"thread"``."""
+
+    holder: str
+    held: str
+    index: int
+    kind: str
+
+
+def definitions(module: ModuleType, name: str) -> tuple[Definition, ...]:
+    """Weak references to what ``module`` (an instance of ``name``) defines. Objects
+    that do not take weak references (a few C-level wrappers) are left out."""
+    import weakref
+
+    out: list[Definition] = []
+    seen: set[int] = set()
+
+    def add(obj: Any, qualname: str) -> None:
+        seen.add(id(obj))
+        own = getattr(obj, "__qualname__", None)
+        if isinstance(own, str) and "<" not in own:
+            qualname = own  # a lambda or a local keeps the name it is found under
+        try:
+            out.append(Definition(f"{name}.{qualname}", weakref.ref(obj)))
+        except TypeError:
+            return
+
+    def visit(obj: Any, qualname: str, depth: int) -> None:
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        if isinstance(obj, property):
+            for part in (obj.fget, obj.fset, obj.fdel):
+                if part is not None:
+                    visit(part, qualname, depth)
+            return
+        if id(obj) in seen:
+            return
+        if isinstance(obj, FunctionType) and depth < 3:
+            # A decorator's wrapper (ours or a library's) holds the function it wraps.
+            for cell in obj.__closure__ or ():
+                try:
+                    inner = cell.cell_contents
+                except ValueError:  # an empty cell
+                    continue
+                if isinstance(inner, (FunctionType, type)):
+                    visit(inner, qualname, depth + 1)
+        if getattr(obj, "__module__", None) != name:
+            return  # imported, or defined by another module
+        if isinstance(obj, type):
+            add(obj, qualname)
+            if depth < 3:
+                for key, value in list(vars(obj).items()):
+                    visit(value, f"{qualname}.{key}", depth + 1)
+        elif isinstance(obj, FunctionType) or (callable(obj) and hasattr(obj, "__wrapped__")):
+            add(obj, qualname)
+        wrapped = getattr(obj, "__wrapped__", None)
+        if wrapped is not None and depth < 3:
+            visit(wrapped, qualname, depth + 1)  # functools.wraps, lru_cache
+
+    for key, value in list(vars(module).items()):
+        if not key.startswith("__"):
+            visit(value, key, 0)
+    return tuple(out)
+
+
+# -- finding the holders ------------------------------------------------------------------
+
+
+class Scope:
+    """What counts as inside the generations, as seen at the start of one search.
+
+    :param live: the module namespaces of the live generations (by identity).
+    :param reloadable: whether a module name is one the engine loads (registry,
+        live generations, the instances being checked).
+    """
+
+    def __init__(self, live: Iterable[dict[str, Any]], reloadable: Callable[[str], bool]) -> None:
+        self.reloadable = reloadable
+        self.live: set[int] = {id(ns) for ns in live}
+        #: namespace id → module name, for the modules in sys.modules that are not
+        #: reloadable: the roots of named holders.
+        self.library: dict[int, str] = {}
+        for mod_name, module in list(sys.modules.items()):
+            if not isinstance(module, ModuleType):
+                continue
+            namespace = vars(module)
+            if reloadable(mod_name) or TOKEN in namespace:
+                self.live.add(id(namespace))  # one of ours, perhaps being loaded right now
+            elif not _is_hotmod(mod_name):
+                self.library[id(namespace)] = mod_name
+
+    def named_class(self, cls: type) -> str | None:
+        """``pkg.mod.Class`` when that name, looked up, gives ``cls`` back and names
+        no reloadable module."""
+        module_name = getattr(cls, "__module__", None)
+        qualname = getattr(cls, "__qualname__", "")
+        if not isinstance(module_name, str) or "<" in qualname or _is_hotmod(module_name):
+            return None
+        if self.reloadable(module_name):
+            return None
+        obj: Any = sys.modules.get(module_name)
+        for part in qualname.split("."):
+            obj = getattr(obj, part, None)
+        return f"{module_name}.{qualname}" if obj is cls else None
+
+
+# Verdicts on one edge (referrer → child). A hop says how the referrer reaches the
+# child, to spell the holder's name later.
+_STOP = "stop"  # not a path to old code (a key, a retired namespace, hotmod's own)
+_HELD = "held"  # the child belongs to the generations
+
+
+@dataclass(frozen=True)
+class _Pass:
+    hop: tuple[str, Any]
+
+
+@dataclass(frozen=True)
+class _Root:
+    name: str
+    hop: tuple[str, Any]
+    kind: str  # see Holding.kind
+
+
+_Verdict = str | _Pass | _Root
+
+
+def find_holders(
+    targets: Sequence[tuple[str, Any]],
+    scope: Scope,
+    *,
+    max_depth: int = MAX_DEPTH,
+    max_frontier: int = MAX_FRONTIER,
+    max_nodes: int = MAX_NODES,
+) -> list[Holding]:
+    """Follow each ``(name, object)`` of ``targets`` up its referrers to the named
+    holders outside the generations. Call it right after a garbage collection."""
+    # Strong references to every object on a path while the search runs: ids stay
+    # valid. These containers are referrers themselves: ``ignore`` knows them.
+    nodes: dict[int, Any] = {}
+    down: dict[int, tuple[int, tuple[str, Any]]] = {}  # node → (its child, the hop to it)
+    origin: dict[int, int] = {}  # node → the target its path leads to
+    indexes: dict[int, int] = {}  # target → its index in ``targets``
+    frontier: list[Any] = []
+    for index, (_name, obj) in enumerate(targets):
+        if id(obj) not in nodes:
+            nodes[id(obj)] = obj
+            indexes[id(obj)] = index
+            origin[id(obj)] = id(obj)
+            frontier.append(obj)
+    old = set(nodes)  # the old code itself: a cache key holding any of it is dead
+    counts: dict[int, int] = {}
+    found: list[Holding] = []
+    ignore = {id(nodes), id(down), id(origin), id(indexes), id(targets), id(found), id(counts)}
+    ignore.update(id(pair) for pair in targets)
+    for _ in range(max_depth):
+        if not frontier:
+            break
+        ignore.add(id(frontier))
+        referrers = gc.get_referrers(*frontier)
+        ignore.add(id(referrers))
+        front = {id(x) for x in frontier}
+        edges: dict[int, list[Any]] = {}
+        for ref in referrers:
+            if id(ref) in ignore or isinstance(ref, FrameType):
+                continue
+            for child in gc.get_referents(ref):
+                key = id(child)
+                if key in front:
+                    holders = edges.setdefault(key, [])
+                    if not holders or holders[-1] is not ref:
+                        holders.append(ref)
+        del referrers
+        following: list[Any] = []
+        for child in frontier:
+            target = origin[id(child)]
+            if counts.get(target, 0) >= HOLDERS_PER_OBJECT:
+                continue
+            refs = edges.get(id(child), ())
+            verdicts = [(ref, _judge(ref, child, scope, down, nodes, old)) for ref in refs]
+            roots = _canonical([v for _ref, v in verdicts if isinstance(v, _Root)], child)
+            if roots:
+                for root in roots:
+                    if counts.get(target, 0) >= HOLDERS_PER_OBJECT:
+                        break
+                    holder = _spell(root, id(child), down)
+                    index = indexes[target]
+                    if all(h.holder != holder or h.index != index for h in found):
+                        found.append(Holding(holder, targets[index][0], index, root.kind))
+                        counts[target] = counts.get(target, 0) + 1
+                continue
+            if any(v == _HELD for _ref, v in verdicts):
+                continue  # data the generations hold (a clone hook handed it over)
+            for ref, v in verdicts:
+                if isinstance(v, _Pass) and id(ref) not in nodes and len(nodes) < max_nodes:
+                    nodes[id(ref)] = ref
+                    down[id(ref)] = (id(child), v.hop)
+                    origin[id(ref)] = target
+                    following.append(ref)
+        del edges
+        ignore.discard(id(frontier))
+        frontier = following[:max_frontier]
+    # Class attributes first: that is where a library looks its configured code up.
+    return sorted(found, key=lambda h: (h.index, _KINDS.index(h.kind)))
+
+
+_KINDS = ("class", "thread", "global")
+
+
+def _canonical(roots: list[_Root], child: Any) -> list[_Root]:
+    """One name for an object that several modules hold as a global (``from
+    rest_framework.settings import api_settings`` in twenty modules): the module that
+    defines it (or its class) if it is among them, else the shortest name."""
+    globals_ = [r for r in roots if r.kind == "global"]
+    if len(globals_) < 2:
+        return roots
+    home = getattr(child, "__module__", None) if isinstance(child, (type, FunctionType)) else None
+    home = home or type(child).__module__
+    best = min(globals_, key=lambda r: (r.name != home, len(r.name), r.name))
+    return [r for r in roots if r not in globals_ or r is best]
+
+
+def _judge(
+    ref: Any, child: Any, scope: Scope, down: dict[int, tuple[int, tuple[str, Any]]],
+    nodes: dict[int, Any], old: set[int],
+) -> _Verdict:
+    """What the edge ``ref → child`` is."""
+    if isinstance(ref, dict):
+        if id(ref) in scope.live:
+            return _HELD
+        key = _key_of(ref, child)
+        if key is _MISSING:
+            return _STOP  # a key (or nothing we can name): looked up, never called
+        module_name = scope.library.get(id(ref))
+        if module_name is not None:
+            return _Root(module_name, ("item", key), "global")
+        if "__builtins__" in ref and "__name__" in ref:
+            return _STOP  # a module namespace outside sys.modules: a retired instance's
+        return _Pass(("item", key))
+    if isinstance(ref, ModuleType):
+        return _STOP  # a module reaches its namespace, which was judged on its own
+    if isinstance(ref, type):
+        if isinstance(child, dict):
+            name = scope.named_class(ref)
+            return _Root(name, ("ns", None), "class") if name is not None else _Pass(("ns", None))
+        # A subclass of old code (through __bases__, __mro__ or __base__): who holds it?
+        for attr in ("__bases__", "__mro__", "__base__"):
+            if getattr(ref, attr, None) is child:
+                return _Pass(("attr", attr))
+        return _Pass(("text", ""))
+    if _is_hotmod(type(ref).__module__):
+        return _STOP
+    if isinstance(ref, (list, tuple, deque)):
+        for index, item in enumerate(ref):
+            if item is child:
+                return _Pass(("index", index))
+        return _Pass(("text", "[...]"))
+    if isinstance(ref, (set, frozenset)):
+        return _Pass(("member", None))
+    if isinstance(ref, CellType):
+        return _Pass(("cell", None))
+    if isinstance(ref, FunctionType):
+        if child is ref.__closure__:
+            return _Pass(("closure", ref.__code__.co_freevars))
+        if child is ref.__defaults__:
+            return _Pass(("attr", "__defaults__"))
+        if child is getattr(ref, "__dict__", None):
+            return _Pass(("ns", None))
+        return _Pass(("text", ""))
+    if isinstance(ref, MethodType):
+        return _Pass(("text", "") if child is ref.__func__ else ("attr", "__self__"))
+    if isinstance(ref, (staticmethod, classmethod)):
+        return _Pass(("text", ""))
+    if isinstance(ref, property):
+        for part in ("fget", "fset", "fdel"):
+            if getattr(ref, part) is child:
+                return _Pass(("attr", part))
+        return _Pass(("text", ""))
+    if _LRU_WRAPPER is not None and isinstance(ref, _LRU_WRAPPER):
+        return _judge_cache(ref, child, down, nodes, old)
+    if isinstance(ref, threading.Thread):
+        hop = _attr_hop(ref, child)
+        if ref.is_alive():
+            return _Root(f"thread {ref.name!r}", hop, "thread")
+        return _Pass(hop)
+    return _Pass(_attr_hop(ref, child))
+
+
+def _judge_cache(
+    wrapper: Any, child: Any, down: dict[int, tuple[int, tuple[str, Any]]],
+    nodes: dict[int, Any], old: set[int],
+) -> _Verdict:
+    """An edge out of a ``functools`` cache wrapper: its cached results hold old code
+    only when their key does not (an entry keyed by old code answers old code only)."""
+    if child is getattr(wrapper, "__wrapped__", None):
+        return _Pass(("attr", "__wrapped__"))
+    if child is getattr(wrapper, "__dict__", None):
+        return _Pass(("ns", None))
+    referents = gc.get_referents(wrapper)
+    cache = _cache_dict(wrapper, referents)
+    if cache is None:
+        return _Pass(("cache", _MISSING))  # its keys cannot be told apart: count it
+    if child is cache:
+        # functools.cache: key → result in the dict itself; the path came through a value.
+        below = down.get(id(child))
+        value = nodes.get(below[0]) if below is not None else None
+        for key, result in list(cache.items()):
+            if result is value:
+                return _STOP if _holds_any(key, old) else _Pass(("cache", key))
+        return _STOP
+    keys = {id(k) for k in list(cache)}
+    if id(child) in keys:
+        return _STOP
+    for key, result in _entries(referents, cache):
+        if result is child:
+            return _STOP if _holds_any(key, old) else _Pass(("cache", key))
+    return _Pass(("cache", _MISSING))
+
+
+def _cache_dict(wrapper: Any, referents: list[Any]) -> dict[Any, Any] | None:
+    own = getattr(wrapper, "__dict__", None)
+    dicts = [r for r in referents if isinstance(r, dict) and r is not own]
+    return dicts[0] if len(dicts) == 1 else None
+
+
+def _entries(referents: list[Any], cache: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
+    """``(key, result)`` of a bounded lru cache, from what its wrapper visits for the
+    collector: each link's key and result in order (CPython's ``lru_cache_tp_traverse``),
+    with the links' own type between them. Nothing when that layout is not recognised."""
+    keys = {id(k) for k in list(cache)}
+    link_types = {type(v) for v in list(cache.values())}
+    items: list[Any] = []
+    for obj in referents[1:]:  # the first is the wrapper's own type
+        if obj is cache:
+            break
+        if isinstance(obj, type) and obj in link_types:
+            continue
+        items.append(obj)
+    if len(items) % 2:
+        return
+    pairs = list(zip(items[::2], items[1::2], strict=True))
+    if all(id(key) in keys for key, _result in pairs):
+        yield from pairs
+
+
+def _holds_any(key: Any, old: set[int], depth: int = 3) -> bool:
+    if id(key) in old:
+        return True
+    if depth and isinstance(key, (tuple, list, frozenset)):
+        return any(_holds_any(part, old, depth - 1) for part in key)
+    return False
+
+
+class _Missing:
+    pass
+
+
+_MISSING = _Missing()
+
+
+def _key_of(mapping: dict[Any, Any], value: Any) -> Any:
+    for key, item in list(mapping.items()):
+        if item is value:
+            return key
+    return _MISSING
+
+
+def _attr_hop(obj: Any, child: Any) -> tuple[str, Any]:
+    if child is type(obj):
+        return ("instance", None)
+    namespace = getattr(obj, "__dict__", None)
+    if child is namespace:
+        return ("ns", None)
+    if isinstance(namespace, dict):
+        key = _key_of(namespace, child)
+        if key is not _MISSING:
+            return ("attr", key)
+    for cls in type(obj).__mro__:
+        for slot in getattr(cls, "__slots__", ()):
+            if isinstance(slot, str) and getattr(obj, slot, None) is child:
+                return ("attr", slot)
+    return ("text", f" (through a {type(obj).__module__}.{type(obj).__qualname__} object)")
+
+
+_THREAD_PARTS = {"_target": " target", "_args": " args", "_kwargs": " kwargs"}
+
+
+def _spell(root: _Root, child: int, down: dict[int, tuple[int, tuple[str, Any]]]) -> str:
+    """The holder's name: the root, then each hop down to the old object."""
+    hops = [root.hop]
+    while child in down:
+        child, hop = down[child]
+        hops.append(hop)
+    text = root.name
+    thread = root.kind == "thread"
+    namespace = root.kind == "global"
+    closure: tuple[str, ...] = ()
+    cached = False
+    for kind, value in hops:
+        if cached and kind == "item":
+            cached = False
+            continue  # functools.cache: the key, already said
+        if kind == "ns":
+            namespace = True
+            continue
+        if kind in ("item", "attr"):
+            if thread and value in _THREAD_PARTS:
+                text += _THREAD_PARTS[value]
+            elif (namespace or kind == "attr") and isinstance(value, str) and value.isidentifier():
+                text += f".{value}"
+            else:
+                text += f"[{value!r}]"
+        elif kind == "index":
+            if closure and value < len(closure):
+                text += f" (closure variable {closure[value]!r})"
+            else:
+                text += f"[{value}]"
+        elif kind == "instance":
+            text += ".__class__"
+        elif kind == "member":
+            text += " (a member)"
+        elif kind == "cache":
+            text += " (cached result)" if value is _MISSING else f" (cached result for {_short(value)})"
+        elif kind == "text":
+            text += value
+        closure = value if kind == "closure" else ()
+        cached = kind == "cache"
+        namespace = False
+        thread = False
+    return text
+
+
+def _short(key: Any, limit: int = 60) -> str:
+    text = repr(key)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _is_hotmod(module_name: str) -> bool:
+    return module_name == "hotmod" or module_name.startswith("hotmod.")
