@@ -39,6 +39,7 @@ class _Watched:
     defined: tuple[Definition, ...]  # what it defines (the stale check)
     file: str | None
     looks: int = 0  # looks so far
+    suspect: bool = False  # its first look named holders of its code
 
 
 @dataclass(frozen=True)
@@ -156,7 +157,8 @@ class LeakWatch:
     def _check_now(self, watch: list[_Watched]) -> None:
         gc.collect()
         again: list[_Watched] = []
-        suspects: list[_Watched] = []
+        first: list[_Watched] = []  # old code alive at a first look: searched at once
+        confirm: list[_Watched] = []  # holders named at the first look: searched again
         for item in watch:
             token = item.token() if item.token is not None else None
             instance_alive = item.module() is not None or token is not None
@@ -164,12 +166,18 @@ class LeakWatch:
             if not instance_alive and not code_alive:
                 continue
             if item.looks == 0:
-                # Something may hold it for a moment yet (a thread leaving a frame):
-                # only what is alive at a second look is reported.
-                again.append(replace(item, looks=1))
+                # Something may hold it for a moment yet (a thread leaving a frame, a
+                # library's queue about to run a callback): only what is alive at a second
+                # look is reported. The search for stale code runs now already: most old
+                # code alive now is held by the generations (handed over, in typing's
+                # caches), and then one search with no second look settles it.
+                if code_alive:
+                    first.append(item)
+                elif instance_alive:
+                    again.append(replace(item, looks=1))
                 continue
-            if code_alive:
-                suspects.append(item)
+            if code_alive and item.suspect:
+                confirm.append(item)
             if not instance_alive:
                 continue
             where = describe_holders(token) if token is not None else "the module object is referenced"
@@ -183,8 +191,13 @@ class LeakWatch:
                 item.name, item.born, where,
             )
             self._publish(ReloadEvent(EventKind.LEAKED, item.born, (item.name,), detail=where))
-        if suspects:
-            self._check_stale(suspects)
+        if first:
+            named = self._search(first)
+            for index, item in enumerate(first):
+                if index in named or item.module() is not None or (item.token and item.token()):
+                    again.append(replace(item, looks=1, suspect=index in named))
+        if confirm:
+            self._report_stale(confirm, self._search(confirm))
         if again:
             with self._lock:
                 schedule = not self._watch
@@ -192,10 +205,11 @@ class LeakWatch:
             if schedule:
                 self._submit(self._check, max(self.delay, 0.2))
 
-    def _check_stale(self, suspects: list[_Watched]) -> None:
-        """Name what still holds the suspects' code from outside the generations."""
+    def _search(self, suspects: list[_Watched]) -> dict[int, list[Holding]]:
+        """Index of each suspect whose old code a holder outside the generations still
+        references → those holders."""
         if self._scope is None:
-            return
+            return {}
         targets, owners = _alive_definitions(suspects)
         scope = self._scope({item.name for item in suspects})
         holdings = find_holders(targets, scope)
@@ -203,12 +217,14 @@ class LeakWatch:
         found: dict[int, list[Holding]] = {}
         for holding in holdings:
             found.setdefault(owners[holding.index], []).append(holding)
+        return found
+
+    def _report_stale(self, suspects: list[_Watched], found: dict[int, list[Holding]]) -> None:
         findings = []
+        now = time.time()
         for index, held in found.items():
             item = suspects[index]
-            finding = StaleFinding(item.name, item.born, item.file, tuple(held))
-            findings.append(finding)
-            now = time.time()
+            findings.append(StaleFinding(item.name, item.born, item.file, tuple(held)))
             for holding in held:
                 log.warning(
                     "stale code: %s still holds %s of generation %d; %s counts as restart-only"
