@@ -39,7 +39,7 @@ import gc
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import CellType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any
@@ -368,8 +368,7 @@ def _judge_cache(
         return _Pass(("attr", "__wrapped__"))
     if child is getattr(wrapper, "__dict__", None):
         return _Pass(("ns", None))
-    referents = gc.get_referents(wrapper)
-    cache = _cache_dict(wrapper, referents)
+    cache, entries = _cache_layout(wrapper)
     if cache is None:
         return _Pass(("cache", _MISSING))  # its keys cannot be told apart: count it
     if child is cache:
@@ -380,39 +379,39 @@ def _judge_cache(
             if result is value:
                 return _STOP if _holds_any(key, old) else _Pass(("cache", key))
         return _STOP
-    keys = {id(k) for k in list(cache)}
-    if id(child) in keys:
+    if any(key is child for key in list(cache)):
         return _STOP
-    for key, result in _entries(referents, cache):
+    for key, result in entries or ():
         if result is child:
             return _STOP if _holds_any(key, old) else _Pass(("cache", key))
     return _Pass(("cache", _MISSING))
 
 
-def _cache_dict(wrapper: Any, referents: list[Any]) -> dict[Any, Any] | None:
-    own = getattr(wrapper, "__dict__", None)
-    dicts = [r for r in referents if isinstance(r, dict) and r is not own]
-    return dicts[0] if len(dicts) == 1 else None
-
-
-def _entries(referents: list[Any], cache: dict[Any, Any]) -> Iterator[tuple[Any, Any]]:
-    """``(key, result)`` of a bounded lru cache, from what its wrapper visits for the
-    collector: each link's key and result in order (CPython's ``lru_cache_tp_traverse``),
-    with the links' own type between them. Nothing when that layout is not recognised."""
+def _cache_layout(wrapper: Any) -> tuple[dict[Any, Any] | None, list[tuple[Any, Any]] | None]:
+    """The cache dict of an lru_cache wrapper and, for a bounded one, its entries as
+    ``(key, result)``: read from what the wrapper shows the collector, which CPython
+    (3.11 to 3.14, ``lru_cache_tp_traverse``) lays out as its own type, then each
+    link's key, result and type in turn, then the cache dict. Entries are None when
+    that layout is not recognised (the caller then counts every result)."""
+    referents = gc.get_referents(wrapper)
+    entries: list[tuple[Any, Any]] = []
+    i = 1
+    while i + 2 < len(referents) and _is_link_type(referents[i + 2]):
+        entries.append((referents[i], referents[i + 1]))
+        i += 3
+    cache = referents[i] if i < len(referents) and isinstance(referents[i], dict) else None
+    if cache is None:
+        return None, None
+    if not any(_is_link_type(type(v)) for v in list(cache.values())):
+        return cache, []  # functools.cache (or empty): key → result in the dict itself
     keys = {id(k) for k in list(cache)}
-    link_types = {type(v) for v in list(cache.values())}
-    items: list[Any] = []
-    for obj in referents[1:]:  # the first is the wrapper's own type
-        if obj is cache:
-            break
-        if isinstance(obj, type) and obj in link_types:
-            continue
-        items.append(obj)
-    if len(items) % 2:
-        return
-    pairs = list(zip(items[::2], items[1::2], strict=True))
-    if all(id(key) in keys for key, _result in pairs):
-        yield from pairs
+    if len(entries) != len(keys) or any(id(key) not in keys for key, _result in entries):
+        return cache, None
+    return cache, entries
+
+
+def _is_link_type(obj: Any) -> bool:
+    return isinstance(obj, type) and obj.__name__ == "_lru_list_elem"
 
 
 def _holds_any(key: Any, old: set[int], depth: int = 3) -> bool:

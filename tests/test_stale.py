@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -239,13 +240,40 @@ def test_definitions_are_the_functions_classes_and_methods_a_module_defines(
     ]
 
 
-def test_the_search_names_nothing_for_an_object_only_a_generation_holds() -> None:
+def test_the_search_stops_at_the_generations_unless_a_library_global_holds_the_same_object(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class Held:
         pass
 
-    namespace = {"__name__": "app", "kept": [Held]}
-    scope = Scope([namespace], reloadable=lambda name: name == "app")
-    assert find_holders([("app.Held", Held)], scope) == []
-    module_level = {"__name__": "lib", "REGISTRY": [Held]}
-    assert find_holders([("app.Held", Held)], Scope([], reloadable=lambda name: False)) == []
-    del module_level
+    kept = [Held]
+    namespace = {"__name__": "app", "kept": kept}  # a live generation's module namespace
+    assert find_holders([("app.Held", Held)], Scope([namespace], lambda name: name == "app")) == []
+    library = types.ModuleType("hm_stale_library")
+    library.REGISTRY = kept  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hm_stale_library", library)
+    [holding] = find_holders([("app.Held", Held)], Scope([namespace], lambda name: name == "app"))
+    assert (holding.holder, holding.held, holding.kind) == (
+        "hm_stale_library.REGISTRY[0]", "app.Held", "global",
+    )
+
+
+def test_a_bounded_lru_caches_entries_are_read_on_this_python() -> None:
+    # The key rule reads a bounded lru_cache's entries from what its wrapper shows the
+    # collector; if a Python lays them out otherwise, every result counts (and typing's
+    # caches would be reported): this says so first.
+    import functools
+
+    from hotmod.reloader._stale import _cache_layout
+
+    @functools.lru_cache(maxsize=8)
+    def square(x: object) -> tuple[object, object]:
+        return (x, x)
+
+    results = {n: square(n) for n in ("a", 2, (3,))}
+    cache, entries = _cache_layout(square)
+    assert cache is not None and entries is not None
+    assert sorted(map(repr, (result for _key, result in entries))) == sorted(map(repr, results.values()))
+    forever = functools.cache(lambda x: [x])
+    forever("k")
+    assert _cache_layout(forever) == ({"k": ["k"]}, [])
