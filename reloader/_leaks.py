@@ -10,6 +10,7 @@ import logging
 import sys
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -211,9 +212,15 @@ class LeakWatch:
         if self._scope is None:
             return {}
         targets, owners = _alive_definitions(suspects)
-        scope = self._scope({item.name for item in suspects})
-        holdings = find_holders(targets, scope)
-        del targets
+        try:
+            holdings = find_holders(targets, self._scope({item.name for item in suspects}))
+        except Exception:
+            # The leak check goes on; the text, not the traceback, is kept (its frames
+            # would hold the old code the search was following).
+            log.error("the stale check failed:\n%s", traceback.format_exc())
+            return {}
+        finally:
+            del targets
         found: dict[int, list[Holding]] = {}
         for holding in holdings:
             found.setdefault(owners[holding.index], []).append(holding)

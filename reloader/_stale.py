@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import functools
 import gc
+import logging
 import sys
 import threading
+import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -45,6 +47,8 @@ from types import CellType, FrameType, FunctionType, MethodType, ModuleType
 from typing import Any
 
 from ._loader import TOKEN
+
+log = logging.getLogger("hotmod")
 
 #: How far up the referrers a survivor is followed, and how many objects at most
 #: (per level and in all) a search looks at: a bound on the cost, not a guess at
@@ -80,10 +84,12 @@ class Holding:
 
 
 def definitions(module: ModuleType, name: str) -> tuple[Definition, ...]:
-    """Weak references to what ``module`` (an instance of ``name``) defines. Objects
-    that do not take weak references (a few C-level wrappers) are left out."""
-    import weakref
-
+    """Weak references to what ``module`` (an instance of ``name``) defines: the
+    functions, classes and ``functools`` cache wrappers of its namespace whose
+    ``__module__`` is ``name``, what their closures and ``__wrapped__`` hold (a
+    decorated function), and the methods and nested classes of its classes. Only
+    types are asked anything: a lazy proxy in the namespace (``request``,
+    ``settings``) is never touched."""
     out: list[Definition] = []
     seen: set[int] = set()
 
@@ -92,42 +98,42 @@ def definitions(module: ModuleType, name: str) -> tuple[Definition, ...]:
         own = getattr(obj, "__qualname__", None)
         if isinstance(own, str) and "<" not in own:
             qualname = own  # a lambda or a local keeps the name it is found under
-        try:
-            out.append(Definition(f"{name}.{qualname}", weakref.ref(obj)))
-        except TypeError:
-            return
+        out.append(Definition(f"{name}.{qualname}", weakref.ref(obj)))
 
     def visit(obj: Any, qualname: str, depth: int) -> None:
-        if isinstance(obj, (staticmethod, classmethod)):
-            obj = obj.__func__
-        if isinstance(obj, property):
+        kind = type(obj)
+        if issubclass(kind, (staticmethod, classmethod)):
+            obj, kind = obj.__func__, type(obj.__func__)
+        if issubclass(kind, property):
             for part in (obj.fget, obj.fset, obj.fdel):
                 if part is not None:
                     visit(part, qualname, depth)
             return
-        if id(obj) in seen:
+        if id(obj) in seen or depth > 3:
             return
-        if isinstance(obj, FunctionType) and depth < 3:
+        if issubclass(kind, FunctionType):
             # A decorator's wrapper (ours or a library's) holds the function it wraps.
             for cell in obj.__closure__ or ():
                 try:
                     inner = cell.cell_contents
                 except ValueError:  # an empty cell
                     continue
-                if isinstance(inner, (FunctionType, type)):
+                if issubclass(type(inner), (FunctionType, type)):
                     visit(inner, qualname, depth + 1)
-        if getattr(obj, "__module__", None) != name:
-            return  # imported, or defined by another module
-        if isinstance(obj, type):
+            wrapped = obj.__dict__.get("__wrapped__")  # functools.wraps
+        elif _LRU_WRAPPER is not None and issubclass(kind, _LRU_WRAPPER):
+            wrapped = obj.__wrapped__
+        elif issubclass(kind, type):
+            wrapped = None
+        else:
+            return
+        if obj.__module__ == name:
             add(obj, qualname)
-            if depth < 3:
+            if issubclass(kind, type):
                 for key, value in list(vars(obj).items()):
                     visit(value, f"{qualname}.{key}", depth + 1)
-        elif isinstance(obj, FunctionType) or (callable(obj) and hasattr(obj, "__wrapped__")):
-            add(obj, qualname)
-        wrapped = getattr(obj, "__wrapped__", None)
-        if wrapped is not None and depth < 3:
-            visit(wrapped, qualname, depth + 1)  # functools.wraps, lru_cache
+        if wrapped is not None:
+            visit(wrapped, qualname, depth + 1)
 
     for key, value in list(vars(module).items()):
         if not key.startswith("__"):
@@ -153,8 +159,8 @@ class Scope:
         #: reloadable: the roots of named holders.
         self.library: dict[int, str] = {}
         for mod_name, module in list(sys.modules.items()):
-            if not isinstance(module, ModuleType):
-                continue
+            if not issubclass(type(module), ModuleType):
+                continue  # something a library put there in place of a module
             namespace = vars(module)
             if reloadable(mod_name) or TOKEN in namespace:
                 self.live.add(id(namespace))  # one of ours, perhaps being loaded right now
@@ -171,8 +177,12 @@ class Scope:
         if self.reloadable(module_name):
             return None
         obj: Any = sys.modules.get(module_name)
-        for part in qualname.split("."):
-            obj = getattr(obj, part, None)
+        try:
+            for part in qualname.split("."):
+                obj = getattr(obj, part, None)
+        except Exception:  # a module's __getattr__ that imports, and fails
+            log.debug("looking up %s.%s failed", module_name, qualname, exc_info=True)
+            return None
         return f"{module_name}.{qualname}" if obj is cls else None
 
 
@@ -234,7 +244,7 @@ def find_holders(
         front = {id(x) for x in frontier}
         edges: dict[int, list[Any]] = {}
         for ref in referrers:
-            if id(ref) in ignore or isinstance(ref, FrameType):
+            if id(ref) in ignore or type(ref) is FrameType:
                 continue
             for child in gc.get_referents(ref):
                 key = id(child)
@@ -249,7 +259,7 @@ def find_holders(
             if counts.get(target, 0) >= HOLDERS_PER_OBJECT:
                 continue
             refs = edges.get(id(child), ())
-            verdicts = [(ref, _judge(ref, child, scope, down, nodes, old)) for ref in refs]
+            verdicts = [(ref, _judged(ref, child, scope, down, nodes, old)) for ref in refs]
             roots = _canonical([v for _ref, v in verdicts if isinstance(v, _Root)], child)
             if roots:
                 for root in roots:
@@ -286,18 +296,30 @@ def _canonical(roots: list[_Root], child: Any) -> list[_Root]:
     globals_ = [r for r in roots if r.kind == "global"]
     if len(globals_) < 2:
         return roots
-    home = getattr(child, "__module__", None) if isinstance(child, (type, FunctionType)) else None
-    home = home or type(child).__module__
+    home = child.__module__ if issubclass(type(child), (type, FunctionType)) else type(child).__module__
     best = min(globals_, key=lambda r: (r.name != home, len(r.name), r.name))
     return [r for r in roots if r not in globals_ or r is best]
+
+
+def _judged(
+    ref: Any, child: Any, scope: Scope, down: dict[int, tuple[int, tuple[str, Any]]],
+    nodes: dict[int, Any], old: set[int],
+) -> _Verdict:
+    try:
+        return _judge(ref, child, scope, down, nodes, old)
+    except Exception:  # an object of a library's that answers no question: no path
+        log.debug("the stale check could not judge a %s", type(ref).__qualname__, exc_info=True)
+        return _STOP
 
 
 def _judge(
     ref: Any, child: Any, scope: Scope, down: dict[int, tuple[int, tuple[str, Any]]],
     nodes: dict[int, Any], old: set[int],
 ) -> _Verdict:
-    """What the edge ``ref → child`` is."""
-    if isinstance(ref, dict):
+    """What the edge ``ref → child`` is. Only types are asked (``isinstance`` would
+    ask a proxy for its ``__class__``)."""
+    kind = type(ref)
+    if issubclass(kind, dict):
         if id(ref) in scope.live:
             return _HELD
         key = _key_of(ref, child)
@@ -309,10 +331,10 @@ def _judge(
         if "__builtins__" in ref and "__name__" in ref:
             return _STOP  # a module namespace outside sys.modules: a retired instance's
         return _Pass(("item", key))
-    if isinstance(ref, ModuleType):
+    if issubclass(kind, ModuleType):
         return _STOP  # a module reaches its namespace, which was judged on its own
-    if isinstance(ref, type):
-        if isinstance(child, dict):
+    if issubclass(kind, type):
+        if issubclass(type(child), dict):
             name = scope.named_class(ref)
             return _Root(name, ("ns", None), "class") if name is not None else _Pass(("ns", None))
         # A subclass of old code (through __bases__, __mro__ or __base__): who holds it?
@@ -320,37 +342,37 @@ def _judge(
             if getattr(ref, attr, None) is child:
                 return _Pass(("attr", attr))
         return _Pass(("text", ""))
-    if _is_hotmod(type(ref).__module__):
+    if _is_hotmod(kind.__module__):
         return _STOP
-    if isinstance(ref, (list, tuple, deque)):
+    if issubclass(kind, (list, tuple, deque)):
         for index, item in enumerate(ref):
             if item is child:
                 return _Pass(("index", index))
         return _Pass(("text", "[...]"))
-    if isinstance(ref, (set, frozenset)):
+    if issubclass(kind, (set, frozenset)):
         return _Pass(("member", None))
-    if isinstance(ref, CellType):
+    if issubclass(kind, CellType):
         return _Pass(("cell", None))
-    if isinstance(ref, FunctionType):
+    if issubclass(kind, FunctionType):
         if child is ref.__closure__:
             return _Pass(("closure", ref.__code__.co_freevars))
         if child is ref.__defaults__:
             return _Pass(("attr", "__defaults__"))
-        if child is getattr(ref, "__dict__", None):
+        if child is ref.__dict__:
             return _Pass(("ns", None))
         return _Pass(("text", ""))
-    if isinstance(ref, MethodType):
+    if issubclass(kind, MethodType):
         return _Pass(("text", "") if child is ref.__func__ else ("attr", "__self__"))
-    if isinstance(ref, (staticmethod, classmethod)):
+    if issubclass(kind, (staticmethod, classmethod)):
         return _Pass(("text", ""))
-    if isinstance(ref, property):
+    if issubclass(kind, property):
         for part in ("fget", "fset", "fdel"):
             if getattr(ref, part) is child:
                 return _Pass(("attr", part))
         return _Pass(("text", ""))
-    if _LRU_WRAPPER is not None and isinstance(ref, _LRU_WRAPPER):
+    if _LRU_WRAPPER is not None and issubclass(kind, _LRU_WRAPPER):
         return _judge_cache(ref, child, down, nodes, old)
-    if isinstance(ref, threading.Thread):
+    if issubclass(kind, threading.Thread):
         hop = _attr_hop(ref, child)
         if ref.is_alive():
             return _Root(f"thread {ref.name!r}", hop, "thread")
@@ -399,7 +421,7 @@ def _cache_layout(wrapper: Any) -> tuple[dict[Any, Any] | None, list[tuple[Any, 
     while i + 2 < len(referents) and _is_link_type(referents[i + 2]):
         entries.append((referents[i], referents[i + 1]))
         i += 3
-    cache = referents[i] if i < len(referents) and isinstance(referents[i], dict) else None
+    cache = referents[i] if i < len(referents) and type(referents[i]) is dict else None
     if cache is None:
         return None, None
     if not any(_is_link_type(type(v)) for v in list(cache.values())):
@@ -411,13 +433,13 @@ def _cache_layout(wrapper: Any) -> tuple[dict[Any, Any] | None, list[tuple[Any, 
 
 
 def _is_link_type(obj: Any) -> bool:
-    return isinstance(obj, type) and obj.__name__ == "_lru_list_elem"
+    return type(obj) is type and obj.__name__ == "_lru_list_elem"
 
 
 def _holds_any(key: Any, old: set[int], depth: int = 3) -> bool:
     if id(key) in old:
         return True
-    if depth and isinstance(key, (tuple, list, frozenset)):
+    if depth and issubclass(type(key), (tuple, list, frozenset)):
         return any(_holds_any(part, old, depth - 1) for part in key)
     return False
 
@@ -437,20 +459,30 @@ def _key_of(mapping: dict[Any, Any], value: Any) -> Any:
 
 
 def _attr_hop(obj: Any, child: Any) -> tuple[str, Any]:
-    if child is type(obj):
+    """How an object reaches ``child``: its class, its namespace, an attribute. Read
+    past any ``__getattr__``/``__getattribute__`` of its class (a proxy's)."""
+    kind = type(obj)
+    if child is kind:
         return ("instance", None)
-    namespace = getattr(obj, "__dict__", None)
+    try:
+        namespace = object.__getattribute__(obj, "__dict__")
+    except Exception:
+        namespace = None
     if child is namespace:
         return ("ns", None)
-    if isinstance(namespace, dict):
+    if type(namespace) is dict:
         key = _key_of(namespace, child)
         if key is not _MISSING:
             return ("attr", key)
-    for cls in type(obj).__mro__:
-        for slot in getattr(cls, "__slots__", ()):
-            if isinstance(slot, str) and getattr(obj, slot, None) is child:
-                return ("attr", slot)
-    return ("text", f" (through a {type(obj).__module__}.{type(obj).__qualname__} object)")
+    for cls in kind.__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        for slot in (slots,) if isinstance(slots, str) else slots:
+            try:
+                if object.__getattribute__(obj, slot) is child:
+                    return ("attr", slot)
+            except Exception:
+                continue
+    return ("text", f" (through a {kind.__module__}.{kind.__qualname__} object)")
 
 
 _THREAD_PARTS = {"_target": " target", "_args": " args", "_kwargs": " kwargs"}
@@ -477,10 +509,10 @@ def _spell(root: _Root, child: int, down: dict[int, tuple[int, tuple[str, Any]]]
         if kind in ("item", "attr"):
             if thread and value in _THREAD_PARTS:
                 text += _THREAD_PARTS[value]
-            elif (namespace or kind == "attr") and isinstance(value, str) and value.isidentifier():
+            elif (namespace or kind == "attr") and type(value) is str and value.isidentifier():
                 text += f".{value}"
             else:
-                text += f"[{value!r}]"
+                text += f"[{_short(value)}]"
         elif kind == "index":
             if closure and value < len(closure):
                 text += f" (closure variable {closure[value]!r})"
@@ -502,7 +534,10 @@ def _spell(root: _Root, child: int, down: dict[int, tuple[int, tuple[str, Any]]]
 
 
 def _short(key: Any, limit: int = 60) -> str:
-    text = repr(key)
+    try:
+        text = repr(key)
+    except Exception:  # a key's own __repr__ that fails
+        text = f"<a {type(key).__qualname__}>"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -277,3 +277,26 @@ def test_a_bounded_lru_caches_entries_are_read_on_this_python() -> None:
     forever = functools.cache(lambda x: [x])
     forever("k")
     assert _cache_layout(forever) == ({"k": ["k"]}, [])
+
+
+def test_a_lazy_proxy_is_never_asked_anything(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Flask's `request` outside a request, Django's `settings` before configuration:
+    # any attribute asked of them raises. The walk and the search ask only types.
+    class Touchy:
+        def __init__(self, target: object) -> None:
+            object.__setattr__(self, "_target", target)
+
+        def __getattribute__(self, name: str) -> object:
+            raise RuntimeError(f"working outside of a request context (asked for {name})")
+
+    module = types.ModuleType("app.touchy")
+    exec("def view():\n    pass\n\n\nclass Pagination:\n    pass\n", vars(module))
+    module.request = Touchy(module.Pagination)  # type: ignore[attr-defined]
+    names = sorted(d.name for d in definitions(module, "app.touchy"))
+    assert names == ["app.touchy.Pagination", "app.touchy.view"]
+    library = types.ModuleType("hm_stale_touchy")
+    library.PROXY = module.request  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "hm_stale_touchy", library)
+    scope = Scope([], lambda name: name == "app.touchy")
+    [holding] = find_holders([("app.touchy.Pagination", module.Pagination)], scope)
+    assert holding.holder == "hm_stale_touchy.PROXY._target"
