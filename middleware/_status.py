@@ -11,6 +11,7 @@ STATUS_PATH = "/__hotmod__"
 
 _DRAINING_KEYS = ("generation", "in_flight", "since")
 _HISTORY_KEYS = ("time", "generation", "modules", "importers", "duration_ms", "exec_ms")
+_STALE_KEYS = ("time", "generation", "module", "object", "holder")
 
 
 def _project(rows: Iterable[Mapping[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -35,6 +36,7 @@ def build_status(
         "leaked": stats.get("leaked"),
         "leak_checks_pending": stats.get("leak_checks_pending", 0),
         "restart_needed": stats.get("restart_needed"),
+        "stale": _project(stats.get("stale", ()), _STALE_KEYS),
         "frameworks": list(frameworks),
         "graph": {name: sorted(imports) for name, imports in sorted(graph.items())},
     }

@@ -148,6 +148,7 @@ class Reloader:
             current=lambda: self._current,
             closed=lambda: self._closed,
             extensions=self._extensions,
+            reporter=self._report, registry=self._registry,  # stale code: restart, restart-only
         )
         # What this engine sees of the imports it did not make; the loader's Host.
         self._sight = ImportSight(
@@ -352,6 +353,7 @@ class Reloader:
                 "draining": draining,
                 "history": report["history"],
                 "leaked": leaked,
+                "stale": self._retirement.leaks.stale_snapshot(),
                 "leak_checks_pending": leak_checks_pending + self._retirement.awaiting(),
                 "last_error": self.last_error.as_dict() if self.last_error else None,
                 "restart_needed": report["restart_needed"],

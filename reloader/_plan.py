@@ -181,10 +181,15 @@ def restart_reasons(
     extensions: Sequence[Extension],
 ) -> dict[str, str]:
     """Module → why loading it afresh needs a restart, for the restart-only modules
-    of the plan (its own ``__hotmod_restart__`` flag, or an extension)."""
+    of the plan (its own ``__hotmod_restart__`` flag, an extension, or stale code an
+    earlier instance left reachable from outside the generations)."""
     reasons: dict[str, str] = {}
     for name in planned:
         module = modules.get(name)
+        stale = registry.stale.reason(name)
+        if stale is not None:
+            reasons[name] = f"an earlier reload of it left old code in use outside the generations ({stale})"
+            continue
         reason = restart_flag(module) if module is not None else None
         for extension in extensions:
             if reason is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import ast
 import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from types import ModuleType
@@ -39,6 +40,30 @@ class ModuleRecord:
         self.signature, self.digest, self.read_at = source.signature, source.digest, source.read_at
 
 
+class StaleModules:
+    """Modules whose replaced instances left code reachable from outside the
+    generations (``_stale``): restart-only for the rest of the process, since the
+    holder will take the next instance's code no better than it took this one's.
+
+    Written by the janitor (the stale check), read by the reload path (planning):
+    guarded by its own lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # guards _reasons
+        self._reasons: dict[str, str] = {}
+
+    def mark(self, name: str, reason: str) -> None:
+        with self._lock:
+            self._reasons.setdefault(name, reason)
+
+    def reason(self, name: str) -> str | None:
+        with self._lock:
+            return self._reasons.get(name)
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
+
 class Registry:
     """Module name → :class:`ModuleRecord`, with the indexes the reload path needs."""
 
@@ -56,6 +81,8 @@ class Registry:
         self.empty_seen: dict[str, Signature] = {}
         #: Content hashes of restart-only edits already reported: not reported again.
         self.restart_digests: dict[str, str] = {}
+        #: Modules found holding stale code: restart-only from then on.
+        self.stale = StaleModules()
 
     def __contains__(self, name: object) -> bool:
         return name in self._records

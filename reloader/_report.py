@@ -107,6 +107,33 @@ class Reporter:
     def restart(self, reasons: Mapping[str, str], files: tuple[str, ...], number: int) -> None:
         """Nothing is swapped: generation ``number`` keeps serving, and everyone is told
         that this edit needs a restart, and why (added to what was told before)."""
+        detail = self._need_restart(reasons, files)
+        log.warning(
+            "restart needed: %s changed, and %s; generation %d keeps serving the code"
+            " loaded before this edit",
+            ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
+        )
+        self.events.publish(ReloadEvent(
+            EventKind.RESTART_NEEDED, number, tuple(sorted(reasons)), detail=detail, files=files,
+        ))
+
+    def stale(self, reasons: Mapping[str, str], files: tuple[str, ...], number: int) -> None:
+        """Generation ``number`` was swapped in, but code of the instances it replaced
+        is still in use outside the generations (``reasons``: module → the holders,
+        in one line): only a restart serves the edit of ``files`` whole. Called from
+        the janitor, where the stale check runs."""
+        detail = self._need_restart(reasons, files)
+        log.warning(
+            "restart needed: %s was reloaded, but old code is still in use: %s",
+            ", ".join(files) or ", ".join(sorted(reasons)), detail,
+            extra={"hotmod_event": "restart_needed"},
+        )
+        self.events.publish(ReloadEvent(
+            EventKind.RESTART_NEEDED, number, tuple(sorted(reasons)), detail=detail, files=files,
+        ))
+
+    def _need_restart(self, reasons: Mapping[str, str], files: tuple[str, ...]) -> str:
+        """Add ``reasons`` to the restart notice; return them in one line."""
         detail = "; ".join(f"{name}: {why}" for name, why in sorted(reasons.items()))
         with self.lock:
             before = self._restart
@@ -116,14 +143,7 @@ class Reporter:
                 "files": sorted({*(before or {}).get("files", ()), *files}),
                 "time": time.time(),
             }
-        log.warning(
-            "restart needed: %s changed, and %s; generation %d keeps serving the code"
-            " loaded before this edit",
-            ", ".join(files), detail, number, extra={"hotmod_event": "restart_needed"},
-        )
-        self.events.publish(ReloadEvent(
-            EventKind.RESTART_NEEDED, number, tuple(sorted(reasons)), detail=detail, files=files,
-        ))
+        return detail
 
     def refreshed(self, number: int, files: Iterable[str]) -> None:
         handled = tuple(files)

@@ -1,5 +1,6 @@
-"""Retirement: the janitor thread, drain warnings and timeouts, and the purge hooks
-that fall due once every generation holding a replaced instance has retired."""
+"""Retirement: the janitor thread, drain warnings and timeouts, the purge hooks that
+fall due once every generation holding a replaced instance has retired, and the
+leak and stale checks that follow (``_leaks``, ``_stale``)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,10 @@ from typing import Any
 from ._events import EventKind, ReloadEvent
 from ._extension import Extension, retired
 from ._generation import DRAINING, RETIRED, Generation
-from ._leaks import LeakWatch
+from ._leaks import LeakWatch, StaleFinding
+from ._registry import Registry
+from ._report import Reporter
+from ._stale import Scope
 
 log = logging.getLogger("hotmod")
 
@@ -131,8 +135,15 @@ class Retirement:
         current: Callable[[], Generation | None],
         closed: Callable[[], bool],
         extensions: Sequence[Extension] = (),
+        reporter: Reporter | None = None,
+        registry: Registry | None = None,
     ) -> None:
-        self._extensions = extensions  # the engine's own list: extend() appends to it
+        """``extensions``: the engine's own list (extend() appends to it), whose
+        ``retired`` hooks run after a generation's purges. ``reporter`` and
+        ``registry``: where stale code found after a retirement is told
+        (``restart_needed``) and remembered (its module becomes restart-only);
+        without them it is only logged and listed."""
+        self._extensions = extensions
         self.drain_warning = drain_warning
         self.drain_timeout = drain_timeout
         self._publish = publish
@@ -143,9 +154,12 @@ class Retirement:
         self._replaced: list[Replaced] = []
         self.counts = {"retired": 0, "purges": 0, "purge_errors": 0}
         self.janitor = Janitor(name)
+        self._reporter = reporter
+        self._registry = registry
         self.leaks = LeakWatch(
             delay=leak_check_delay, keep=keep,
             submit=lambda fn, delay: self.janitor.submit(fn, delay), publish=publish,
+            scope=self._stale_scope, on_stale=self._on_stale,
         )
         self._purged: weakref.WeakSet[ModuleType] = weakref.WeakSet()
         self._purge_lock = threading.Lock()  # one purge at a time, each instance once
@@ -314,12 +328,42 @@ class Retirement:
         with self._lock:
             self.live.clear()
 
+    # -- stale code ----------------------------------------------------------------
+
+    def _stale_scope(self, checked: set[str]) -> Scope:
+        """The generations as the stale check sees them, on the janitor: the module
+        namespaces of the live generations; reloadable, any name the registry or a
+        live generation knows, and the names being checked."""
+        live = self.live_generations()
+        tables = [dict(gen.modules) for gen in live]
+        names = {name for table in tables for name in table} | checked
+        registry = self._registry
+
+        def reloadable(name: str) -> bool:
+            return name in names or (registry is not None and name in registry)
+
+        return Scope([vars(m) for table in tables for m in table.values()], reloadable)
+
+    def _on_stale(self, findings: list[StaleFinding]) -> None:
+        """Old code is reachable from outside the generations: each module becomes
+        restart-only, and everyone is told that the process needs a restart."""
+        reasons = {f.module: f.reason() for f in findings}
+        if self._registry is not None:
+            for name, reason in reasons.items():
+                self._registry.stale.mark(name, reason)
+        if self._reporter is not None:
+            current = self._current()
+            files = tuple(sorted({f.file for f in findings if f.file}))
+            self._reporter.stale(reasons, files, current.number if current is not None else 0)
+
     def after_fork(self) -> None:
         """Locks another thread held at fork time stay held forever in the child."""
         self._lock = threading.Lock()
         self._purge_lock = threading.Lock()
         self.janitor.after_fork()
         self.leaks.after_fork()
+        if self._registry is not None:
+            self._registry.stale.after_fork()
         for gen in list(self.live.values()):
             gen.after_fork_in_child()
 

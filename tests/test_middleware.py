@@ -36,6 +36,7 @@ STATUS_KEYS = {
     "leaked",
     "leak_checks_pending",
     "restart_needed",
+    "stale",
     "frameworks",
     "graph",
 }
