@@ -12,6 +12,7 @@ import threading
 import time
 import traceback
 import weakref
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -144,6 +145,8 @@ class Retirement:
         (``restart_needed``) and remembered (its module becomes restart-only);
         without them it is only logged and listed."""
         self._extensions = extensions
+        # The served targets of the latest retired generations (the stale check's scope).
+        self._retired_apps: deque[weakref.ref[Any]] = deque(maxlen=keep)
         self.drain_warning = drain_warning
         self.drain_timeout = drain_timeout
         self._publish = publish
@@ -283,6 +286,7 @@ class Retirement:
         for gen, newly in released:
             if newly:
                 retired(self._extensions, gen)
+                self._remember_app(gen.target)
             gen.release()
         # After the purges: a subscriber told "retired" may rely on them having run.
         for gen in gens:
@@ -330,6 +334,13 @@ class Retirement:
 
     # -- stale code ----------------------------------------------------------------
 
+    def _remember_app(self, app: Any) -> None:
+        """A retired generation's served target, weakly, for the stale check's scope."""
+        try:
+            self._retired_apps.append(weakref.ref(app))
+        except TypeError:  # not weakly referable (a builtin): nothing to remember
+            pass
+
     def _stale_scope(self, checked: set[str]) -> Scope:
         """The generations as the stale check sees them, on the janitor: the module
         namespaces of the live generations; reloadable, any name the registry or a
@@ -342,7 +353,8 @@ class Retirement:
         def reloadable(name: str) -> bool:
             return name in names or (registry is not None and name in registry)
 
-        return Scope([vars(m) for table in tables for m in table.values()], reloadable)
+        apps = [app for ref in list(self._retired_apps) if (app := ref()) is not None]
+        return Scope([vars(m) for table in tables for m in table.values()], reloadable, apps)
 
     def _on_stale(self, findings: list[StaleFinding]) -> None:
         """Old code is reachable from outside the generations: each module becomes

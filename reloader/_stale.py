@@ -150,11 +150,23 @@ class Scope:
     :param live: the module namespaces of the live generations (by identity).
     :param reloadable: whether a module name is one the engine loads (registry,
         live generations, the instances being checked).
+    :param retired_apps: the served targets of retired generations (their app
+        objects) still alive: a path through one is that old app kept, which the leak
+        check reports, not old code a library calls in place of the new (nobody
+        serves a retired generation's app: CherryPy's start-up checker leaves the
+        previous app on a process-wide dummy request, and a path from there is no
+        stale code).
     """
 
-    def __init__(self, live: Iterable[dict[str, Any]], reloadable: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        live: Iterable[dict[str, Any]],
+        reloadable: Callable[[str], bool],
+        retired_apps: Iterable[Any] = (),
+    ) -> None:
         self.reloadable = reloadable
         self.live: set[int] = {id(ns) for ns in live}
+        self.retired_apps: set[int] = {id(app) for app in retired_apps}
         #: namespace id → module name, for the modules in sys.modules that are not
         #: reloadable: the roots of named holders.
         self.library: dict[int, str] = {}
@@ -319,6 +331,8 @@ def _judge(
     """What the edge ``ref → child`` is. Only types are asked (``isinstance`` would
     ask a proxy for its ``__class__``)."""
     kind = type(ref)
+    if id(ref) in scope.retired_apps:
+        return _STOP
     if issubclass(kind, dict):
         if id(ref) in scope.live:
             return _HELD

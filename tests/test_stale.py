@@ -300,3 +300,35 @@ def test_a_lazy_proxy_is_never_asked_anything(monkeypatch: pytest.MonkeyPatch) -
     scope = Scope([], lambda name: name == "app.touchy")
     [holding] = find_holders([("app.touchy.Pagination", module.Pagination)], scope)
     assert holding.holder == "hm_stale_touchy.PROXY._target"
+
+
+def test_a_retired_generation_s_app_kept_by_a_library_is_a_leak_not_stale_code(
+    app: Path, started: Make, warnings: pytest.LogCaptureFixture
+) -> None:
+    """Nobody serves a retired generation's app: a library that keeps the old app
+    object (CherryPy's start-up checker, one generation behind) keeps its code
+    alive but never runs it in place of the new. Not a restart."""
+    engine = started("staleapp.by_app:app")
+    edit(app / "by_app.py")
+    reloaded(engine, app / "by_app.py")
+    assert engine.current.target() == 2
+    import stale_lib  # type: ignore[import-not-found]
+
+    assert stale_lib.PREVIOUS is not None and stale_lib.PREVIOUS() == 1  # the old app, kept
+    assert engine.stats()["stale"] == []
+    assert engine.restart_needed is None
+    assert stale_lines(warnings) == []
+
+
+def test_an_instance_of_an_old_class_that_a_library_keeps_outside_any_app_is_stale(
+    app: Path, started: Make, warnings: pytest.LogCaptureFixture
+) -> None:
+    """The control: the same class, held through an instance a library registered
+    (an admin's view objects): its methods are the old code a library calls."""
+    edit(app / "by_app.py", "REGISTER_VIEW = False", "REGISTER_VIEW = True")
+    engine = started("staleapp.by_app:app")
+    edit(app / "by_app.py")
+    reloaded(engine, app / "by_app.py")
+    holders = [(s["holder"], s["object"]) for s in engine.stats()["stale"]]
+    assert ("stale_lib.VIEWS[0].__class__", "staleapp.by_app.Root") in holders, holders
+    assert engine.restart_needed is not None
