@@ -57,6 +57,7 @@ def test_a_syntax_error_shows_the_error_page_and_its_fix_serves_again(server: Se
     server.wait_served("/hello", "hello world v1")
 
 
+@pytest.mark.slow  # make stress: the suite keeps its first proof of the same
 def test_twenty_edits_keep_descriptors_flat_and_only_cherrypys_checker_holds_a_generation(
     server: Served, pkg: Path
 ) -> None:

@@ -114,6 +114,7 @@ def test_a_pagination_edit_names_the_holder_restarts_with_the_socket_kept_and_se
     assert (status["generation"], status["restart_needed"], status["stale"]) == (1, None, [])
 
 
+@pytest.mark.slow  # make stress: the suite keeps its first proof of the same
 def test_after_the_restart_nothing_restarts_again_without_an_edit(served: Served) -> None:
     mark = served.mark()
     deadline = time.monotonic() + 3.0

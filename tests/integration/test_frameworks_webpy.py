@@ -143,6 +143,7 @@ def test_no_module_object_ever_runs_two_versions_under_load(server: Served, pkg:
     server.wait_served("/loaded", "hello v1")
 
 
+@pytest.mark.slow  # make stress: the suite keeps its first proof of the same
 def test_twenty_edits_leak_nothing_and_keep_descriptors_flat(server: Served, pkg: Path) -> None:
     def text(n: int) -> tuple[str, str]:
         served = f"hello v1 edit {n}" if n else "hello v1"
