@@ -635,3 +635,27 @@ def counting_refusals(port: int) -> Iterator[list[str]]:
     finally:
         stop.set()
         thread.join(30)
+
+
+def django_project(
+    folder: Path, app: str, fixture: Path, *, installed: Sequence[str] = (), settings: str = ""
+) -> Path:
+    """A Django project as its scaffolding makes it (``django-admin startproject mysite``,
+    ``manage.py startapp APP``), the fixture's files of ``APP`` copied over it, ``APP``
+    (after ``installed``) added to ``INSTALLED_APPS``, ``settings`` appended to the
+    settings module, and ``APP.urls`` included by name under ``APP/``."""
+    run = {"cwd": folder, "check": True, "capture_output": True, "timeout": 60}
+    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite"], **run)  # type: ignore[call-overload]
+    project = folder / "mysite"
+    subprocess.run([sys.executable, "manage.py", "startapp", app], **{**run, "cwd": project})  # type: ignore[call-overload]
+    shutil.copytree(fixture / app, project / app, dirs_exist_ok=True)
+    settings_py = project / "mysite" / "settings.py"
+    apps = "".join(f"\n    '{name}'," for name in (*installed, app))
+    replace(settings_py, "INSTALLED_APPS = [", f"INSTALLED_APPS = [{apps}")
+    if settings:
+        settings_py.write_text(settings_py.read_text() + settings)
+    urls = project / "mysite" / "urls.py"
+    replace(urls, "from django.urls import path", "from django.urls import include, path")
+    admin_route = "path('admin/', admin.site.urls),"
+    replace(urls, admin_route, f"{admin_route}\n    path('{app}/', include('{app}.urls')),")
+    return project

@@ -14,19 +14,11 @@ from pathlib import Path
 
 import pytest
 from conftest import Write
+from support import module_source
 
 from hotmod.reloader import Reloader, ReloadError
 
-REGISTRY = """
-names = set()
-
-def register(name):
-    if not isinstance(name, str):
-        raise TypeError(f"a name must be a string, not {name!r}")
-    if name in names:
-        raise ValueError(f"{name!r} is already registered")
-    names.add(name)
-"""
+REGISTRY = module_source("registry")
 
 MODELS = """
 import registry

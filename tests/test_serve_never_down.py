@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from support import Served, counting_refusals, get, wait_until, write
+from support import Served, counting_refusals, get, module_source, wait_until, write
 
 APP = """
 import os
@@ -88,14 +88,7 @@ def test_a_restart_whose_process_cannot_load_keeps_the_socket_and_loads_once_fix
     assert len([x for x in server.lines[mark:] if x.startswith("hotmod: restarting")]) == 1
 
 
-REGISTRY = """
-names = set()
-
-def register(name):
-    if name in names:
-        raise ValueError(f"{name!r} is already registered")
-    names.add(name)
-"""
+REGISTRY = module_source("registry")
 
 REGISTERING_APP = """
 import os

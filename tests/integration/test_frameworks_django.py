@@ -4,15 +4,12 @@ polls``), over real HTTP. One server for the module; the edits run in sequence."
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Hammer, Served, counting_refusals, hotmod_serving, pid_of, replace
+from support import Hammer, Served, counting_refusals, django_project, hotmod_serving, pid_of, replace
 
 pytest.importorskip("django")
 
@@ -22,17 +19,7 @@ FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "django_polls"
 def make_project(folder: Path) -> Path:
     """startproject + startapp, then the fixture's views, URLconf, model, admin and
     template; ``polls`` installed and included by name."""
-    run = {"cwd": folder, "check": True, "capture_output": True, "timeout": 60}
-    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite"], **run)  # type: ignore[call-overload]
-    project = folder / "mysite"
-    subprocess.run([sys.executable, "manage.py", "startapp", "polls"], **{**run, "cwd": project})  # type: ignore[call-overload]
-    shutil.copytree(FIXTURE / "polls", project / "polls", dirs_exist_ok=True)
-    replace(project / "mysite" / "settings.py", "INSTALLED_APPS = [", "INSTALLED_APPS = [\n    'polls',")
-    urls = project / "mysite" / "urls.py"
-    replace(urls, "from django.urls import path", "from django.urls import include, path")
-    admin_route = "path('admin/', admin.site.urls),"
-    replace(urls, admin_route, f"{admin_route}\n    path('polls/', include('polls.urls')),")
-    return project
+    return django_project(folder, "polls", FIXTURE)
 
 
 @pytest.fixture(scope="module")

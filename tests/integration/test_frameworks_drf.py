@@ -11,15 +11,12 @@ new class serves."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import Hammer, Served, hotmod_serving, replace
+from support import Hammer, Served, django_project, hotmod_serving, replace
 
 pytest.importorskip("django")
 pytest.importorskip("rest_framework")
@@ -43,19 +40,7 @@ HOLDER = (
 def make_project(folder: Path) -> Path:
     """startproject + startapp, then the fixture's pagination, views and URLconf;
     ``rest_framework`` and ``snippets`` installed, ``snippets.urls`` included by name."""
-    run = {"cwd": folder, "check": True, "capture_output": True, "timeout": 60}
-    subprocess.run([sys.executable, "-m", "django", "startproject", "mysite"], **run)  # type: ignore[call-overload]
-    project = folder / "mysite"
-    subprocess.run([sys.executable, "manage.py", "startapp", "snippets"], **{**run, "cwd": project})  # type: ignore[call-overload]
-    shutil.copytree(FIXTURE / "snippets", project / "snippets", dirs_exist_ok=True)
-    settings = project / "mysite" / "settings.py"
-    replace(settings, "INSTALLED_APPS = [", "INSTALLED_APPS = [\n    'rest_framework',\n    'snippets',")
-    settings.write_text(settings.read_text() + REST_FRAMEWORK)
-    urls = project / "mysite" / "urls.py"
-    replace(urls, "from django.urls import path", "from django.urls import include, path")
-    admin_route = "path('admin/', admin.site.urls),"
-    replace(urls, admin_route, f"{admin_route}\n    path('snippets/', include('snippets.urls')),")
-    return project
+    return django_project(folder, "snippets", FIXTURE, installed=["rest_framework"], settings=REST_FRAMEWORK)
 
 
 @pytest.fixture(scope="module")
