@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
-import sysconfig
 import traceback as _traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Protocol
+
+from ._roots import in_system_dir
 
 __all__ = ["HotmodError", "LoadFailure", "ReloadError", "SourceChanged", "TargetError"]
 
@@ -94,14 +94,6 @@ def _is_source_file(path: str | None) -> bool:
     return bool(path) and not (path or "").startswith("<")
 
 
-def _library_dirs() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    dirs = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    dirs.update(site for site in sys.path if site.endswith(("site-packages", "dist-packages")))
-    return tuple(sorted(os.path.join(d, "") for d in dirs))
-
-
-_LIBRARY_DIRS = _library_dirs()
 #: hotmod's own folders (the engine's and the middleware's).
 _OWN_DIRS = (_OWN_DIR, str(Path(_OWN_DIR).parent / "middleware"))
 
@@ -111,7 +103,7 @@ def _is_user_file(path: str) -> bool:
     the interpreter's libraries or site-packages, not hotmod's own."""
     if not _is_source_file(path) or path.startswith(_OWN_DIRS):
         return False
-    return not os.path.realpath(path).startswith(_LIBRARY_DIRS) and not path.startswith(_LIBRARY_DIRS)
+    return not in_system_dir(os.path.realpath(path))
 
 
 class _Contains(Protocol):
