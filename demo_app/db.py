@@ -187,6 +187,23 @@ def get_note(note_id: int) -> Note | None:
     return _note(row) if row else None
 
 
+def notes_after(note_id: int) -> list[Note]:
+    """The notes added since note ``note_id``, oldest first (what a live feed polls for)."""
+    with connection() as conn:
+        rows = conn.execute(
+            _sql("select id, author, body, created_at from notes where id > %s order by id"),
+            (note_id,),
+        ).fetchall()
+    return [_note(row) for row in rows]
+
+
+def latest_note_id() -> int:
+    """The id of the newest note, 0 when there is none: where a live feed starts."""
+    with connection() as conn:
+        row = conn.execute("select coalesce(max(id), 0) from notes").fetchone()
+    return int(row[0])
+
+
 def add_note(body: object, author: object = None) -> Note:
     """Store a note; raises ``ValueError`` when it is empty or too long."""
     body, author = validate(body, author)
