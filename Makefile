@@ -13,7 +13,7 @@ CONSTRAINTS ?=
 # `make test-lowest` run on each, found on PATH or through pyenv.
 PYTHONS ?= 3.11 3.12 3.13
 
-.PHONY: install test test-matrix test-lowest stress run bench bench-quick lint clean
+.PHONY: install test test-matrix test-lowest stress run run-asgi bench bench-quick lint clean
 
 install: $(STAMP)
 
@@ -40,6 +40,10 @@ stress: $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/hotmod serve demo_app.wsgi:app --host $(HOST) --port $(PORT)
+
+# The same notes over ASGI: FastAPI on uvicorn, with a live feed (docs/demo.md).
+run-asgi: $(STAMP)
+	$(VENV)/bin/hotmod serve demo_app.asgi:app --host $(HOST) --port $(PORT)
 
 bench: $(STAMP)
 	$(PY) -m bench
