@@ -1,0 +1,221 @@
+"""The demo's ASGI face on PostgreSQL: one pool for the life of ``hotmod serve``.
+
+Each test runs ``hotmod serve demo_app.asgi:app`` (uvicorn, a free port on
+127.0.0.1) on its own copy of ``demo_app/`` in ``tmp_path`` and edits that
+copy's files, as a developer would. Its pool gets a unique
+``application_name`` and its own schema, so the backends counted in
+``pg_stat_activity`` are this test's and nobody else's.
+
+The ASGI face has more users of the pool than the WSGI one: besides the
+requests, each live app's feed polls the database (the current generation's,
+and a draining one's while its streams last), so the pool may grow from its
+two connections towards its max under that overlap. What may never happen is
+the WSGI demo's leak, a pool per reload (two more backends per edit): the
+count stays within the one pool's bounds however many edits there are.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import psycopg_pool  # noqa: F401  (see test_demo_asgi.py: clean_modules)
+import pytest
+from psycopg.conninfo import make_conninfo
+from support import Served, call, demo_copy, hotmod_serving, replace, wait_until
+from test_demo_asgi import ASGI_TARGET, EventStream, add_note, api_status, edit_heading, feed_event, lifespans
+
+pytestmark = pytest.mark.postgres
+
+# Mirrors demo_app.db; the first test checks them against what the server reports.
+POOL_MIN_SIZE = 2
+POOL_MAX_SIZE = 4
+
+
+class Backends:
+    """Counts this test's backends in ``pg_stat_activity``, from a connection of its own."""
+
+    def __init__(self, dsn: str, application_name: str) -> None:
+        self.application_name = application_name
+        self._conn = psycopg.connect(dsn, autocommit=True, application_name="hotmod-test-observer")
+        self._lock = threading.Lock()
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*) from pg_stat_activity where application_name = %s",
+                (self.application_name,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def terminate(self) -> None:
+        with self._lock:
+            self._conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
+                (self.application_name,),
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Sampler:
+    """Counts the backends on a thread of its own for as long as the block runs."""
+
+    def __init__(self, dsn: str, application_name: str) -> None:
+        self._backends = Backends(dsn, application_name)
+        self._stop = threading.Event()
+        self.samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="backend-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self._backends.count())
+            self._stop.wait(0.01)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._backends.close()
+
+
+@dataclass
+class Database:
+    url: str
+    dsn: str
+    application_name: str
+    backends: Backends
+
+
+@pytest.fixture
+def database(pg_dsn: str) -> Iterator[Database]:
+    """A ``DATABASE_URL`` for this test only: a unique application_name and schema."""
+    tag = uuid.uuid4().hex[:12]
+    application_name = f"hotmod-test-asgi-{tag}"
+    schema = f"hotmod_test_asgi_{tag}"
+    with psycopg.connect(pg_dsn, autocommit=True) as conn:
+        conn.execute(f"create schema {schema}")
+    url = make_conninfo(pg_dsn, application_name=application_name, options=f"-c search_path={schema}")
+    backends = Backends(pg_dsn, application_name)
+    try:
+        yield Database(url, pg_dsn, application_name, backends)
+    finally:
+        # A failing test may leave a server behind; never let its pool outlive the test.
+        backends.terminate()
+        backends.close()
+        with psycopg.connect(pg_dsn, autocommit=True) as conn:
+            conn.execute(f"drop schema {schema} cascade")
+
+
+@pytest.fixture
+def asgi_server(project: Path, database: Database) -> Iterator[Served]:
+    """``hotmod serve demo_app.asgi:app`` on a copy of the demo, on this test's database."""
+    env = {"DATABASE_URL": database.url}
+    with demo_copy(project), hotmod_serving(ASGI_TARGET, project, env=env) as served:
+        yield served
+
+
+def edit_max_length(root: Path, length: int) -> None:
+    db_py = root / "demo_app" / "db.py"
+    current = db_py.read_text().split("MAX_NOTE_LENGTH = ", 1)[1].split("\n", 1)[0]
+    replace(db_py, f"MAX_NOTE_LENGTH = {current}", f"MAX_NOTE_LENGTH = {length}")
+
+
+def test_twenty_edits_under_hotmod_serve_keep_one_pool_and_its_backends(
+    asgi_server: Served, project: Path, database: Database
+) -> None:
+    port = asgi_server.port
+    assert port is not None
+    first = api_status(port).json()
+    assert first["backend"] == "postgresql"
+    assert first["application_name"] == database.application_name
+    assert first["pool_max"] == POOL_MAX_SIZE
+    assert first["pid"] == asgi_server.pid
+    baseline = database.backends.count()
+    assert POOL_MIN_SIZE <= baseline <= POOL_MAX_SIZE
+    notes = [add_note(port, "before the edits")]
+
+    with Sampler(database.dsn, database.application_name) as sampler:
+        for n in range(1, 21):
+            if n % 2:
+                edit_heading(project, f"edit {n}")
+                asgi_server.wait_served("/", f"<h1>edit {n}</h1>")
+            else:
+                # db.py itself: its instance is new, its pool is the old instance's.
+                edit_max_length(project, 500 - n)
+                asgi_server.wait_served("/", f'maxlength="{500 - n}"')
+            status = api_status(port).json()
+            assert status["pid"] == asgi_server.pid
+            assert status["pool_id"] == first["pool_id"]
+            assert status["pool_created_at"] == first["pool_created_at"]
+            assert database.backends.count() <= POOL_MAX_SIZE
+            notes.append(add_note(port, f"after edit {n}"))
+
+    assert sampler.samples, "the sampler never ran"
+    assert max(sampler.samples) <= POOL_MAX_SIZE, f"more backends than one pool holds: {max(sampler.samples)}"
+    status = asgi_server.settle()
+    assert status["generation"] >= 21
+    assert status["leaked"] == []
+    assert POOL_MIN_SIZE <= database.backends.count() <= POOL_MAX_SIZE
+    listed = call(port, "GET", "/api/notes").json()["notes"]
+    assert sorted(note["id"] for note in listed) == sorted(note["id"] for note in notes)
+
+
+def test_a_stream_opened_before_an_edit_of_db_finishes_on_the_old_code_and_the_same_pool(
+    asgi_server: Served, project: Path, database: Database
+) -> None:
+    port = asgi_server.port
+    assert port is not None
+    pool_id = api_status(port).json()["pool_id"]
+    with EventStream(port, "/api/notes/stream?limit=2") as old:
+        hello = old.expect("hello")
+        first = add_note(port, "before the edit")
+        assert feed_event(old, "note", "before the edit") == {"note": first, **hello}
+
+        replace(project / "demo_app" / "asgi.py", 'NOTE_EVENT = "note"', 'NOTE_EVENT = "note.added"')
+        edit_max_length(project, 280)
+        asgi_server.wait_served("/", 'maxlength="280"')
+        new_status = api_status(port)
+        assert new_status.generation > hello["generation"]
+        assert new_status.json()["pool_id"] == pool_id
+        with EventStream(port, "/api/notes/stream?limit=1") as new:
+            new_hello = new.expect("hello")
+            second = add_note(port, "after the edit")
+            assert feed_event(new, "note.added", "after the edit") == {"note": second, **new_hello}
+            assert new.next_event() is None
+        # Two apps poll now, the old one through the old instance of db.py: one pool still.
+        assert lifespans(port)[hello["app"]]["stopped_at"] is None
+        assert database.backends.count() <= POOL_MAX_SIZE
+        assert feed_event(old, "note", "after the edit") == {"note": second, **hello}
+        assert old.next_event() is None
+    wait_until(
+        lambda: lifespans(port)[hello["app"]]["stopped_at"] is not None,
+        timeout=15,
+        what="the old app's lifespan shutdown once its stream ended",
+    )
+    assert asgi_server.settle()["leaked"] == []
+    assert api_status(port).json()["pool_id"] == pool_id
+    assert database.backends.count() <= POOL_MAX_SIZE
+
+
+def test_ctrl_c_after_edits_closes_the_pool_and_leaves_no_backends(
+    asgi_server: Served, project: Path, database: Database
+) -> None:
+    port = asgi_server.port
+    assert port is not None
+    for n in range(1, 4):
+        edit_max_length(project, 500 - n)
+        asgi_server.wait_served("/", f'maxlength="{500 - n}"')
+    assert database.backends.count() >= POOL_MIN_SIZE
+    assert asgi_server.stop(signal.SIGINT, timeout=15) == 0
+    wait_until(lambda: database.backends.count() == 0, timeout=15, what="every backend to go")
