@@ -19,7 +19,8 @@ from __future__ import annotations
 import signal
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +28,18 @@ import psycopg
 import psycopg_pool  # noqa: F401  (see test_demo_asgi.py: clean_modules)
 import pytest
 from psycopg.conninfo import make_conninfo
-from support import Served, call, demo_copy, hotmod_serving, replace, wait_until
-from test_demo_asgi import ASGI_TARGET, EventStream, add_note, api_status, edit_heading, feed_event, lifespans
+from support import Served, call, demo_copy, hotmod_serving, replace, wait_until, without_functions
+from test_demo_asgi import (
+    ASGI_TARGET,
+    EventStream,
+    HotDemo,
+    add_note,
+    api_status,
+    edit_heading,
+    feed_event,
+    hot_demo_serving,
+    lifespans,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -125,6 +136,25 @@ def asgi_server(project: Path, database: Database) -> Iterator[Served]:
         yield served
 
 
+@pytest.fixture
+def serve_in_process(
+    project: Path, database: Database, port: int, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., HotDemo]]:
+    """``start(remove_from_db=...)``: the demo copy behind ``HotReload`` on uvicorn in this
+    process (the test drives the reloads), with the functions named taken out of its
+    db.py first; stopped at the end of the test."""
+    monkeypatch.setenv("DATABASE_URL", database.url)
+    with demo_copy(project), ExitStack() as stack:
+
+        def start(*, remove_from_db: tuple[str, ...] = ()) -> HotDemo:
+            db_py = project / "demo_app" / "db.py"
+            if remove_from_db:
+                db_py.write_text(without_functions(db_py.read_text(), *remove_from_db))
+            return stack.enter_context(hot_demo_serving(project, port))
+
+        yield start
+
+
 def edit_max_length(root: Path, length: int) -> None:
     db_py = root / "demo_app" / "db.py"
     current = db_py.read_text().split("MAX_NOTE_LENGTH = ", 1)[1].split("\n", 1)[0]
@@ -163,7 +193,9 @@ def test_twenty_edits_under_hotmod_serve_keep_one_pool_and_its_backends(
 
     assert sampler.samples, "the sampler never ran"
     assert max(sampler.samples) <= POOL_MAX_SIZE, f"more backends than one pool holds: {max(sampler.samples)}"
-    assert asgi_server.settle()["generation"] >= 21
+    status = asgi_server.settle()
+    assert status["generation"] >= 21
+    assert status["leaked"] == []
     assert POOL_MIN_SIZE <= database.backends.count() <= POOL_MAX_SIZE
     listed = call(port, "GET", "/api/notes").json()["notes"]
     assert sorted(note["id"] for note in listed) == sorted(note["id"] for note in notes)
@@ -201,6 +233,7 @@ def test_a_stream_opened_before_an_edit_of_db_finishes_on_the_old_code_and_the_s
         timeout=15,
         what="the old app's lifespan shutdown once its stream ended",
     )
+    assert asgi_server.settle()["leaked"] == []
     assert api_status(port).json()["pool_id"] == pool_id
     assert database.backends.count() <= POOL_MAX_SIZE
 
@@ -216,3 +249,57 @@ def test_ctrl_c_after_edits_closes_the_pool_and_leaves_no_backends(
     assert database.backends.count() >= POOL_MIN_SIZE
     assert asgi_server.stop(signal.SIGINT, timeout=15) == 0
     wait_until(lambda: database.backends.count() == 0, timeout=15, what="every backend to go")
+
+
+def test_behind_hot_reload_100_reloads_of_db_and_100_of_asgi_keep_one_pool_and_its_backends(
+    serve_in_process: Callable[..., HotDemo], database: Database
+) -> None:
+    demo = serve_in_process()
+    first = api_status(demo.port).json()
+    baseline = database.backends.count()
+    assert first["connections"] == baseline
+    assert POOL_MIN_SIZE <= baseline <= POOL_MAX_SIZE
+    with Sampler(database.dsn, database.application_name) as sampler:
+        for name in ("db", "asgi"):
+            for i in range(100):
+                generation = demo.reload(name)
+                reply = api_status(demo.port)
+                assert reply.generation == generation
+                assert reply.json()["pool_id"] == first["pool_id"]
+                assert reply.json()["pool_created_at"] == first["pool_created_at"]
+                if i % 25 == 0:
+                    add_note(demo.port, f"{name} reload {i}")
+    assert demo.hot.generation == 201
+    assert sampler.samples, "the sampler never ran"
+    assert baseline <= min(sampler.samples) and max(sampler.samples) <= POOL_MAX_SIZE
+    assert demo.hot.reloader.wait_idle(60)
+    stats = demo.hot.reloader.stats()
+    assert (stats["clone_errors"], stats["purge_errors"], stats["leaked"]) == (0, 0, [])
+    assert baseline <= database.backends.count() <= POOL_MAX_SIZE
+    demo.hot.close()
+    wait_until(lambda: database.backends.count() == 0, timeout=15, what="every backend to go")
+
+
+def test_behind_hot_reload_without_its_hooks_every_reload_of_db_leaks_a_whole_pool(
+    serve_in_process: Callable[..., HotDemo], database: Database
+) -> None:
+    # The counter-example: the count above is the one that would show a leak.
+    demo = serve_in_process(remove_from_db=("__mp_clone__", "__mp_purge__"))
+    pools = [demo.module("db").pool]
+    try:
+        api_status(demo.port)
+        baseline = database.backends.count()
+        assert baseline == POOL_MIN_SIZE
+        for i in range(1, 4):
+            demo.reload("db")
+            pools.append(demo.module("db").pool)
+            assert api_status(demo.port).json()["pool_id"] == id(pools[-1]) != id(pools[-2])
+            wait_until(
+                lambda i=i: database.backends.count() == baseline * (i + 1),
+                what=f"{baseline * (i + 1)} backends after {i} reloads",
+            )
+        assert not any(pool.closed for pool in pools)
+    finally:
+        for pool in pools:
+            pool.close()
+    wait_until(lambda: database.backends.count() == 0, what="the leaked pools to close")
