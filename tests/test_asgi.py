@@ -54,7 +54,8 @@ APP = """
                            "generation": scope.get("hotmod.generation")}}).encode()
         if scope["path"] == "/stream":
             await send({{"type": "http.response.start", "status": 200, "headers": []}})
-            await send({{"type": "http.response.body", "body": b"first " + VERSION.encode(), "more_body": True}})
+            first = b"first " + VERSION.encode()
+            await send({{"type": "http.response.body", "body": first, "more_body": True}})
             await store.GATE.wait()
             await send({{"type": "http.response.body", "body": b" last " + VERSION.encode()}})
             return
@@ -337,7 +338,8 @@ def test_a_lifespan_startup_that_raises_is_a_failed_plan_and_its_fix_serves(
         assert app.generation == 1
         status, _, body = await client.get()  # debug mode: the error page
         assert status == 500 and b"no database at startup" in body and b"main.py" in body
-        assert await edit(app, project_app / "main.py", app_source("v3")) == 2  # a failed plan takes no number
+        # A failed plan takes no number.
+        assert await edit(app, project_app / "main.py", app_source("v3")) == 2
         assert (await client.json())["version"] == "v3"
         await client.shutdown()
 
@@ -362,7 +364,9 @@ def test_in_production_a_failed_edit_leaves_the_last_good_generation_serving(
     run(main())
 
 
-def test_debug_pages_answer_allowed_hosts_only(hot: Make, project_app: Path, run: Callable[[Any], Any]) -> None:
+def test_debug_pages_answer_allowed_hosts_only(
+    hot: Make, project_app: Path, run: Callable[[Any], Any]
+) -> None:
     app = hot()
 
     async def main() -> None:
@@ -412,7 +416,8 @@ def store_purges(app: Any) -> int:
 def test_an_async_clone_hook_is_refused_by_name(
     hot: Make, project_app: Path, run: Callable[[Any], Any], caplog: pytest.LogCaptureFixture
 ) -> None:
-    (project_app / "store.py").write_text(inspect.cleandoc(STORE) + "\n\nasync def __mp_clone__(new):\n    pass\n")
+    clone = "\n\nasync def __mp_clone__(new):\n    pass\n"
+    (project_app / "store.py").write_text(inspect.cleandoc(STORE) + clone)
     app = hot()
 
     async def main() -> None:
