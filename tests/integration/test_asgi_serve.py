@@ -182,3 +182,24 @@ def test_without_uvicorn_an_asgi_target_is_one_line_naming_the_extra(project: Pa
         "hotmod: error: live.main:app is an ASGI application; serving it needs uvicorn:"
         " pip install 'hotmod[asgi]'"
     ]
+
+
+def test_an_asgi_target_that_fails_at_start_is_served_once_fixed(project: Path) -> None:
+    (project / "live" / "main.py").write_text("VERSION = (\n")
+    port = free_port()
+    server = Served(["serve", "live.main:app", "--port", str(port)], project, port=port)
+    try:
+        server.wait_for(rf"^hotmod: serving live\.main:app on http://127\.0\.0\.1:{port}/", timeout=60)
+        assert "it did not load" in server.output()
+        reply = httpx.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert reply.status_code == 500 and "SyntaxError" in reply.text  # the error page, over WSGI
+        with counting_refusals(port) as refused:
+            (project / "live" / "main.py").write_text(APP.format(version="v1"))
+            # Nothing could tell it was ASGI before it loaded: a restart serves it on uvicorn.
+            wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200,
+                       timeout=60, what="the fixed app, served")
+        assert refused == []
+        assert served_json(port)["version"] == "v1"
+        server.wait_for(r"ASGI on uvicorn", timeout=30)
+    finally:
+        server.kill()
