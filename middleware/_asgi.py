@@ -368,6 +368,18 @@ class AsgiHotReload(HotReload):
     def interface(self) -> str:
         return "asgi"
 
+    def _after_fork(self) -> None:
+        with self._fork_lock:
+            if not self._forked:
+                return  # another connection of this child got here first
+            # The parent's loop and lifespan tasks are not this process's: each
+            # generation's lifespan starts again here, on this child's loop.
+            self._loop = ServerLoop()
+            self._lifespans = {}
+            self._reloader.coroutine_runner = self._loop.run_purge
+            self._reloader.check_fork()
+            self._forked = False
+
     # -- the connection path ----------------------------------------------------------
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]

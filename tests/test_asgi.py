@@ -472,3 +472,8 @@ def test_without_server_lifespan_events_the_first_request_starts_the_lifespan(
         assert [e[:2] for e in store(app).EVENTS] == [("start", "v1")]  # once, not per request
 
     run(main())
+
+
+def test_forcing_the_wrong_interface_is_a_clear_error(project_app: Path) -> None:
+    with pytest.raises(ValueError, match=r"interface='wsgi', but asgiapp\.main:app is an ASGI application"):
+        HotReload("asgiapp.main:app", interface="wsgi", probe=False)
