@@ -166,8 +166,12 @@ class Lifespan:
             task.cancel()
             raise TimeoutError(f"the lifespan startup of generation {self.number} did not finish"
                                f" within {timeout:.0f} s")
-        if self._started.result() == "complete":
+        answer = self._started.result()
+        if answer == "complete":
             self.running = True
+            return
+        if answer == "ended":  # returned (or raised) without answering: no lifespan support
+            self.supported = False
             return
         # Failed: frameworks re-raise the exception after answering; its traceback
         # names the line of the startup code, so wait a moment for it.

@@ -477,3 +477,26 @@ def test_without_server_lifespan_events_the_first_request_starts_the_lifespan(
 def test_forcing_the_wrong_interface_is_a_clear_error(project_app: Path) -> None:
     with pytest.raises(ValueError, match=r"interface='wsgi', but asgiapp\.main:app is an ASGI application"):
         HotReload("asgiapp.main:app", interface="wsgi", probe=False)
+
+
+def test_an_app_without_lifespan_support_serves_without_one(
+    write: Write, apps: list[HotReload], run: Callable[[Any], Any]
+) -> None:
+    write("nolife/__init__.py", "")
+    write("nolife/main.py", """
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                return  # an app that ignores the protocol, as ASGI allows
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"served"})
+    """)
+    app = HotReload("nolife.main:app", probe=False)
+    apps.append(app)
+
+    async def main() -> None:
+        client = Client(app)
+        assert (await client.startup())["type"] == "lifespan.startup.complete"
+        assert (await client.get())[::2] == (200, b"served")
+        assert (await client.shutdown())["type"] == "lifespan.shutdown.complete"
+
+    run(main())
