@@ -688,6 +688,7 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
         if restart:
             print(f"hotmod: restarting: {restart[0].get('reason', '')} (the socket stays open)", flush=True)
             fd = os.dup(sock.fileno())  # uvicorn closes its socket as it stops
+            _stop_accepting(server, app)
         else:
             say("hotmod: shutting down")
         server.should_exit = True
@@ -711,6 +712,28 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
         return EXIT_ERROR
     say("hotmod: stopped")
     return EXIT_OK
+
+
+#: Seconds between uvicorn's last accept and its shutdown at a restart: a connection
+#: accepted just before has sent its request by then (loopback, a LAN: milliseconds).
+ACCEPT_GRACE = 0.3
+
+
+def _stop_accepting(server: Any, app: HotReload) -> None:
+    """Before uvicorn shuts down for a restart: stop its accepting, so that new
+    connections wait in the kept socket's backlog for the next process, and give the
+    ones it just accepted a moment to send their request. uvicorn's shutdown closes a
+    connection that has not begun a request (it ends the ones that have, gracefully):
+    without this, a client that connected in the instant before would be reset."""
+    loop = getattr(getattr(app, "_loop", None), "loop", None)
+    servers = list(getattr(server, "servers", ()))
+    if loop is None or not servers or loop.is_closed():
+        return
+    try:
+        loop.call_soon_threadsafe(lambda: [listening.close() for listening in servers])
+    except RuntimeError:  # the loop stopped meanwhile
+        return
+    time.sleep(ACCEPT_GRACE)
 
 
 def _wait_for_requests(app: HotReload, timeout: float) -> None:
