@@ -23,8 +23,16 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -e '.[dev,postgres]' $(if $(CONSTRAINTS),--constraint $(CONSTRAINTS))
 	touch $(STAMP)
 
+# The suite waits on servers and file events far more than it computes: two workers
+# halve its time on two cores. --dist loadfile keeps each file's tests in one worker,
+# in order: a file's module-scoped server, and bench smoke's one output folder, are
+# never shared between processes. Every test that counts PostgreSQL backends counts
+# its own application_name, so workers never see each other's. TEST_WORKERS=0 runs
+# it in this process alone.
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" -q $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 # The suite on each of PYTHONS with the newest releases, each in its own .venv-X.Y.
 test-matrix:
