@@ -119,22 +119,42 @@ def _hmr_bin() -> str:
     return str(_hmr_venv_dir() / "bin" / "uvicorn-hmr")
 
 
+def _hotmod_serves_asgi() -> bool:
+    """Whether this install's ``hotmod serve`` runs ASGI targets (on uvicorn) yet; until it
+    does, hotmod is measured as its middleware under plain uvicorn (``hotreload.py``)."""
+    try:
+        from hotmod.middleware import cli
+    except ImportError:
+        return False
+    return "uvicorn" in Path(cli.__file__).read_text()
+
+
+_HOTMOD_SERVE = Contender(
+    HOTMOD,
+    "`hotmod serve app.main:app --production` (uvicorn inside)",
+    lambda port: [
+        str(VENV_BIN / "hotmod"),
+        "serve",
+        "app.main:app",
+        "--production",
+        "--port",
+        str(port),
+    ],
+    "in-process",
+)
+_HOTMOD_MIDDLEWARE = Contender(
+    HOTMOD,
+    '`uvicorn hotreload:app`: `hotmod.HotReload("app.main:app")` under plain uvicorn '
+    "(`hotmod serve` of an ASGI target was not in this install)",
+    lambda port: [str(VENV_BIN / "uvicorn"), "hotreload:app", "--host", "127.0.0.1", "--port", str(port)],
+    "in-process",
+)
+
+
 CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in (
-        Contender(
-            HOTMOD,
-            "`hotmod serve app.main:app --production` (uvicorn inside)",
-            lambda port: [
-                str(VENV_BIN / "hotmod"),
-                "serve",
-                "app.main:app",
-                "--production",
-                "--port",
-                str(port),
-            ],
-            "in-process",
-        ),
+        _HOTMOD_SERVE,
         Contender(
             "uvicorn",
             "`uvicorn app.main:app --reload` (watchfiles installed, as `uvicorn[standard]` has it)",
@@ -628,6 +648,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
     chosen = list(peers) if peers else list(settings.peers)
     dsn = postgres_dsn() if dsn is None else dsn
     have_hotmod = hotmod_cli() is not None
+    ours_contender = _HOTMOD_SERVE if _hotmod_serves_asgi() else _HOTMOD_MIDDLEWARE
     skipped: dict[str, str] = {}
     hmr_info = ""
     if HMR in chosen:
@@ -651,7 +672,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
                 batch = min(settings.per_round, settings.edits - (round_no - 1) * settings.per_round)
                 if have_hotmod and ours.reloading:
                     run_batch(
-                        CONTENDERS[HOTMOD],
+                        ours_contender,
                         our_copy,
                         ours,
                         our_extra,
@@ -677,7 +698,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
                 "records": theirs.records + ours.records,
             }
             if have_hotmod:
-                pairing["hotmod"] = describe(ours, our_extra, CONTENDERS[HOTMOD])
+                pairing["hotmod"] = describe(ours, our_extra, ours_contender)
                 ours_median = pairing["hotmod"]["median_ms"]
                 theirs_median = pairing["peer"]["median_ms"]
                 pairing["ratio"] = (
@@ -691,6 +712,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
         "settings": settings.__dict__,
         "database": "postgresql" if dsn else "sqlite",
         "hotmod_available": have_hotmod,
+        "hotmod_label": ours_contender.label,
         "pairings": pairings,
         "skipped": skipped,
         "uvicorn_hmr": hmr_info,
@@ -699,7 +721,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
     if have_hotmod and pairings:
         records = [r for p in pairings for r in p["records"] if r["server"] == HOTMOD]
         merged = Extra(idle_lag_ms=[x for p in pairings for x in _idle_of(p)])
-        result["hotmod"] = describe(Tally(HOTMOD, records), merged, CONTENDERS[HOTMOD])
+        result["hotmod"] = describe(Tally(HOTMOD, records), merged, ours_contender)
         statuses = [p["hotmod"]["status"] for p in pairings if p["hotmod"]["status"] != "reloads"]
         result["hotmod"]["status"] = statuses[0] if statuses else "reloads"
         result["hotmod"]["log_tail"] = next(
@@ -829,7 +851,7 @@ def render(result: dict[str, Any]) -> str:
         )
 
     if result["hotmod_available"] and result.get("hotmod"):
-        lines.append(row(result["hotmod"], "1.0"))
+        lines.append(row(result["hotmod"], "1.0" if result["hotmod"]["status"] == "reloads" else "-"))
     else:
         lines.append("| hotmod | - | - | - | - | - | - | - | - | pending: `hotmod serve` not available |")
     for pairing in result["pairings"]:
@@ -857,10 +879,11 @@ def render(result: dict[str, Any]) -> str:
         contender = CONTENDERS.get(name)
         if contender is None:
             continue
+        label = result.get("hotmod_label", contender.label) if name == HOTMOD else contender.label
         extra = ""
         if name == HMR and result.get("uvicorn_hmr"):
             extra = f" ({result['uvicorn_hmr']})"
-        lines.append(f"- **{name}**: {contender.label}{extra}")
+        lines.append(f"- **{name}**: {label}{extra}")
     lines.append(
         "- The reloader named after uvicorn's and fastapi dev's rows is the one their log names "
         "(`Started reloader process [...] using WatchFiles` or `StatReload`)."
