@@ -707,6 +707,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
                     else None
                 )
             pairings.append(pairing)
+        cost = app_cost(scratch, dsn, rounds={"smoke": 2, "quick": 5}.get(mode, 10))
     result: dict[str, Any] = {
         "mode": mode,
         "settings": settings.__dict__,
@@ -717,6 +718,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
         "skipped": skipped,
         "uvicorn_hmr": hmr_info,
         "python": sys.version.split()[0],
+        "app_cost": cost,
     }
     if have_hotmod and pairings:
         records = [r for p in pairings for r in p["records"] if r["server"] == HOTMOD]
@@ -727,7 +729,34 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
         result["hotmod"]["log_tail"] = next(
             (p["hotmod"]["log_tail"] for p in pairings if p["hotmod"]["log_tail"]), ""
         )
+        median = result["hotmod"]["median_ms"]
+        if median is not None and cost.get("exec_ms") is not None:
+            app_part = cost["exec_ms"] + cost["startup_ms"] + cost["first_request_ms"]
+            cost["own_share_ms"] = round(median - app_part, 2)
     return result
+
+
+def app_cost(scratch: Path, dsn: str, *, rounds: int) -> dict[str, Any]:
+    """The app's own cost of the edit, in one fresh process (``apps/fastapiapp/cost.py``):
+    executing the plan's modules, the new app's lifespan startup, its first request."""
+    copy = FastAPICopy.create(scratch, "app-cost")
+    log(f"asgi save-to-serve: the app's own cost of the same edit, in-process ({rounds} rounds)")
+    try:
+        out = subprocess.run(
+            [sys.executable, "cost.py", str(rounds)],
+            cwd=copy.root,
+            env=copy.env(database_url=dsn, application_name="hotmod-bench-asgi-cost"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+    except subprocess.CalledProcessError as exc:
+        return {"error": exc.stderr.strip().splitlines()[-1] if exc.stderr.strip() else str(exc)}
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": str(exc)}
+    cost: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return cost
 
 
 def _idle_of(pairing: dict[str, Any]) -> list[float]:
@@ -859,6 +888,26 @@ def render(result: dict[str, Any]) -> str:
         lines.append(row(pairing["peer"], f"{ratio}x" if ratio else "-"))
     for name, why in result.get("skipped", {}).items():
         lines.append(f"| {name} | - | - | - | - | - | - | - | - | {why} |")
+    cost = result.get("app_cost") or {}
+    if cost.get("exec_ms") is not None:
+        lines += [
+            "",
+            f"The app's own cost of the same edit, in one process with no reloader, watcher or socket "
+            f"(`apps/fastapiapp/cost.py`, median of {cost['rounds']}): what any reloader that "
+            f"re-executes the plan pays before the new text can be served.",
+            "",
+            "| part | median ms |",
+            "|---|---|",
+            f"| executing `app.routers.pages`, `app.routers.live`, `app.main` afresh (a new `FastAPI`) "
+            f"| {fmt(cost['exec_ms'])} |",
+            f"| the new app's lifespan startup | {fmt(cost['startup_ms'])} |",
+            f"| its first request (`GET /`, plain ASGI call) | {fmt(cost['first_request_ms'])} |",
+            f"| a steady request of the same app | {fmt(cost['steady_request_ms'])} |",
+            f"| **hotmod's own share** (its p50 minus the first three: watcher, engine, server, "
+            f"the 1 ms poll) | **{fmt(cost.get('own_share_ms'))}** |",
+        ]
+    elif cost.get("error"):
+        lines += ["", f"The app's own cost could not be measured: {cost['error']}"]
     lines += [
         "",
         "What a connection opened before the edit saw (hotmod: its run in the same pairing):",

@@ -45,9 +45,7 @@ def _create_engine() -> Engine:
         if url.startswith("postgresql://"):
             url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
         name = os.environ.get("BENCH_APPLICATION_NAME", "hotmod-bench")
-        created = create_engine(
-            url, pool_size=4, max_overflow=0, connect_args={"application_name": name}
-        )
+        created = create_engine(url, pool_size=4, max_overflow=0, connect_args={"application_name": name})
     else:
         data_dir = settings().data_dir
         os.makedirs(data_dir, exist_ok=True)

@@ -57,5 +57,7 @@ def init_schema() -> None:
             for i in range(1, 41)
         )
         db.add_all(User(id=i, email=f"user{i}@example.com", name=f"User {i}") for i in range(1, 11))
-        db.add_all(Order(id=i, user_id=1 + i % 10, item_id=1 + i % 40, quantity=1 + i % 3) for i in range(1, 31))
+        db.add_all(
+            Order(id=i, user_id=1 + i % 10, item_id=1 + i % 40, quantity=1 + i % 3) for i in range(1, 31)
+        )
         db.commit()

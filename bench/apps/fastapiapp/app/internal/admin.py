@@ -36,14 +36,21 @@ def stats(db: SessionDep) -> schemas.Stats:
 
     value = db.scalar(select(func.sum(models.Item.price_cents * models.Item.stock))) or 0
     return schemas.Stats(
-        items=count(models.Item), users=count(models.User), orders=count(models.Order), stock_value_cents=value
+        items=count(models.Item),
+        users=count(models.User),
+        orders=count(models.Order),
+        stock_value_cents=value,
     )
 
 
 @router.get("/config", dependencies=[Depends(get_token_header)])
 async def config() -> dict[str, Any]:
     current = settings()
-    return {"site_name": current.site_name, "page_size": current.page_size, "postgres": bool(current.database_url)}
+    return {
+        "site_name": current.site_name,
+        "page_size": current.page_size,
+        "postgres": bool(current.database_url),
+    }
 
 
 @router.post("/reindex", dependencies=[Depends(get_token_header)])

@@ -20,7 +20,9 @@ def _get(db: SessionDep, user_id: int) -> models.User:
 
 @router.get("/", response_model=list[schemas.User])
 def list_users(db: SessionDep, page: PageDep) -> list[models.User]:
-    return list(db.scalars(select(models.User).order_by(models.User.id).offset(page.offset).limit(page.limit)))
+    return list(
+        db.scalars(select(models.User).order_by(models.User.id).offset(page.offset).limit(page.limit))
+    )
 
 
 @router.get("/me", response_model=schemas.User)
