@@ -146,7 +146,7 @@ def write(sections: dict[str, dict[str, Any]], path: Path) -> bool:
         axis.set_title(f"{title} ({mode}, {(entry or {}).get('date_utc', '')})", fontsize=10)
         axis.grid(axis="x", which="major", alpha=0.3)
         axis.spines[["top", "right"]].set_visible(False)
-    figure.suptitle("Save to serve per server: hotmod reloads in-process, the others restart", fontsize=11)
+    figure.suptitle("Save to serve per server: edit saved to new text served (lower is better)", fontsize=11)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, format="svg", metadata={"Date": None})
