@@ -189,7 +189,16 @@ CONTENDERS: dict[str, Contender] = {
         ),
     )
 }
+CONTENDERS["hotmod-middleware"] = Contender(
+    "hotmod-middleware",
+    '`uvicorn hotreload:app`: `hotmod.HotReload("app.main:app")` under plain uvicorn, '
+    "to tell the middleware from `hotmod serve`",
+    _HOTMOD_MIDDLEWARE.argv,
+    "in-process",
+)
 PEERS = ("uvicorn", "fastapi-dev", HMR, "uvicorn-stat")
+#: On request only (``--peer``): hotmod's middleware as a peer of ``hotmod serve``.
+OPTIONAL_PEERS = ("hotmod-middleware",)
 QUICK_PEERS = ("uvicorn", "fastapi-dev", HMR)
 
 
@@ -949,7 +958,7 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = section_parser("python -m bench.asgi_save_to_serve")
-    parser.add_argument("--peer", action="append", choices=PEERS)
+    parser.add_argument("--peer", action="append", choices=(*PEERS, *OPTIONAL_PEERS))
     args = parser.parse_args(argv)
     result = run(mode_of(args), peers=args.peer)
     emit(result, render, args.json)
