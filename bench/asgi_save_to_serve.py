@@ -119,16 +119,6 @@ def _hmr_bin() -> str:
     return str(_hmr_venv_dir() / "bin" / "uvicorn-hmr")
 
 
-def _hotmod_serves_asgi() -> bool:
-    """Whether this install's ``hotmod serve`` runs ASGI targets (on uvicorn) yet; until it
-    does, hotmod is measured as its middleware under plain uvicorn (``hotreload.py``)."""
-    try:
-        from hotmod.middleware import cli
-    except ImportError:
-        return False
-    return "uvicorn" in Path(cli.__file__).read_text()
-
-
 _HOTMOD_SERVE = Contender(
     HOTMOD,
     "`hotmod serve app.main:app --production` (uvicorn inside)",
@@ -142,14 +132,6 @@ _HOTMOD_SERVE = Contender(
     ],
     "in-process",
 )
-_HOTMOD_MIDDLEWARE = Contender(
-    HOTMOD,
-    '`uvicorn hotreload:app`: `hotmod.HotReload("app.main:app")` under plain uvicorn '
-    "(`hotmod serve` of an ASGI target was not in this install)",
-    lambda port: [str(VENV_BIN / "uvicorn"), "hotreload:app", "--host", "127.0.0.1", "--port", str(port)],
-    "in-process",
-)
-
 
 CONTENDERS: dict[str, Contender] = {
     c.name: c
@@ -193,7 +175,7 @@ CONTENDERS["hotmod-middleware"] = Contender(
     "hotmod-middleware",
     '`uvicorn hotreload:app`: `hotmod.HotReload("app.main:app")` under plain uvicorn, '
     "to tell the middleware from `hotmod serve`",
-    _HOTMOD_MIDDLEWARE.argv,
+    lambda port: [str(VENV_BIN / "uvicorn"), "hotreload:app", "--host", "127.0.0.1", "--port", str(port)],
     "in-process",
 )
 PEERS = ("uvicorn", "fastapi-dev", HMR, "uvicorn-stat")
@@ -657,7 +639,7 @@ def run(mode: str = "full", *, peers: Sequence[str] | None = None, dsn: str | No
     chosen = list(peers) if peers else list(settings.peers)
     dsn = postgres_dsn() if dsn is None else dsn
     have_hotmod = hotmod_cli() is not None
-    ours_contender = _HOTMOD_SERVE if _hotmod_serves_asgi() else _HOTMOD_MIDDLEWARE
+    ours_contender = _HOTMOD_SERVE
     skipped: dict[str, str] = {}
     hmr_info = ""
     if HMR in chosen:

@@ -2,8 +2,9 @@
 
 ``HotReload`` of an ASGI target is itself an ASGI app: each connection is pinned to
 the generation current when it began, and each generation's ``FastAPI`` object runs
-its own lifespan. The bench serves this when ``hotmod serve`` cannot serve an ASGI
-target yet, and to measure the middleware apart from the CLI.
+its own lifespan. The bench serves it beside ``hotmod serve`` on request
+(``python -m bench.asgi_save_to_serve --peer hotmod-middleware``), to measure the
+middleware apart from the CLI.
 """
 
 from __future__ import annotations
