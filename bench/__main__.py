@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import _harness
+from bench import _harness, chart
 from bench._harness import BENCH_DIR, Pending, fmt, loadavg, log, machine
 
 
@@ -116,6 +116,18 @@ def _render_frameworks(result: dict[str, Any]) -> str:
     return frameworks.render(result)
 
 
+def _asgi_save_to_serve(mode: str) -> dict[str, Any]:
+    from bench import asgi_save_to_serve
+
+    return asgi_save_to_serve.run(mode)
+
+
+def _render_asgi_save_to_serve(result: dict[str, Any]) -> str:
+    from bench import asgi_save_to_serve
+
+    return asgi_save_to_serve.render(result)
+
+
 SECTIONS: dict[str, Section] = {
     s.name: s
     for s in (
@@ -125,6 +137,12 @@ SECTIONS: dict[str, Section] = {
         Section("scale", "Scale", _scale, _render_scale),
         Section("soak", "Soak", _soak, _render_soak),
         Section("frameworks", "Save-to-serve per framework", _frameworks, _render_frameworks),
+        Section(
+            "asgi_save_to_serve",
+            "Save-to-serve on ASGI (FastAPI)",
+            _asgi_save_to_serve,
+            _render_asgi_save_to_serve,
+        ),
     )
 }
 
@@ -155,7 +173,7 @@ def _dig(data: Any, *keys: str) -> Any:
 
 
 def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of issues 6 and 15 that a section measured."""
+    """(target, measured, verdict) for each target of issues 6, 15 and 21 that a section measured."""
     rows: list[tuple[str, str, str]] = []
 
     def verdict(ok: bool) -> str:
@@ -244,6 +262,11 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
             )
         )
         rows.append(("soak: zero leaked generations", str(growth["leaked"]), verdict(not growth["leaked"])))
+    asgi = _dig(sections, "asgi_save_to_serve", "result")
+    if asgi:
+        from bench import asgi_save_to_serve
+
+        rows += asgi_save_to_serve.goals(asgi)
     return rows
 
 
@@ -317,7 +340,9 @@ def _command(mode: str, only: Sequence[str]) -> str:
     return f".venv/bin/python -m bench{flags}{only_flags}"
 
 
-def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) -> str:
+def render_results(
+    sections: dict[str, dict[str, Any]], info: dict[str, Any], chart_name: str | None = None
+) -> str:
     packages = ", ".join(f"{k} {v}" for k, v in info["packages"].items())
     lines = [
         "# hotmod benchmark results",
@@ -333,8 +358,8 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
         "",
         "## Commands",
         "",
-        "- `make bench` = `.venv/bin/python -m bench` (under 15 minutes)",
-        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 2 minutes)",
+        "- `make bench` = `.venv/bin/python -m bench` (about 20 minutes: the ASGI section adds 5)",
+        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 4 minutes)",
         "- one section: `.venv/bin/python -m bench --only NAME` with NAME in "
         + ", ".join(f"`{n}`" for n in SECTIONS),
         "- smoke (used by `tests/test_bench_smoke.py`): `.venv/bin/python -m bench --smoke`",
@@ -343,11 +368,18 @@ def render_results(sections: dict[str, dict[str, Any]], info: dict[str, Any]) ->
     checked = targets(sections)
     if checked:
         lines += [
-            "## Targets (issues 6 and 15) against the latest results below",
+            "## Targets (issues 6, 15 and 21) against the latest results below",
             "",
             "| target | measured | verdict |",
             "|---|---|---|",
             *[f"| {t} | {m} | {v} |" for t, m, v in checked],
+            "",
+        ]
+    if chart_name:
+        lines += [
+            f"![Save-to-serve median per server, WSGI and ASGI, log scale]({chart_name})",
+            "",
+            f"`{chart_name}` (drawn by `bench/chart.py` from the two save-to-serve sections below).",
             "",
         ]
     lines += analysis(sections)
@@ -456,7 +488,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.exists():
             saved[name] = json.loads(path.read_text())
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(render_results(saved, machine()))
+    chart_path = output.with_name("save_to_serve.svg")
+    try:
+        drawn = chart.write(saved, chart_path)
+    except Exception:  # a chart that fails to draw must not cost the results
+        log(f"chart failed:\n{traceback.format_exc()}")
+        drawn = False
+    output.write_text(render_results(saved, machine(), chart_path.name if drawn else None))
     log(f"wrote {output} in {time.monotonic() - started:.0f} s")
     return 1 if failures else 0
 

@@ -30,6 +30,7 @@ from typing import Any
 BENCH_DIR = Path(__file__).resolve().parent
 REPO = BENCH_DIR.parent
 FLASK_APP = BENCH_DIR / "apps" / "flaskapp"
+FASTAPI_APP = BENCH_DIR / "apps" / "fastapiapp"
 VENV_BIN = Path(sys.executable).parent
 DEFAULT_DSN = "postgresql://postgres@127.0.0.1:5432/test"
 

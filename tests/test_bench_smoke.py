@@ -48,10 +48,12 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pytest.fail("the smoke run took more than 100 s")
     completed = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     sections = {p.stem: json.loads(p.read_text()) for p in store.glob("*.json")}
+    chart = out / "save_to_serve.svg"
     return {
         "proc": completed,
         "markdown": results.read_text() if results.exists() else "",
         "sections": sections,
+        "chart": chart.read_text() if chart.exists() else "",
     }
 
 
@@ -69,7 +71,15 @@ def _positive(value: Any) -> bool:
 def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any]) -> None:
     proc = smoke["proc"]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert set(smoke["sections"]) == {"save_to_serve", "breakdown", "overhead", "scale", "soak", "frameworks"}
+    assert set(smoke["sections"]) == {
+        "save_to_serve",
+        "breakdown",
+        "overhead",
+        "scale",
+        "soak",
+        "frameworks",
+        "asgi_save_to_serve",
+    }
     for entry in smoke["sections"].values():
         assert entry["mode"] == "smoke"
         assert entry["result"] is not None or entry.get("pending"), entry.get("error")
@@ -88,6 +98,7 @@ def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[st
         "## Scale",
         "## Soak",
         "## Save-to-serve per framework",
+        "## Save-to-serve on ASGI (FastAPI)",
     ):
         assert title in text
 
@@ -154,6 +165,41 @@ def test_frameworks_row_reloads_pyramid_in_process_and_its_own_reloader_by_resta
     assert _positive(ours["median_ms"]) and _positive(theirs["median_ms"])
 
 
+def test_asgi_row_reloads_in_process_and_keeps_open_connections_on_the_old_code(
+    smoke: dict[str, Any],
+) -> None:
+    result = _ran(smoke, "asgi_save_to_serve")
+    (pairing,) = result["pairings"]
+    ours, theirs = pairing["hotmod"], pairing["peer"]
+    assert ours["served"] == ours["edits"] == 1 and ours["restarted_process"] == 0, ours
+    assert ours["failed_requests"] == 0, ours["failure_kinds"]
+    # in one process the loop-lag probe reads across the reload
+    assert ours["loop_lag_readings"] == 1
+    sse, ws = ours["sse"], ours["ws"]
+    assert sse["ended"] and sse["after_edit_new"] == 0 and sse["shown_while_open"], sse
+    assert ws["open_at_end"] and ws["after_edit_old"] > 0 and ws["after_edit_new"] == 0, ws
+    assert theirs["server"] == "uvicorn" and theirs["status"] == "reloads", theirs
+    assert theirs["served"] == 1 and theirs["restarted_process"] == 1, theirs
+    assert theirs["reloader"] in ("WatchFiles", "StatReload")
+    assert theirs["sse"]["events"] > 0 and theirs["ws"]["outcome"]
+    assert _positive(ours["median_ms"]) and _positive(theirs["median_ms"])
+
+
+def test_chart_of_both_save_to_serve_sections_is_written_beside_the_results(smoke: dict[str, Any]) -> None:
+    svg = smoke["chart"]
+    assert svg.startswith("<?xml") and "<svg" in svg
+    assert "](save_to_serve.svg)" in smoke["markdown"]
+
+
+def test_hotmod_itself_never_imports_matplotlib() -> None:
+    code = (
+        "import sys, hotmod, hotmod.middleware, hotmod.middleware.cli; "
+        "print('matplotlib' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.strip() == "False"
+
+
 # --- the harness's own pieces, without servers of the peers -----------------------------------
 
 
@@ -217,3 +263,26 @@ def test_app_copy_edits_only_its_copy_and_leaves_no_temporary_files(tmp_path: Pa
     assert text.replace(second.decode(), "bench-edit-00000") == original
     assert sorted(p.name for p in copy.view.parent.iterdir() if p.name.startswith(".")) == []
     assert (FLASK_APP / "app" / "views" / "pages.py").read_text() == original
+
+
+def test_chart_reads_the_wsgi_rows_back_from_results_markdown(tmp_path: Path) -> None:
+    from bench.chart import bars_of, wsgi_entry_from_markdown
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(
+        "# hotmod benchmark results\n\n## Save-to-serve latency\n\n"
+        "_Mode full, run 2026-11-30 08:11 UTC (600 s): `x`._\n\n"
+        "| server | served/edits | median ms | p95 ms | status |\n|---|---|---|---|---|\n"
+        "| hotmod | 140/140 | 11.9 | 25.4 | reloads |\n"
+        "| hotmod's own share (median minus the app's cost, below) | - | 5.9 | - | goal |\n"
+        "| werkzeug-stat | 30/30 | 935.3 | 956.0 | reloads |\n"
+        "| flask-run | 0/3 | - | - | not reloading: missed 3 edits in a row |\n"
+        "\nafter the table\n## Breakdown\n"
+    )
+    entry = wsgi_entry_from_markdown(results)
+    assert entry is not None and entry["mode"] == "full"
+    bars = {b.label: b for b in bars_of(entry)}
+    assert set(bars) == {"hotmod", "werkzeug-stat", "flask-run"}
+    assert bars["hotmod"].ours and bars["hotmod"].median_ms == 11.9
+    assert bars["werkzeug-stat"].median_ms == 935.3
+    assert bars["flask-run"].median_ms is None and bars["flask-run"].note == "not reloading"

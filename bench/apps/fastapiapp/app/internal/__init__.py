@@ -1,0 +1,1 @@
+"""Routes for the people who run the site, not for its users."""

@@ -1,0 +1,1 @@
+"""One APIRouter per part of the site, included by ``app.main``."""
