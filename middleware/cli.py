@@ -12,6 +12,7 @@ mistakes; one ``file:line: message`` per warning, exit status 1 when it warns.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
@@ -714,26 +715,42 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
     return EXIT_OK
 
 
-#: Seconds between uvicorn's last accept and its shutdown at a restart: a connection
-#: accepted just before has sent its request by then (loopback, a LAN: milliseconds).
-ACCEPT_GRACE = 0.3
+#: Seconds between uvicorn's last accept and its shutdown at a restart, counted by its
+#: own loop: a connection accepted just before has sent its request by then.
+ACCEPT_GRACE = 0.5
 
 
 def _stop_accepting(server: Any, app: HotReload) -> None:
     """Before uvicorn shuts down for a restart: stop its accepting, so that new
     connections wait in the kept socket's backlog for the next process, and give the
-    ones it just accepted a moment to send their request. uvicorn's shutdown closes a
-    connection that has not begun a request (it ends the ones that have, gracefully):
-    without this, a client that connected in the instant before would be reset."""
+    ones it just accepted a moment on its loop to send their request. uvicorn's
+    shutdown closes a connection that has not begun a request (it lets the ones that
+    have finish): without this, a client that connected in the instant before would
+    be reset. The moment is measured on the loop, so a busy loop gets it whole."""
     loop = getattr(getattr(app, "_loop", None), "loop", None)
     servers = list(getattr(server, "servers", ()))
     if loop is None or not servers or loop.is_closed():
         return
+
+    async def stop() -> None:
+        running = asyncio.get_running_loop()
+        # Stop the accepting first and let the connections just accepted be attached:
+        # asyncio accepts in a callback and attaches in a task, and a Server closed in
+        # between drops the connection (reset, its request unread).
+        for listening in servers:
+            for accepting in listening.sockets:
+                running.remove_reader(accepting.fileno())
+        for _ in range(3):
+            await asyncio.sleep(0)
+        for listening in servers:
+            listening.close()
+        await asyncio.sleep(ACCEPT_GRACE)
+
     try:
-        loop.call_soon_threadsafe(lambda: [listening.close() for listening in servers])
-    except RuntimeError:  # the loop stopped meanwhile
-        return
-    time.sleep(ACCEPT_GRACE)
+        asyncio.run_coroutine_threadsafe(stop(), loop).result(ACCEPT_GRACE + 5)
+    except Exception as exc:  # the loop stopped meanwhile, or is stuck: restart anyway
+        print(f"hotmod: warning: could not stop accepting before the restart: {exc!r}",
+              file=sys.stderr, flush=True)
 
 
 def _wait_for_requests(app: HotReload, timeout: float) -> None:
