@@ -143,9 +143,15 @@ class Lifespan:
                     await self.startup(timeout)
                 except BaseException as exc:
                     self._outcome = exc
+                    self._outcome_tb = exc.__traceback__
                     raise
             elif self._outcome is not None:
-                raise self._outcome
+                # Raised again for every later request, from its own traceback each
+                # time: raising the object as it is would add this request's frames to
+                # it, and keep them, request after request.
+                raise self._outcome.with_traceback(self._outcome_tb)
+
+    _outcome_tb: Any = None
 
     async def startup(self, timeout: float = LIFESPAN_TIMEOUT) -> None:
         """Send ``lifespan.startup`` and wait for the answer; raise if the startup

@@ -500,3 +500,33 @@ def test_an_app_without_lifespan_support_serves_without_one(
         assert (await client.shutdown())["type"] == "lifespan.shutdown.complete"
 
     run(main())
+
+
+def test_a_lifespan_that_failed_its_lazy_startup_fails_each_request_without_piling_up_frames(
+    write: Write, apps: list[HotReload], run: Callable[[Any], Any]
+) -> None:
+    write("badlife/__init__.py", "")
+    write("badlife/main.py", """
+        async def app(scope, receive, send):
+            if scope["type"] == "lifespan":
+                await receive()
+                raise ConnectionError("no database")
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"never"})
+    """)
+    app = HotReload("badlife.main:app", probe=False)  # production: the exception reaches the server
+    apps.append(app)
+
+    async def main() -> list[int]:
+        depths = []
+        for _ in range(5):
+            with pytest.raises(ConnectionError) as raised:
+                await Client(app).get()
+            tb, depth = raised.value.__traceback__, 0
+            while tb is not None:
+                depth, tb = depth + 1, tb.tb_next
+            depths.append(depth)
+        return depths
+
+    depths = run(main())
+    assert len(set(depths[1:])) == 1, depths  # the same depth for every later request
