@@ -376,6 +376,7 @@ def render(result: dict[str, Any]) -> str:
     asgi = result.get("asgi")
     if asgi:
         lines += [
+            "",
             "### ASGI",
             "",
             *_render_one(
