@@ -11,7 +11,10 @@
    app and the wrapped app in alternating rounds A B A B, loaded by ``wrk`` when it is
    installed (``apt-get install -y wrk``), otherwise by a bounded Python client; 7
    rounds of 3 s per side (1 of 2 s with ``--quick``).
-   The ratio is median wrapped req/s over median bare req/s.
+   The ratio is median wrapped req/s over median bare req/s. Beside it, the server's
+   CPU time per request (its process group's user + system time from /proc over the
+   requests served): the client shares the 2 cores, so req/s moves with whatever else
+   runs, while the server's own CPU per request shows what the wrapper costs it.
 3. The ASGI path, the same two ways: in process, a trivial raw ASGI app and a FastAPI
    app awaited bare and through ``HotReload`` (an :class:`AsgiHotReload`) by one
    coroutine on one event loop, after a lifespan startup as a server would drive it;
@@ -44,6 +47,8 @@ import urllib.request
 from collections.abc import Callable, Coroutine, Iterable
 from pathlib import Path
 from typing import Any
+
+from bench._harness import group_cpu_seconds
 
 APP_SOURCE = """
 HEADERS = [("Content-Type", "text/plain"), ("Content-Length", "2")]
@@ -267,7 +272,7 @@ def under_server(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
             f"hm_bench_entry:{side}",
         ]
 
-    rates, load = _rounds(rounds=rounds, seconds=seconds, root=root, argv=argv)
+    rates, cpu_us, load = _rounds(rounds=rounds, seconds=seconds, root=root, argv=argv)
     bare = statistics.median(rates["bare"])
     wrapped = statistics.median(rates["wrapped"])
     return {
@@ -277,6 +282,8 @@ def under_server(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
         "bare_rps": [round(r) for r in rates["bare"]],
         "wrapped_rps": [round(r) for r in rates["wrapped"]],
         "ratio": round(wrapped / bare, 4),
+        "bare_cpu_us_per_request": [round(c, 1) for c in cpu_us["bare"]],
+        "wrapped_cpu_us_per_request": [round(c, 1) for c in cpu_us["wrapped"]],
     }
 
 
@@ -428,11 +435,14 @@ def in_process_asgi(
 
 def _rounds(
     *, rounds: int, seconds: float, root: Path, argv: Callable[[str, int], list[str]]
-) -> tuple[dict[str, list[float]], Callable[[int, float, int], float]]:
-    """Alternate bare / wrapped servers (``argv(side, port)``) and load each for ``seconds``."""
+) -> tuple[dict[str, list[float]], dict[str, list[float]], Callable[[int, float, int], float]]:
+    """Alternate bare / wrapped servers (``argv(side, port)``) and load each for ``seconds``:
+    req/s, and the server's CPU µs per request (its process group, user + system), which
+    the client's share of the 2 cores does not blur as it does req/s."""
     load = _wrk if shutil.which("wrk") else _python_client
     env = dict(os.environ, HM_BENCH_ROOT=str(root), PYTHONPATH=str(root))
     rates: dict[str, list[float]] = {"bare": [], "wrapped": []}
+    cpu_us: dict[str, list[float]] = {"bare": [], "wrapped": []}
     for _ in range(rounds):
         for side in ("bare", "wrapped"):
             port = _free_port()
@@ -446,7 +456,11 @@ def _rounds(
             )
             try:
                 _wait_http(port, 30)
-                rates[side].append(load(port, seconds, 8))
+                cpu_before, begin = group_cpu_seconds(process.pid), time.monotonic()
+                rate = load(port, seconds, 8)
+                cpu, wall = group_cpu_seconds(process.pid) - cpu_before, time.monotonic() - begin
+                rates[side].append(rate)
+                cpu_us[side].append(cpu / (rate * wall) * 1e6)
             finally:
                 os.killpg(process.pid, signal.SIGTERM)
                 try:
@@ -454,7 +468,7 @@ def _rounds(
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait(10)
-    return rates, load
+    return rates, cpu_us, load
 
 
 def under_uvicorn(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
@@ -475,7 +489,7 @@ def under_uvicorn(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
             f"hm_bench_asgi_entry:{side}",
         ]
 
-    rates, load = _rounds(rounds=rounds, seconds=seconds, root=root, argv=argv)
+    rates, cpu_us, load = _rounds(rounds=rounds, seconds=seconds, root=root, argv=argv)
     bare = statistics.median(rates["bare"])
     wrapped = statistics.median(rates["wrapped"])
     return {
@@ -485,6 +499,8 @@ def under_uvicorn(*, rounds: int, seconds: float, root: Path) -> dict[str, Any]:
         "bare_rps": [round(r) for r in rates["bare"]],
         "wrapped_rps": [round(r) for r in rates["wrapped"]],
         "ratio": round(wrapped / bare, 4),
+        "bare_cpu_us_per_request": [round(c, 1) for c in cpu_us["bare"]],
+        "wrapped_cpu_us_per_request": [round(c, 1) for c in cpu_us["wrapped"]],
     }
 
 
@@ -550,11 +566,19 @@ def _in_process_rows(label: str, ip: dict[str, Any]) -> list[str]:
 def _server_row(s: dict[str, Any]) -> str:
     bare = statistics.median(s["bare_rps"])
     wrapped = statistics.median(s["wrapped_rps"])
-    return (
+    row = (
         f"| {s['server']}, {s['load']} (median req/s of {len(s['bare_rps'])} rounds of"
         f" {s['seconds_per_round']} s) | {bare:.0f} | {wrapped:.0f} |"
-        f" ratio {s['ratio']} |"
+        f" ratio {s['ratio']}"
     )
+    if "bare_cpu_us_per_request" in s:  # absent from results stored before it was measured
+        bare_cpu = statistics.median(s["bare_cpu_us_per_request"])
+        wrapped_cpu = statistics.median(s["wrapped_cpu_us_per_request"])
+        row += (
+            f"; server CPU per request {bare_cpu:.0f} → {wrapped_cpu:.0f} µs"
+            f" ({wrapped_cpu - bare_cpu:+.0f} µs, medians, 10 ms clock ticks)"
+        )
+    return row + " |"
 
 
 if __name__ == "__main__":
