@@ -158,6 +158,17 @@ def leaks_at_end(port: int, timeout: float = LEAK_CHECK_WAIT) -> dict[str, Any]:
         time.sleep(0.1)
 
 
+def trim_heap(port: int) -> dict[str, Any]:
+    """The ASGI app's RSS before and after glibc's ``malloc_trim``: how much of the RSS
+    growth is freed memory the allocator kept (read once, at the end: trimming at every
+    sample would change what the later samples read)."""
+    code, body, error = http_get(port, "/admin/trim", timeout=10.0)
+    if code != 200:
+        raise RuntimeError(f"/admin/trim answered {code or error}")
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
 def copy_asgi_app(parent: Path, name: str) -> AppCopy:
     """A private copy of bench/apps/asgisoak, edited as the Flask app's copy is."""
     root = parent / name
@@ -289,6 +300,8 @@ def soak(mode: str, interface: str, dsn: str) -> dict[str, Any]:
                         )
             load_requests, load_failures = load.requests, dict(load.failures)
             at_end = leaks_at_end(port)
+            if interface == "asgi":
+                at_end["heap"] = trim_heap(port)
         finally:
             server.stop()
         errors_logged = _errors_logged(scratch / "soak.log")
@@ -436,6 +449,17 @@ def _render_one(result: dict[str, Any], what: str) -> list[str]:
             f"warnings in the server's log: {len(logged)}"
             f"{' (first: `' + logged[0][:200] + '`)' if logged else ''}.",
         ]
+        heap = end.get("heap")
+        if heap and heap.get("trimmed") is not None:
+            first = result["samples"][0]["rss_kib"]
+            lines += [
+                "",
+                f"RSS at the end {heap['rss_kib_before'] / 1024:.1f} MiB, and "
+                f"{heap['rss_kib_after'] / 1024:.1f} MiB once glibc's `malloc_trim(0)` handed the "
+                f"free heap back ({(heap['rss_kib_after'] - first) / 1024:+.1f} MiB from the first "
+                "sample): the rest of the growth above is memory freed and kept by the allocator, "
+                "not objects still alive.",
+            ]
     b = result["breakdown"]
     if b["reload"]["n"]:
         first_request = (
