@@ -457,8 +457,8 @@ def _render_one(result: dict[str, Any], what: str) -> list[str]:
                 f"RSS at the end {heap['rss_kib_before'] / 1024:.1f} MiB, and "
                 f"{heap['rss_kib_after'] / 1024:.1f} MiB once glibc's `malloc_trim(0)` handed the "
                 f"free heap back ({(heap['rss_kib_after'] - first) / 1024:+.1f} MiB from the first "
-                "sample): the rest of the growth above is memory freed and kept by the allocator, "
-                "not objects still alive.",
+                "sample): what the trim removed was memory already freed and kept by the allocator, "
+                "not live objects.",
             ]
     b = result["breakdown"]
     if b["reload"]["n"]:
