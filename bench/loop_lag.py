@@ -32,6 +32,7 @@ Run alone: ``python -m bench.loop_lag [--quick|--smoke] [--json PATH]``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import sys
 import threading
@@ -204,6 +205,31 @@ class Probe:
             self.samples.append((now, max(0.0, now - before - INTERVAL_S)))
 
 
+class Collections:
+    """Every garbage collection of the process, timed through ``gc.callbacks`` (any
+    thread): a collection holds the GIL from start to stop, so the loop waits for it."""
+
+    def __init__(self) -> None:
+        self.done: list[tuple[float, float, int, str]] = []  # (start, seconds, generation, thread)
+        self._started: dict[int, float] = {}
+
+    def __call__(self, phase: str, info: dict[str, Any]) -> None:
+        now = time.perf_counter()
+        thread = threading.get_ident()
+        if phase == "start":
+            self._started[thread] = now
+        elif thread in self._started:
+            began = self._started.pop(thread)
+            self.done.append((began, now - began, int(info["generation"]), threading.current_thread().name))
+
+    def __enter__(self) -> Collections:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 class Load:
     """A request every ``LOAD_INTERVAL_S`` to ``path``, in-process, on this loop."""
 
@@ -213,17 +239,25 @@ class Load:
         self.requests = 0
         self.failures = 0
         self.slowest_s = 0.0
+        #: generation → (seconds of its first request, of its slowest later one)
+        self.by_generation: dict[int, list[float]] = {}
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(LOAD_INTERVAL_S)
             started = time.perf_counter()
-            status = await self.get()
-            self.slowest_s = max(self.slowest_s, time.perf_counter() - started)
+            status, generation = await self.get()
+            took = time.perf_counter() - started
+            self.slowest_s = max(self.slowest_s, took)
             self.requests += 1
             self.failures += status != 200
+            seen = self.by_generation.get(generation)
+            if seen is None:
+                self.by_generation[generation] = [took, 0.0]
+            else:
+                seen[1] = max(seen[1], took)
 
-    async def get(self) -> int:
+    async def get(self) -> tuple[int, int]:
         sent: list[dict[str, Any]] = []
 
         async def receive() -> dict[str, Any]:
@@ -239,7 +273,8 @@ class Load:
             "client": ("127.0.0.1", 50000), "state": {},
         }  # fmt: skip
         await self._app(scope, receive, send)
-        return int(sent[0]["status"]) if sent else 0
+        generation = scope.get("hotmod.generation")
+        return (int(sent[0]["status"]) if sent else 0), generation if isinstance(generation, int) else 0
 
 
 class Swaps:
@@ -275,12 +310,13 @@ async def _lifespan(app: Any) -> tuple[asyncio.Task[None], asyncio.Queue[Any], a
 
 
 async def _measure(app: Any, settings: Settings, leaf: Path, deep: Path) -> dict[str, Any]:
-    probe, load, swaps = Probe(), Load(app, "/r07/marker"), Swaps()
+    probe, load, swaps, collections = Probe(), Load(app, "/r07/marker"), Swaps(), Collections()
     unsubscribe = app.reloader.subscribe(swaps)
     life, to_app, from_app = await _lifespan(app)
     tasks = [asyncio.create_task(probe.run()), asyncio.create_task(load.run())]
     windows: list[dict[str, Any]] = []
     originals = {leaf: leaf.read_text(), deep: deep.read_text()}
+    collections.__enter__()
     try:
         await asyncio.sleep(0.5)  # the loop's own start-up noise
         for n in range(1, settings.reloads + 1):
@@ -319,7 +355,8 @@ async def _measure(app: Any, settings: Settings, leaf: Path, deep: Path) -> dict
         await asyncio.wait_for(from_app.get(), 30)
         await asyncio.wait_for(life, 30)
         unsubscribe()
-    return _summarise(probe.samples, windows, swaps.events, load)
+        collections.__exit__()
+    return _summarise(probe.samples, windows, swaps.events, load, collections.done)
 
 
 def _summarise(
@@ -327,6 +364,7 @@ def _summarise(
     windows: list[dict[str, Any]],
     events: list[tuple[float, str, int, float]],
     load: Load,
+    collections: list[tuple[float, float, int, str]],
 ) -> dict[str, Any]:
     phases: dict[str, list[float]] = {"idle": [], "save_to_swap": [], "after_swap": []}
     by_kind: dict[str, list[float]] = {"leaf": [], "deep": []}
@@ -346,20 +384,22 @@ def _summarise(
             phase = "save_to_swap" if at < window["swapped"] else "after_swap"
             phases[phase].append(overshoot)
             by_kind[window["kind"]].append(overshoot)
+            held_from = at - overshoot  # when the loop should have woken
             worst.append(
                 {
                     "overshoot_ms": round(overshoot * 1000, 2),
                     "edit": window["kind"],
                     "phase": phase,
-                    # When the sleep that overshot began, from the swap (its wake-up minus
-                    # the sleep and the overshoot): what held the loop started about then.
-                    "blocked_from_swap_ms": round(
-                        (at - overshoot - INTERVAL_S - window["swapped"]) * 1000, 1
-                    ),
+                    # What held the loop was running by then.
+                    "blocked_from_swap_ms": round((held_from - window["swapped"]) * 1000, 1),
+                    "collection": _overlapping(collections, held_from, at),
                 }
             )
     worst.sort(key=lambda w: -w["overshoot_ms"])
     reloads = [w for w in windows if w["kind"] != "idle"]
+    full = [c for c in collections if c[2] == 2]
+    firsts = [first for number, (first, _) in load.by_generation.items() if number > 1]
+    laters = [later for number, (_, later) in load.by_generation.items() if later > 0]
     return {
         "interval_ms": INTERVAL_S * 1000,
         "phases": {name: _lag(values) for name, values in phases.items()},
@@ -374,10 +414,27 @@ def _summarise(
         "retired": sum(1 for e in events if e[1] == "retired"),
         "leaked": sum(1 for e in events if e[1] == "leaked"),
         "failed": sum(1 for e in events if e[1] == "failed"),
+        "full_collections": {
+            "count": len(full),
+            "by_thread": {
+                name: _ms([c[1] for c in full if c[3] == name]) for name in sorted({c[3] for c in full})
+            },
+        },
+        "first_request": _ms(firsts),
+        "slowest_later_request": _ms(laters),
         "load_requests": load.requests,
         "load_failures": load.failures,
         "slowest_request_ms": round(load.slowest_s * 1000, 2),
     }
+
+
+def _overlapping(collections: list[tuple[float, float, int, str]], begin: float, end: float) -> str | None:
+    """The longest collection that ran while the loop was held, as "gen N, X ms, thread"."""
+    during = [c for c in collections if c[0] < end and c[0] + c[1] > begin]
+    if not during:
+        return None
+    _, seconds, generation, thread = max(during, key=lambda c: c[1])
+    return f"gen {generation} collection {seconds * 1000:.0f} ms on {thread}"
 
 
 def _lag(seconds: list[float]) -> dict[str, Any]:
@@ -460,21 +517,28 @@ def render(result: dict[str, Any]) -> str:
         f"{fmt(result['save_to_swap']['median_ms'])} ms. Generations retired "
         f"{result['retired']}, leaked {result['leaked']}, failed plans {result['failed']}.",
     ]
+    full = result["full_collections"]
+    by_thread = "; ".join(
+        f"{name} {c['n']} (median {fmt(c['median_ms'])} ms, max {fmt(c['max_ms'])} ms)"
+        for name, c in full["by_thread"].items()
+    )
     rows += [
         "",
-        "What holds the loop, as timed with the pieces wrapped (one smoke run): while the "
-        "plan runs, the loop gets the GIL back only every switch interval (5 ms), hence the "
-        "save → swap p50; the new FastAPI object's first request builds its middleware "
-        "stack on the loop (27-50 ms, the app's own cost, paid once per generation as a "
-        "server pays it at start-up); about 1 s after the old generation retired, the leak "
-        "check on hotmod's janitor thread runs `gc.collect()` (90-150 ms, then 50-80 ms more "
-        "after releasing library caches), holding the GIL, so every thread of the process, "
-        "the loop included, waits for it: the largest overshoots below begin there.",
+        f"Full garbage collections during the run (`gc.callbacks`): {full['count']}, by thread: "
+        f"{by_thread or 'none'}. A collection holds the GIL throughout, so the loop waits for it "
+        "whatever thread runs it; hotmod's leak check collects on its janitor thread about 1 s "
+        "after a generation retired. The first request on each new generation's app took median "
+        f"{fmt(result['first_request']['median_ms'])} ms (max {fmt(result['first_request']['max_ms'])} "
+        f"ms; the slowest later request per generation: median "
+        f"{fmt(result['slowest_later_request']['median_ms'])} ms): a fresh FastAPI object builds its "
+        "middleware stack on its first call, on the loop. While a plan runs on the watcher's "
+        "thread, the loop gets the GIL back only at the switch interval (5 ms).",
     ]
     if result["worst"]:
         worst = "; ".join(
-            f"{w['overshoot_ms']} ms ({w['edit']}, {w['phase'].replace('_', ' ')}, began "
-            f"{w['blocked_from_swap_ms']:+} ms from the swap)"
+            f"{w['overshoot_ms']} ms ({w['edit']}, {w['phase'].replace('_', ' ')}, from "
+            f"{w['blocked_from_swap_ms']:+} ms after the swap"
+            f"{', during a ' + w['collection'] if w.get('collection') else ''})"
             for w in result["worst"][:5]
         )
         rows += ["", f"Largest overshoots: {worst}."]
