@@ -1,0 +1,1 @@
+"""The ASGI soak app (see README.md)."""
