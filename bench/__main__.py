@@ -80,6 +80,18 @@ def _render_overhead(result: dict[str, Any]) -> str:
     return f"## Request overhead\n\nFrom `bench/overhead.py` (`main(quick)`):\n\n{body}\n"
 
 
+def _loop_lag(mode: str) -> dict[str, Any]:
+    from bench import loop_lag
+
+    return loop_lag.run(mode)
+
+
+def _render_loop_lag(result: dict[str, Any]) -> str:
+    from bench import loop_lag
+
+    return loop_lag.render(result)
+
+
 def _scale(mode: str) -> dict[str, Any]:
     from bench import scale
 
@@ -134,6 +146,7 @@ SECTIONS: dict[str, Section] = {
         Section("save_to_serve", "Save-to-serve latency", _save_to_serve, _render_save_to_serve),
         Section("breakdown", "Breakdown: one reload in-process", _breakdown, _render_breakdown),
         Section("overhead", "Request overhead", _overhead, _render_overhead),
+        Section("loop_lag", "Event-loop lag during reloads (ASGI)", _loop_lag, _render_loop_lag),
         Section("scale", "Scale", _scale, _render_scale),
         Section("soak", "Soak", _soak, _render_soak),
         Section("frameworks", "Save-to-serve per framework", _frameworks, _render_frameworks),
@@ -240,6 +253,14 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
                 verdict(ratio >= 0.97),
             )
         )
+    ns = _dig(overhead, "asgi_in_process", "raw", "production", "overhead_ns_paired_median")
+    if isinstance(ns, int | float):
+        rows.append(("per-request overhead < 2 us (ASGI, production)", f"{ns:.0f} ns", verdict(ns < 2000)))
+    ratio = _dig(overhead, "asgi_server", "ratio")
+    if isinstance(ratio, int | float):
+        rows.append(
+            ("throughput loss < 3% under uvicorn (ASGI)", f"wrapped/bare = {ratio:.4f}", verdict(ratio >= 0.97))
+        )
     soak = _dig(sections, "soak", "result")
     growth = _dig(soak, "growth")
     if growth:
@@ -262,6 +283,23 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
             )
         )
         rows.append(("soak: zero leaked generations", str(growth["leaked"]), verdict(not growth["leaked"])))
+    asgi_growth = _dig(soak, "asgi", "growth")
+    if asgi_growth:
+        rows.append(
+            ("ASGI soak: RSS growth < 10 MB", f"{asgi_growth['rss_mib']} MiB", verdict(asgi_growth["rss_mib"] < 10))
+        )
+        keys = ("fds_after_first_sample", "threads_after_first_sample", "pg_backends", "lifespans_running")
+        still = [k for k in keys if asgi_growth.get(k) not in (0, None)]
+        rows.append(
+            (
+                "ASGI soak: constant fds, threads, PostgreSQL backends, lifespans",
+                ", ".join(still) or "all flat",
+                verdict(not still),
+            )
+        )
+        rows.append(
+            ("ASGI soak: zero leaked generations", str(asgi_growth["leaked"]), verdict(not asgi_growth["leaked"]))
+        )
     asgi = _dig(sections, "asgi_save_to_serve", "result")
     if asgi:
         from bench import asgi_save_to_serve

@@ -75,6 +75,7 @@ def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any])
         "save_to_serve",
         "breakdown",
         "overhead",
+        "loop_lag",
         "scale",
         "soak",
         "frameworks",
@@ -95,6 +96,7 @@ def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[st
         "## Save-to-serve latency",
         "## Breakdown",
         "## Request overhead",
+        "## Event-loop lag during reloads (ASGI)",
         "## Scale",
         "## Soak",
         "## Save-to-serve per framework",
@@ -151,6 +153,14 @@ def test_soak_samples_the_server_at_start_and_end(smoke: dict[str, Any]) -> None
     assert samples[-1]["generation"] == samples[0]["generation"] + 10
     assert all(s["rss_kib"] > 0 and s["fds"] > 0 and s["threads"] > 0 for s in samples)
     assert result["misses"] == 0
+    asgi = result["asgi"]  # the same soak on the ASGI path (uvicorn, an async pool)
+    assert [s["reloads"] for s in asgi["samples"]] == [0, 5, 10]
+    assert asgi["misses"] == 0
+
+
+def test_overhead_measures_the_asgi_path_too(smoke: dict[str, Any]) -> None:
+    overhead = _ran(smoke, "overhead")
+    assert overhead["asgi_in_process"]["raw"]["production"]["wrapped_ns"] > 0
 
 
 def test_frameworks_row_reloads_pyramid_in_process_and_its_own_reloader_by_restarting(
