@@ -259,7 +259,11 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
     ratio = _dig(overhead, "asgi_server", "ratio")
     if isinstance(ratio, int | float):
         rows.append(
-            ("throughput loss < 3% under uvicorn (ASGI)", f"wrapped/bare = {ratio:.4f}", verdict(ratio >= 0.97))
+            (
+                "throughput loss < 3% under uvicorn (ASGI)",
+                f"wrapped/bare = {ratio:.4f}",
+                verdict(ratio >= 0.97),
+            )
         )
     soak = _dig(sections, "soak", "result")
     growth = _dig(soak, "growth")
@@ -285,9 +289,8 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         rows.append(("soak: zero leaked generations", str(growth["leaked"]), verdict(not growth["leaked"])))
     asgi_growth = _dig(soak, "asgi", "growth")
     if asgi_growth:
-        rows.append(
-            ("ASGI soak: RSS growth < 10 MB", f"{asgi_growth['rss_mib']} MiB", verdict(asgi_growth["rss_mib"] < 10))
-        )
+        rss = asgi_growth["rss_mib"]
+        rows.append(("ASGI soak: RSS growth < 10 MB", f"{rss} MiB", verdict(rss < 10)))
         keys = ("fds_after_first_sample", "threads_after_first_sample", "pg_backends", "lifespans_running")
         still = [k for k in keys if asgi_growth.get(k) not in (0, None)]
         rows.append(
@@ -297,9 +300,8 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
                 verdict(not still),
             )
         )
-        rows.append(
-            ("ASGI soak: zero leaked generations", str(asgi_growth["leaked"]), verdict(not asgi_growth["leaked"]))
-        )
+        leaked = asgi_growth["leaked"]
+        rows.append(("ASGI soak: zero leaked generations", str(leaked), verdict(not leaked)))
     asgi = _dig(sections, "asgi_save_to_serve", "result")
     if asgi:
         from bench import asgi_save_to_serve
