@@ -28,6 +28,7 @@ from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
 from ._paste import default_roots as default_roots_of_ini
 from ._paste import is_ini_target, load_ini_target
 from ._response import wrap_response
+from ._sniff import is_asgi
 from ._status import STATUS_PATH, build_status, status_body
 
 log = logging.getLogger("hotmod.middleware")
@@ -127,6 +128,7 @@ class HotReload:
         restarts: bool = False,
         on_load_error: str = "raise",
         probe: bool | None = None,
+        interface: str = "auto",
     ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
@@ -138,6 +140,8 @@ class HotReload:
             raise ValueError("allow_hosts takes a list of host names, not a single string")
         if on_load_error not in ("raise", "serve"):
             raise ValueError(f"on_load_error must be 'raise' or 'serve', not {on_load_error!r}")
+        if interface not in ("auto", "wsgi", "asgi"):
+            raise ValueError(f"interface must be 'auto', 'wsgi' or 'asgi', not {interface!r}")
         roots: list[str] | None
         if watch is None:
             roots = None
@@ -158,6 +162,7 @@ class HotReload:
                 roots = default_roots_of_ini(ini, default_root(ini.module))
 
         self.target = target
+        self._on_load_error = on_load_error
         self.debug = bool(debug)
         self.restarts = bool(restarts)
         # Which hosts may see the debug pages (debug mode only); its verdict cache is
@@ -212,6 +217,12 @@ class HotReload:
             else:
                 # Before the watcher starts: support may add roots and template folders.
                 self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
+            if interface == "asgi" or (
+                interface == "auto" and self.load_error is None and is_asgi(self._reloader.current.target)
+            ):
+                from ._asgi import AsgiHotReload
+
+                AsgiHotReload._become_asgi(self, drain_timeout)  # type: ignore[arg-type]
             if scan_interval is None:
                 # poll=None lets the engine honour HOTMOD_POLL=1.
                 self._reloader.watch(poll=True if poll else None)
@@ -346,6 +357,13 @@ class HotReload:
             return  # another event got here first
         unsubscribe()
         self.load_error = None
+        if self.interface == "wsgi" and is_asgi(self._reloader.current.target):
+            # Started with no code to look at, the server guessed WSGI: only a restart
+            # (``hotmod serve`` makes it) serves the target as what it turned out to be.
+            self._reloader.request_restart(
+                "the target loaded as an ASGI application, and this server was started for WSGI"
+                " (it did not load at start-up; pass interface='asgi' or --interface asgi)"
+            )
 
         def attach() -> None:
             try:
@@ -426,6 +444,11 @@ class HotReload:
         return {path: file_signature(path) for path in self._reloader.files()}
 
     # -- control ----------------------------------------------------------------------
+
+    @property
+    def interface(self) -> str:
+        """``"wsgi"`` or ``"asgi"``: what this object serves as."""
+        return "wsgi"
 
     @property
     def reloader(self) -> Reloader:

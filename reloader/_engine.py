@@ -15,12 +15,12 @@ import threading
 import time
 import traceback
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from . import _adopt, _plan, _probe, _swap
+from . import _adopt, _plan, _probe, _retire, _swap
 from ._events import ReloadEvent
 from ._extension import Extension, refresh
 from ._fork import forget_fork, fork_epoch, on_fork
@@ -331,6 +331,26 @@ class Reloader:
     @property
     def extensions(self) -> tuple[Extension, ...]:
         return tuple(self._extensions)
+
+    def request_restart(self, reason: str, *, module: str | None = None) -> None:
+        """Say that only a process restart serves the code as it now is: the
+        ``restart_needed`` notice and event, as for a restart-only edit (``hotmod
+        serve`` restarts; ``HotReload`` elsewhere shows its restart page)."""
+        number = self._current.number if self._current is not None else 0
+        self._report.restart({module or self._module_name: reason}, (), number)
+
+    @property
+    def coroutine_runner(self) -> Callable[[Awaitable[Any]], Any]:
+        """What runs an ``async def __mp_purge__`` to its end: a callable that takes the
+        awaitable, blocks until it is done and returns its result (or raises its
+        exception). Purges run on the janitor thread, or on :meth:`close`'s caller.
+        The default awaits it in a new event loop on that thread; the ASGI middleware
+        sets one that runs it on the server's loop, where the resources were opened."""
+        return self._retirement.run_coroutine
+
+    @coroutine_runner.setter
+    def coroutine_runner(self, runner: Callable[[Awaitable[Any]], Any] | None) -> None:
+        self._retirement.run_coroutine = runner if runner is not None else _retire.run_in_own_loop
 
     @property
     def restart_needed(self) -> dict[str, Any] | None:
@@ -691,6 +711,11 @@ class Reloader:
                 # whose events still lag behind the file counts too.
                 if still_valid is not None and not still_valid():
                     raise SourceChanged("files changed while the plan was loading")
+                if self._extensions:
+                    # Last, so that nothing after it can fail: what it readies serves.
+                    gen.target = target
+                    for extension in self._extensions:
+                        extension.prepare(gen, planned)
             except SourceChanged:
                 self._discard(stage, planned)
                 raise

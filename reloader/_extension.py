@@ -61,6 +61,13 @@ class Extension:
     def before_plan(self, plan: Sequence[str]) -> None:
         """Called right before the plan's modules execute, on the reloading thread."""
 
+    def prepare(self, generation: Generation, plan: Sequence[str]) -> None:
+        """Called once ``generation``'s modules have run and its ``target`` is resolved,
+        right before it becomes current: make the new target ready to serve (an ASGI
+        app's lifespan startup). Raising fails the plan like an exception of its code:
+        nothing is swapped, the error is reported with its file and line, and the last
+        good generation keeps serving. So undo here what a failure leaves half done."""
+
     def after_swap(self, generation: Generation, plan: Sequence[str]) -> None:
         """Called right after ``generation`` became current (reset registries and
         caches that still name the old instances)."""
@@ -68,6 +75,13 @@ class Extension:
     def after_discard(self, plan: Sequence[str]) -> None:
         """Called after a plan was thrown away (its code failed): undo
         :meth:`before_plan`."""
+
+    def retiring(self, generation: Generation) -> None:
+        """Called once ``generation`` has drained (or was retired by ``drain_timeout``),
+        before the purge hooks it made due run: stop what its target started (an ASGI
+        app's lifespan shutdown), while the module resources it may use are still
+        open. Not called for the generation current at :meth:`Reloader.close`. Runs on
+        the engine's janitor thread; an exception is logged with its traceback."""
 
     def retired(self, generation: Generation) -> None:
         """Called once ``generation`` has retired (drained, or forced at shutdown or by
@@ -121,14 +135,15 @@ def refresh(
     return handled, others + rest
 
 
-def retired(extensions: Iterable[Extension], generation: Generation) -> None:
-    """Tell each extension that ``generation`` retired (:meth:`Extension.retired`)."""
+def retired(extensions: Iterable[Extension], generation: Generation, *, hook: str = "retired") -> None:
+    """Tell each extension that ``generation`` retired (:meth:`Extension.retired`), or
+    with ``hook="retiring"``, that it is about to (:meth:`Extension.retiring`)."""
     for extension in extensions:
         try:
-            extension.retired(generation)
+            getattr(extension, hook)(generation)
         except Exception:
-            log.error("extension %s failed after generation %d retired:\n%s",
-                      extension.name, generation.number, traceback.format_exc())
+            log.error("extension %s failed %s generation %d retired:\n%s", extension.name,
+                      "after" if hook == "retired" else "before", generation.number, traceback.format_exc())
 
 
 __all__ = ["RESTART_FLAG", "Extension", "refresh", "restart_flag", "retired"]

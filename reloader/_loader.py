@@ -11,6 +11,7 @@ import builtins
 import contextlib
 import hashlib
 import importlib.util
+import inspect
 import linecache
 import logging
 import os
@@ -268,6 +269,12 @@ class Stage:
         if callable(hook):
             self.app_starts()
             try:
+                if inspect.iscoroutinefunction(hook):
+                    raise TypeError(
+                        f"__mp_clone__ of {name} is a coroutine function; clone hooks run on the"
+                        " reloading thread, before the new code and off any event loop, and only"
+                        " hand objects over: make it a plain def (__mp_purge__ may be async)"
+                    )
                 hook(new)
                 self.cloned.add(name)
             except Exception:

@@ -4,6 +4,7 @@ leak and stale checks that follow (``_leaks``, ``_stale``)."""
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 import inspect
 import itertools
@@ -13,7 +14,7 @@ import time
 import traceback
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -166,6 +167,9 @@ class Retirement:
         )
         self._purged: weakref.WeakSet[ModuleType] = weakref.WeakSet()
         self._purge_lock = threading.Lock()  # one purge at a time, each instance once
+        #: Runs what an ``async def __mp_purge__`` returned, to its end (see
+        #: Reloader.coroutine_runner); by default in a loop of its own.
+        self.run_coroutine: Callable[[Awaitable[Any]], Any] = run_in_own_loop
 
     # -- the reload path -----------------------------------------------------------
 
@@ -279,6 +283,10 @@ class Retirement:
             held = [r for r in self._replaced if any(r.since <= n < r.until for n in live)]
             free = [r for r in self._replaced if not any(r.since <= n < r.until for n in live)]
             self._replaced = held
+        # Before the purges: what a retiring target stops may still use their resources.
+        for gen, newly in released:
+            if newly:
+                retired(self._extensions, gen, hook="retiring")
         for record in free:
             if record.purge:
                 self.purge(record.module, record.name)
@@ -305,10 +313,9 @@ class Retirement:
                 return
             self._purged.add(module)
         try:
-            if _takes_one_argument(hook):
-                hook(module)
-            else:
-                hook()
+            result = hook(module) if _takes_one_argument(hook) else hook()
+            if inspect.isawaitable(result):
+                self.run_coroutine(result)
             with self._lock:
                 self.counts["purges"] += 1
         except Exception:
@@ -378,6 +385,25 @@ class Retirement:
             self._registry.stale.after_fork()
         for gen in list(self.live.values()):
             gen.after_fork_in_child()
+
+
+def run_in_own_loop(awaitable: Awaitable[Any]) -> Any:
+    """Await ``awaitable`` in a new event loop on this thread (no server's loop is
+    known: a resource bound to another loop may refuse to close here)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()
+        raise RuntimeError("an async __mp_purge__ cannot be awaited on the thread of a running"
+                           " event loop without blocking it; set Reloader.coroutine_runner")
+
+    async def wait() -> Any:
+        return await awaitable
+
+    return asyncio.run(wait())
 
 
 def _takes_one_argument(fn: Callable[..., object]) -> bool:
