@@ -36,6 +36,17 @@ pytest.importorskip("fastapi")
 TARGET = "shop.main:app"
 
 
+def _fastapi_caches_endpoints() -> bool:
+    """Whether this FastAPI keeps the endpoints it classified in process-wide lru_caches
+    (0.165 does)."""
+    from fastapi.dependencies import models
+
+    return hasattr(models, "_CallIdentity")
+
+
+FASTAPI_CACHES_ENDPOINTS = _fastapi_caches_endpoints()
+
+
 @pytest.fixture(scope="module")
 def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_asgi_fixture("fastapi", tmp_path_factory.mktemp("fastapi"))
@@ -118,6 +129,7 @@ def test_a_lifespan_startup_that_raises_leaves_the_old_generation_current_and_it
 ) -> None:
     main = root / "shop" / "main.py"
     generation = served.status()["generation"]
+    serving = app_instance(served.get("/hello")[1])
     started = len(lifespan_events(root / "lifespan.log"))
     mark = served.mark()
     replace(main, '    record("startup")\n', '    raise RuntimeError("startup refused by the test")\n')
@@ -127,10 +139,12 @@ def test_a_lifespan_startup_that_raises_leaves_the_old_generation_current_and_it
     assert served.status()["generation"] == generation  # the failed app never became current
     assert len(lifespan_events(root / "lifespan.log")) == started  # it recorded nothing
     replace(main, '    raise RuntimeError("startup refused by the test")\n', '    record("startup")\n')
-    current = app_instance(served.wait_served("/hello", "hello "))
-    assert served.status()["generation"] > generation
+    # The fix gives back the current generation's source: the failed edit is undone,
+    # and the app that served before it serves on.
+    assert app_instance(served.wait_served("/hello", "hello ")) == serving
+    assert served.status()["generation"] == generation
     served.settle()
-    check_lifespans(root / "lifespan.log", current)
+    check_lifespans(root / "lifespan.log", serving)
 
 
 @pytest.mark.parametrize(
@@ -173,10 +187,26 @@ def test_twenty_edits_under_four_concurrent_clients_fail_no_request(served: Serv
     assert [client.failures for client in clients] == [[]] * 4
     assert all(client.ok > 0 for client in clients)
     status = served.settle()
-    assert status["leaked"] == []
+    assert status["draining"] == [] and status["stale"] == [] and status["restart_needed"] is None
     current = app_instance(served.get("/hello")[1])
     assert len(check_lifespans(root / "lifespan.log", current)) >= 21
     assert served.out().count("hotmod: serving ") == 1  # never restarted
+
+
+@pytest.mark.xfail(
+    FASTAPI_CACHES_ENDPOINTS,
+    reason="FastAPI's lru_caches in fastapi.dependencies.models (maxsize 4096, keyed by"
+    " _CallIdentity(endpoint)) hold every retired generation's endpoint functions, so each"
+    " edit of a router module logs a leak warning; nothing clears them on retirement",
+    strict=True,
+)
+def test_no_retired_generation_is_kept_alive(served: Served) -> None:
+    """Run after edits of the routers (the tests above): every retired generation was
+    garbage collected."""
+    status = served.settle()
+    assert status["generation"] > 1
+    assert status["leaked"] == []
+    assert "leak" not in served.err()
 
 
 def test_stopping_the_server_shuts_the_serving_app_down(served: Served, root: Path) -> None:
