@@ -172,7 +172,7 @@ def by_app(log: Path) -> dict[str, list[str]]:
 
 
 @pytest.mark.parametrize("server_name", list(ASGI_SERVERS))
-def test_in_production_a_broken_edit_keeps_the_last_good_generation_and_its_fix_serves(
+def test_in_production_a_broken_edit_or_a_failing_startup_keeps_the_last_good_generation(
     server_name: str, tmp_path: Path
 ) -> None:
     project = Project(copy_asgi_fixture("starlette", tmp_path))
@@ -195,3 +195,12 @@ def test_in_production_a_broken_edit_keeps_the_last_good_generation_and_its_fix_
         first, second = app_instance(reply.text), app_instance(after)
         expected = {first: ["startup", "shutdown"], second: ["startup"]}
         wait_until(lambda: by_app(project.lifespan_log) == expected, what="the first app's shutdown")
+        # A lifespan startup that raises is a failed plan too: the second app serves on.
+        app_py = project.root / "feed" / "app.py"
+        mark = server.mark()
+        replace(app_py, '    record("startup")\n', '    raise RuntimeError("startup refused by the test")\n')
+        server.wait_for(r"reload failed.*RuntimeError: startup refused by the test", after=mark)
+        assert server.get("/") == (200, after)
+        replace(app_py, '    raise RuntimeError("startup refused by the test")\n', '    record("startup")\n')
+        project.set_version("v3")
+        server.wait_served("/", "home v3 ")
