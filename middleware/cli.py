@@ -1,9 +1,9 @@
 """``hotmod serve``: a development server that reloads changed modules in place.
 
-It serves with werkzeug's threaded server (werkzeug's own process reloader stays
-off: hotmod reloads modules inside this process) and prints one line per reload or
-failure. Bad input ends with one line on stderr and a non-zero exit, never a
-traceback.
+It serves a WSGI target with werkzeug's threaded server and an ASGI target with
+uvicorn (the ``hotmod[asgi]`` extra); neither's own process reloader runs: hotmod
+reloads modules inside this process. It prints one line per reload or failure.
+Bad input ends with one line on stderr and a non-zero exit, never a traceback.
 
 ``hotmod check``: read modules, without running them, for clone and purge hook
 mistakes; one ``file:line: message`` per warning, exit status 1 when it warns.
@@ -143,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="retire a generation still draining after this long and run its purge hooks"
         " (default: wait for its last request)",
+    )
+    serve.add_argument(
+        "--interface",
+        choices=("auto", "wsgi", "asgi"),
+        default="auto",
+        help="what the target is (default: auto, told from the loaded object): a WSGI app is"
+        " served by werkzeug, an ASGI app by uvicorn (pip install 'hotmod[asgi]')",
     )
     talk = serve.add_mutually_exclusive_group()
     talk.add_argument(
@@ -470,6 +477,7 @@ def _load(args: argparse.Namespace, *, restarted: bool = False) -> HotReload:
             drain_timeout=args.drain_timeout,
             restarts=True,
             on_load_error="serve",
+            interface=args.interface,
         )
     except ReloadError as exc:
         failure = exc.failure
@@ -542,6 +550,8 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     except CommandError:
         app.close()
         raise
+    if app.interface == "asgi":
+        return _serve_asgi(args, app, sock)
     try:
         server = make_server(args.host, args.port, app, threaded=True, fd=sock.fileno())
     except BaseException:
@@ -566,30 +576,7 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    host, port = server.server_address[:2]
-    shown_host = f"[{host}]" if ":" in str(host) else host
-    mode = "production" if args.production else "debug"
-    failed = _load_failure_line(app, args.production) if app.load_error is not None else ""
-    print(
-        inert(f"hotmod: serving {args.target} on http://{shown_host}:{port}/ "
-              f"(generation {app.generation}, {mode} mode; Ctrl-C to stop){failed}"),
-        flush=True,
-    )
-    roots = ", ".join(getattr(app.reloader.roots, "paths", ())) or "?"
-    backend = getattr(app.reloader.watcher, "backend", None)
-    say = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
-    say(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""))
-    hosts = HostCheck(args.allow_host)
-    if not args.production and (not is_loopback(args.host) or "*" in hosts.allowed):
-        others = "." if "*" in hosts.allowed else "; other hosts get a 400."
-        print(
-            f"hotmod: warning: debug mode on {args.host}: the error page (source code, tracebacks)"
-            f" and /__hotmod__ answer requests for {hosts.describe()}{others}"
-            " A client that sends such a Host itself is not stopped: use --production on a"
-            " network you do not trust",
-            file=sys.stderr,
-            flush=True,
-        )
+    say = _announce(args, app, server.server_address)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="hotmod-serve", daemon=True
     )
@@ -612,6 +599,113 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
         app.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not stop.is_set():
+        print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
+        return EXIT_ERROR
+    say("hotmod: stopped")
+    return EXIT_OK
+
+
+def _announce(args: argparse.Namespace, app: HotReload, address: Any) -> Callable[[str], None]:
+    """Print the serving line, the watched roots and, where it applies, the warning
+    about debug pages on a network interface; return the printer of the lines that
+    ``--quiet`` silences."""
+    host, port = address[:2]
+    shown_host = f"[{host}]" if ":" in str(host) else host
+    mode = "production" if args.production else "debug"
+    failed = _load_failure_line(app, args.production) if app.load_error is not None else ""
+    server = ", ASGI on uvicorn" if app.interface == "asgi" else ""
+    print(
+        inert(f"hotmod: serving {args.target} on http://{shown_host}:{port}/ "
+              f"(generation {app.generation}, {mode} mode{server}; Ctrl-C to stop){failed}"),
+        flush=True,
+    )
+    roots = ", ".join(getattr(app.reloader.roots, "paths", ())) or "?"
+    backend = getattr(app.reloader.watcher, "backend", None)
+    say: Callable[[str], None] = (lambda line: None) if args.quiet else (lambda line: print(line, flush=True))
+    say(f"hotmod: watching {roots}" + (f" ({backend})" if backend else ""))
+    hosts = HostCheck(args.allow_host)
+    if not args.production and (not is_loopback(args.host) or "*" in hosts.allowed):
+        others = "." if "*" in hosts.allowed else "; other hosts get a 400."
+        print(
+            f"hotmod: warning: debug mode on {args.host}: the error page (source code, tracebacks)"
+            f" and /__hotmod__ answer requests for {hosts.describe()}{others}"
+            " A client that sends such a Host itself is not stopped: use --production on a"
+            " network you do not trust",
+            file=sys.stderr,
+            flush=True,
+        )
+    return say
+
+
+def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -> int:
+    """Serve an ASGI target with uvicorn, on a thread of its own (so that this thread
+    keeps the signals, as for WSGI, and uvicorn installs none). uvicorn drives the
+    lifespan: :class:`HotReload` starts the app's at uvicorn's startup and, at its
+    shutdown, stops every live generation's and runs the purge hooks. A restart stops
+    uvicorn (open connections get ``RESTART_DRAIN`` seconds) and re-executes this
+    command with a duplicate of the socket, whose backlog holds the connections that
+    arrive meanwhile."""
+    try:
+        import uvicorn
+    except ImportError:
+        sock.close()
+        app.close()
+        raise CommandError(
+            f"{args.target} is an ASGI application; serving it needs uvicorn:"
+            " pip install 'hotmod[asgi]'"
+        ) from None
+    config = uvicorn.Config(
+        app, lifespan="on", log_level="warning", access_log=False, server_header=False,
+        timeout_graceful_shutdown=int(RESTART_DRAIN),
+    )
+    server = uvicorn.Server(config)
+    address = sock.getsockname()
+    unsubscribe = app.reloader.subscribe(_printer(sys.stdout, quiet=args.quiet))
+    stop = threading.Event()
+    restart: list[dict[str, Any]] = []
+
+    def on_event(event: ReloadEvent) -> None:
+        if event.kind == "restart_needed" and not restart:
+            restart.append(app.reloader.restart_needed or {"reason": event.detail})
+            stop.set()
+
+    unsubscribe_restart = app.reloader.subscribe(on_event)
+
+    def request_stop(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    say = _announce(args, app, address)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name="hotmod-serve", daemon=True
+    )
+    thread.start()
+    fd: int | None = None
+    try:
+        while thread.is_alive() and not stop.wait(0.2):
+            pass
+        if restart:
+            print(f"hotmod: restarting: {restart[0].get('reason', '')} (the socket stays open)", flush=True)
+            fd = os.dup(sock.fileno())  # uvicorn closes its socket as it stops
+        else:
+            say("hotmod: shutting down")
+        server.should_exit = True
+        thread.join(RESTART_DRAIN + SHUTDOWN_DRAIN + 5)
+    finally:
+        unsubscribe_restart()
+        unsubscribe()
+        app.close()  # done by uvicorn's lifespan shutdown already, unless it never ran
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if fd is not None:
+        os.set_inheritable(fd, True)
+        os.environ[SERVER_FD] = str(fd)
+        os.environ[RESTART_ROOTS] = os.pathsep.join(app.reloader.roots.paths)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        argv = restart_argv()
+        os.execv(argv[0], argv)
     if not stop.is_set():
         print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
         return EXIT_ERROR

@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 from types import FrameType, FunctionType, ModuleType
 from typing import Any
 
+from ._caches import clear_caches_holding
 from ._events import EventKind, ReloadEvent
 from ._loader import TOKEN, InstanceToken
 from ._stale import Definition, Holding, Scope, definitions, find_holders
@@ -157,6 +158,8 @@ class LeakWatch:
 
     def _check_now(self, watch: list[_Watched]) -> None:
         gc.collect()
+        if _release_library_caches(watch):
+            gc.collect()
         again: list[_Watched] = []
         first: list[_Watched] = []  # old code alive at a first look: searched at once
         confirm: list[_Watched] = []  # holders named at the first look: searched again
@@ -245,6 +248,26 @@ class LeakWatch:
                     })
         if findings and self._on_stale is not None:
             self._on_stale(findings)
+
+
+def _release_library_caches(watch: Sequence[_Watched]) -> bool:
+    """Clear the library caches that hold the definitions of retired instances still
+    alive (``_caches``); whether any was cleared. A function of its own, so that no
+    frame of the check keeps a definition in a local variable."""
+    targets = [obj for item in watch for obj in (item.module(), *(d.ref() for d in item.defined))
+               if obj is not None]
+    if not targets:
+        return False
+    try:
+        cleared = clear_caches_holding(targets)
+    except Exception:
+        log.error("clearing library caches failed:\n%s", traceback.format_exc())
+        return False
+    finally:
+        del targets
+    if cleared:
+        log.info("cleared library caches that held retired code: %s", ", ".join(cleared))
+    return bool(cleared)
 
 
 def _alive_definitions(suspects: Sequence[_Watched]) -> tuple[list[tuple[str, Any]], list[int]]:
