@@ -220,3 +220,19 @@ def test_production_serves_the_last_good_generation_through_a_broken_edit(tmp_pa
         assert pid_of(server.wait_served("/hello", "hello v2 ")) == pid_of(reply.text)
     finally:
         server.stop()
+
+
+def test_a_first_lifespan_startup_that_raises_is_served_as_its_error_page_until_fixed(tmp_path: Path) -> None:
+    """Never down: the first app's startup raises, and the server still answers, with
+    the error page in debug mode; the fix serves without a restart."""
+    root = copy_asgi_fixture("fastapi", tmp_path)
+    main = root / "shop" / "main.py"
+    replace(main, '    record("startup")\n', '    raise RuntimeError("startup refused at first")\n')
+    with hotmod_serving(TARGET, root) as server:
+        code, page = server.get("/hello")
+        assert code == 500 and "startup refused at first" in page and "main.py" in page
+        replace(main, '    raise RuntimeError("startup refused at first")\n', '    record("startup")\n')
+        body = server.wait_served("/hello", "hello v1 ")
+        assert pid_of(body) == server.pid
+        assert server.out().count("hotmod: serving ") == 1
+        check_lifespans(root / "lifespan.log", app_instance(body))
