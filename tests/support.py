@@ -743,6 +743,35 @@ def check_lifespans(log: Path, current: str) -> dict[str, list[str]]:
     return by_app
 
 
+def wait_lifespans(log: Path, current: str) -> dict[str, list[str]]:
+    """``check_lifespans``, asked until it holds: a drained app's shutdown runs as its
+    generation retires, a moment after the drain."""
+    failure: list[str] = []
+
+    def holds() -> dict[str, list[str]] | None:
+        try:
+            return check_lifespans(log, current)
+        except AssertionError as exc:
+            failure[:] = [str(exc)]
+            return None
+
+    try:
+        return wait_until(holds, timeout=EDIT_TIMEOUT, interval=0.02, what="the lifespans")
+    except AssertionError:
+        raise AssertionError(failure[0] if failure else "no lifespan recorded") from None
+
+
+def drained(server: Served) -> dict[str, Any]:
+    """Wait until no generation drains any more (not for the leak checks, as
+    ``Served.settle`` does, which take a second or two); the status then."""
+
+    def done() -> dict[str, Any] | None:
+        status = server.status()
+        return status if not status["draining"] else None
+
+    return wait_until(done, timeout=EDIT_TIMEOUT, interval=0.02, what="no generation draining")
+
+
 @contextmanager
 def event_stream(port: int, path: str, *, timeout: float = 30.0) -> Iterator[Iterator[str]]:
     """An open Server-Sent Events response of ``path``: yields an iterator over the

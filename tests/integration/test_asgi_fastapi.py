@@ -19,13 +19,14 @@ from support import (
     Served,
     app_instance,
     call,
-    check_lifespans,
     copy_asgi_fixture,
+    drained,
     free_port,
     hotmod_serving,
     lifespan_events,
     pid_of,
     replace,
+    wait_lifespans,
     write,
 )
 
@@ -108,8 +109,7 @@ def test_a_dependency_edit_shows_in_the_routes_that_depend_on_it(served: Served,
 
 def test_each_app_started_once_and_every_drained_one_shut_down(served: Served, root: Path) -> None:
     current = app_instance(served.wait_served("/hello", "hello "))
-    served.settle()
-    apps = check_lifespans(root / "lifespan.log", current)
+    apps = wait_lifespans(root / "lifespan.log", current)
     assert len(apps) >= 2, apps
 
 
@@ -132,8 +132,7 @@ def test_a_lifespan_startup_that_raises_leaves_the_old_generation_current_and_it
     # and the app that served before it serves on.
     assert app_instance(served.wait_served("/hello", "hello ")) == serving
     assert served.status()["generation"] == generation
-    served.settle()
-    check_lifespans(root / "lifespan.log", serving)
+    wait_lifespans(root / "lifespan.log", serving)
 
 
 @pytest.mark.parametrize(
@@ -175,10 +174,10 @@ def test_twenty_edits_under_four_concurrent_clients_fail_no_request(served: Serv
             client.__exit__(None, None, None)
     assert [client.failures for client in clients] == [[]] * 4
     assert all(client.ok > 0 for client in clients)
-    status = served.settle()
-    assert status["draining"] == [] and status["stale"] == [] and status["restart_needed"] is None
+    status = drained(served)
+    assert status["stale"] == [] and status["restart_needed"] is None
     current = app_instance(served.get("/hello")[1])
-    assert len(check_lifespans(root / "lifespan.log", current)) >= 21
+    assert len(wait_lifespans(root / "lifespan.log", current)) >= 21
     assert served.out().count("hotmod: serving ") == 1  # never restarted
 
 
@@ -195,7 +194,7 @@ def test_no_retired_generation_is_kept_alive(served: Served) -> None:
 def test_stopping_the_server_shuts_the_serving_app_down(served: Served, root: Path) -> None:
     """Last: it stops the module's server."""
     current = app_instance(served.wait_served("/hello", "hello "))
-    served.settle()
+    drained(served)
     assert served.stop() == 0
     events = lifespan_events(root / "lifespan.log")
     assert events[-1] == ("shutdown", current)
@@ -235,4 +234,4 @@ def test_a_first_lifespan_startup_that_raises_is_served_as_its_error_page_until_
         body = server.wait_served("/hello", "hello v1 ")
         assert pid_of(body) == server.pid
         assert server.out().count("hotmod: serving ") == 1
-        check_lifespans(root / "lifespan.log", app_instance(body))
+        wait_lifespans(root / "lifespan.log", app_instance(body))

@@ -15,12 +15,13 @@ from support import (
     Served,
     app_instance,
     call,
-    check_lifespans,
     copy_asgi_fixture,
+    drained,
     hotmod_serving,
     lifespan_events,
     pid_of,
     replace,
+    wait_lifespans,
 )
 
 pytest.importorskip("litestar")
@@ -85,13 +86,13 @@ def test_each_app_ran_its_startup_hooks_once_and_every_drained_one_its_shutdown_
 ) -> None:
     current = app_instance(served.wait_served("/hello", "hello "))
     status = served.settle()
-    assert len(check_lifespans(root / "lifespan.log", current)) >= 3
+    assert len(wait_lifespans(root / "lifespan.log", current)) >= 3
     assert status["leaked"] == []  # no retired app kept alive by Litestar
 
 
 def test_stopping_the_server_runs_the_serving_apps_shutdown_hooks(served: Served, root: Path) -> None:
     """Last: it stops the module's server."""
     current = app_instance(served.wait_served("/hello", "hello "))
-    served.settle()
+    drained(served)
     assert served.stop() == 0
     assert lifespan_events(root / "lifespan.log")[-1] == ("shutdown", current)

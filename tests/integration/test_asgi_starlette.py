@@ -21,12 +21,13 @@ from support import (
     app_instance,
     asgi_middleware_serving,
     call,
-    check_lifespans,
     copy_asgi_fixture,
+    drained,
     event_stream,
     lifespan_events,
     pid_of,
     replace,
+    wait_lifespans,
     wait_until,
     write,
 )
@@ -105,8 +106,7 @@ def test_a_stream_opened_before_an_edit_ends_on_the_old_code_while_new_requests_
         project.open_gate(old_gate)
         # Its generation did not retire under it: its module's resource is still open.
         assert list(old_stream) == [f"second {old} open=True", f"end {old}"]
-    status = server.settle()
-    assert status["draining"] == [] and status["leaked"] == []
+    drained(server)  # the stream's end let its generation go
 
 
 def test_a_websocket_opened_before_an_edit_keeps_the_old_code_while_a_new_one_gets_the_new(
@@ -128,8 +128,7 @@ def test_a_websocket_opened_before_an_edit_keeps_the_old_code_while_a_new_one_ge
             old_socket.send("d")
             assert old_socket.recv(timeout=10) == f"{old} d open=True"
         assert server.status()["draining"]  # the old socket still holds its generation
-    status = server.settle()
-    assert status["draining"] == [] and status["leaked"] == []
+    drained(server)  # its close let its generation go
 
 
 def test_each_app_runs_its_lifespan_startup_before_it_serves_and_its_shutdown_after_it_drains(
@@ -138,8 +137,7 @@ def test_each_app_runs_its_lifespan_startup_before_it_serves_and_its_shutdown_af
     server, project = served
     project.set_version(unique("life"))
     current = app_instance(server.wait_served("/", f"home {project.version()} "))
-    server.settle()
-    apps = check_lifespans(project.lifespan_log, current)
+    apps = wait_lifespans(project.lifespan_log, current)
     assert len(apps) >= 2  # the first app and this edit's, at least
 
 
@@ -154,10 +152,11 @@ def test_a_broken_edit_shows_the_error_page_and_its_fix_serves(served: tuple[Ser
 
 
 def test_stopping_the_server_shuts_the_serving_app_down(served: tuple[Served, Project]) -> None:
-    """Last: it stops the module's server."""
+    """Last: it stops the module's server, once no generation of the tests above is
+    left alive (none of their streams, sockets or apps kept one)."""
     server, project = served
     current = app_instance(server.wait_served("/", "home "))
-    server.settle()
+    assert server.settle()["leaked"] == []
     server.stop()  # SIGTERM: both servers run the lifespan shutdown on it
     apps = by_app(project.lifespan_log)
     assert apps[current] == ["startup", "shutdown"]
