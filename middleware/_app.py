@@ -217,9 +217,13 @@ class HotReload:
             else:
                 # Before the watcher starts: support may add roots and template folders.
                 self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
-            if interface == "asgi" or (
-                interface == "auto" and self.load_error is None and is_asgi(self._reloader.current.target)
-            ):
+            loaded_asgi = None if self.load_error is not None else is_asgi(self._reloader.current.target)
+            if interface != "auto" and loaded_asgi is not None and loaded_asgi != (interface == "asgi"):
+                raise ValueError(
+                    f"interface={interface!r}, but {target} is {'an ASGI' if loaded_asgi else 'a WSGI'}"
+                    " application"
+                )
+            if interface == "asgi" or (interface == "auto" and loaded_asgi):
                 from ._asgi import AsgiHotReload
 
                 AsgiHotReload._become_asgi(self, drain_timeout)  # type: ignore[arg-type]

@@ -148,9 +148,11 @@ class Lifespan:
                 raise self._outcome
 
     async def startup(self, timeout: float = LIFESPAN_TIMEOUT) -> None:
-        """Send ``lifespan.startup`` and wait for the answer. An app that raises before
-        answering does not support lifespans (uvicorn's rule in its ``auto`` mode): it
-        serves without. ``lifespan.startup.failed``, or a timeout, raises."""
+        """Send ``lifespan.startup`` and wait for the answer; raise if the startup
+        failed: ``lifespan.startup.failed``, an exception raised once the app had
+        received the startup message, or a timeout. An app that raises before it
+        asks for a message (Django's ``ASGIHandler``), or returns without answering,
+        does not support lifespans: it serves without one (uvicorn's ``auto`` rule)."""
         loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
         self._started = loop.create_future()
@@ -159,15 +161,20 @@ class Lifespan:
         task = self._task = loop.create_task(self._main(), name=f"hotmod-lifespan-{self.number}")
         waited: set[asyncio.Future[Any]] = {self._started, task}
         await asyncio.wait(waited, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if not self._started.done():
-            if task.done():  # raised before answering: no lifespan support
-                self.supported = False
-                return
+        if not self._started.done() and not task.done():
             task.cancel()
             raise TimeoutError(f"the lifespan startup of generation {self.number} did not finish"
                                f" within {timeout:.0f} s")
-        if self._started.result() == "complete":
+        answer = self._started.result() if self._started.done() else "ended"
+        if answer == "complete":
             self.running = True
+            return
+        if answer == "ended":
+            if self._outcome is not None and self._received:
+                raise self._outcome  # its startup code raised
+            self.supported = False
+            log.debug("generation %d's app has no lifespan (%r); it serves without", self.number,
+                      self._outcome)
             return
         # Failed: frameworks re-raise the exception after answering; its traceback
         # names the line of the startup code, so wait a moment for it.
@@ -175,6 +182,8 @@ class Lifespan:
         if task.done() and not task.cancelled() and self._outcome is not None:
             raise self._outcome
         raise LifespanFailed(self._failure_message or "lifespan.startup.failed")
+
+    _received = False  # whether the app asked for a lifespan message
 
     _failure_message = ""
 
@@ -191,9 +200,6 @@ class Lifespan:
             if started is not None and started.done() and started.result() == "complete":
                 log.error("the lifespan of generation %d raised after its startup", self.number,
                           exc_info=exc)
-            elif started is not None and not started.done():
-                log.debug("generation %d's app has no lifespan (%s: %s); it serves without",
-                          self.number, type(exc).__name__, exc)
         finally:
             self.running = False
             for future in (self._started, self._stopped):
@@ -202,6 +208,7 @@ class Lifespan:
 
     async def _receive(self) -> Message:
         assert self._queue is not None
+        self._received = True
         return await self._queue.get()
 
     async def _send(self, message: Message) -> None:
@@ -367,6 +374,18 @@ class AsgiHotReload(HotReload):
     @property
     def interface(self) -> str:
         return "asgi"
+
+    def _after_fork(self) -> None:
+        with self._fork_lock:
+            if not self._forked:
+                return  # another connection of this child got here first
+            # The parent's loop and lifespan tasks are not this process's: each
+            # generation's lifespan starts again here, on this child's loop.
+            self._loop = ServerLoop()
+            self._lifespans = {}
+            self._reloader.coroutine_runner = self._loop.run_purge
+            self._reloader.check_fork()
+            self._forked = False
 
     # -- the connection path ----------------------------------------------------------
 

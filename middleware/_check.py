@@ -508,11 +508,16 @@ class _Module:
             if node is None:
                 continue
             if isinstance(node, ast.AsyncFunctionDef):
-                yield node.lineno, (
-                    f"{name} is async: hotmod calls it and never awaits the result, so its body"
-                    " never runs; make it a plain def"
-                )
-                continue
+                if name == CLONE:
+                    yield node.lineno, (
+                        f"{CLONE} is async: clone runs on the reloading thread, off any event loop,"
+                        " before the new code; hotmod refuses it and hands nothing over; make it a"
+                        f" plain def that only copies references (an async {PURGE} is fine)"
+                    )
+                    continue
+                # An async __mp_purge__ is awaited: on the server's event loop under the
+                # ASGI middleware, else in a loop of its own (docs/hooks.md).
+            args = node.args
             args = node.args
             positional = [*args.posonlyargs, *args.args]
             required = positional[: len(positional) - len(args.defaults)]

@@ -19,6 +19,7 @@ FIXTURES = REPO / "tests" / "fixtures" / "check"
 #: The demo's modules, its handler folder's included (a count, so a new demo file
 #: does not break the summaries below).
 DEMO_FILES = len(list((REPO / "demo_app").rglob("*.py")))
+CLEAN_FILES = len(list((FIXTURES / "clean").glob("*.py")))
 BAD = FIXTURES / "bad"
 SCRIPT = Path(sys.executable).parent / "hotmod"
 
@@ -73,8 +74,9 @@ EXPECTED: dict[str, list[tuple[int, tuple[str, ...]]]] = {
         (10, ('__mp_purge__ has a required parameter "clear_cache" other than the module',
               "it raises TypeError and nothing is closed", 'give "clear_cache" a default or drop it')),
     ],
-    "async_purge.py": [
-        (13, ("__mp_purge__ is async: hotmod calls it and never awaits the result", "make it a plain def")),
+    "async_clone.py": [
+        (10, ("__mp_clone__ is async: clone runs on the reloading thread, off any event loop",
+              "hotmod refuses it and hands nothing over", "an async __mp_purge__ is fine")),
     ],
     "threads_and_registrations.py": [
         (11, ("log.addHandler(...) " + GUARD, "adds another logging handler " + NEVER_RELEASED,
@@ -126,8 +128,8 @@ def test_each_bad_example_warns_at_its_lines_saying_what_is_wrong_and_what_to_do
 def test_the_clean_examples_and_the_demo_app_come_out_clean() -> None:
     report = check_paths([FIXTURES / "clean", REPO / "demo_app"])
     assert report.findings == ()
-    assert len(report.files) == 3 + DEMO_FILES
-    assert report.summary() == f"hotmod check: {3 + DEMO_FILES} files checked, no warnings"
+    assert len(report.files) == CLEAN_FILES + DEMO_FILES
+    assert report.summary() == f"hotmod check: {CLEAN_FILES + DEMO_FILES} files checked, no warnings"
 
 
 def test_a_file_that_does_not_parse_is_reported_at_its_line_with_the_syntax_error() -> None:
@@ -193,7 +195,7 @@ def test_the_command_prints_each_warning_and_a_summary_and_exits_1() -> None:
 def test_the_command_is_silent_but_for_its_summary_on_the_demo_app_and_exits_0() -> None:
     result = run_check("demo_app", "tests/fixtures/check/clean")
     assert (result.returncode, result.stdout, result.stderr) == (
-        0, f"hotmod check: {3 + DEMO_FILES} files checked, no warnings\n", ""
+        0, f"hotmod check: {CLEAN_FILES + DEMO_FILES} files checked, no warnings\n", ""
     )
 
 
@@ -229,7 +231,7 @@ def test_a_file_name_with_control_characters_prints_inert_one_line_per_warning(t
 
 def test_main_dispatches_check_and_returns_its_exit_status(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check", str(FIXTURES / "clean")]) == 0
-    assert cli.main(["check", str(BAD / "async_purge.py")]) == 1
+    assert cli.main(["check", str(BAD / "async_clone.py")]) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "hotmod check: 3 files checked, no warnings"
-    assert out[1].startswith(f"{BAD / 'async_purge.py'}:13: __mp_purge__ is async")
+    assert out[0] == "hotmod check: 4 files checked, no warnings"
+    assert out[1].startswith(f"{BAD / 'async_clone.py'}:10: __mp_clone__ is async")
