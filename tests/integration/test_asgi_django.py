@@ -34,21 +34,9 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return django_project(tmp_path_factory.mktemp("django-asgi"), "polls", FIXTURE)
 
 
-#: Why Django under ASGI does not serve yet (see the strict xfail at the end).
-NO_LIFESPAN_BUG = (
-    "Django's ASGIHandler raises ValueError on a lifespan scope before it answers; hotmod's"
-    " Lifespan.startup takes that for a failed startup (its _main sets _started to 'ended' in"
-    " its finally), not for an app without lifespans: the server exits at start-up, or every"
-    " request is a 500"
-)
-
-
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
     with hotmod_serving("mysite.asgi:application", project) as server:
-        code, body = server.get("/polls/hello/")
-        if code == 500 and "not lifespan" in body:
-            pytest.xfail(NO_LIFESPAN_BUG)  # every test of the server at once, not a timeout each
         yield server
 
 
@@ -109,19 +97,26 @@ def test_a_model_edit_restarts_with_the_socket_kept_and_no_request_fails(
     assert served.get("/polls/registry/") == (200, "auth.Group,auth.User,polls.Question")
 
 
-@pytest.mark.xfail(reason=NO_LIFESPAN_BUG, strict=True)
+@pytest.fixture(scope="module")
+def middleware_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A second project, for the servers that run HotReload as middleware in turn."""
+    return django_project(tmp_path_factory.mktemp("django-asgi-middleware"), "polls", FIXTURE)
+
+
 @pytest.mark.parametrize("server_name", list(ASGI_SERVERS))
 def test_as_middleware_a_view_edit_shows_in_the_same_process(
-    server_name: str, tmp_path_factory: pytest.TempPathFactory
+    server_name: str, middleware_project: Path
 ) -> None:
     """``SERVER hot_entry:hot`` with ``hot = HotReload("mysite.asgi:application")``:
-    Django has no lifespan, and serves without one."""
-    folder = tmp_path_factory.mktemp(f"django-asgi-{server_name}")
-    project = django_project(folder, "polls", FIXTURE)
-    with asgi_middleware_serving(server_name, "mysite.asgi:application", project, folder / "entry") as server:
+    Django's handler raises on a lifespan scope before it asks for anything: it has
+    no lifespan, and serves without one (not a failed startup)."""
+    project, views = middleware_project, middleware_project / "polls" / "views.py"
+    entry = project.parent / "entry"
+    with asgi_middleware_serving(server_name, "mysite.asgi:application", project, entry) as server:
         code, before = server.get("/polls/hello/")
         assert code == 200 and before.startswith("hello v1 ")
         assert server.get("/polls/")[0] == 200
-        replace(project / "polls" / "views.py", "hello v1", "hello v2")
-        assert pid_of(server.wait_served("/polls/hello/", "hello v2")) == pid_of(before)
+        replace(views, "hello v1", f"hello {server_name}")
+        assert pid_of(server.wait_served("/polls/hello/", f"hello {server_name}")) == pid_of(before)
         assert server.status()["frameworks"] == ["django"]
+    replace(views, f"hello {server_name}", "hello v1")  # for the next server
