@@ -692,17 +692,18 @@ def answering(port: int, path: str = "/") -> bool:
 
 @contextmanager
 def asgi_middleware_serving(
-    server: str, target: str, root: Path, entry: Path, *, debug: bool = True
+    server: str, target: str, root: Path, entry: Path, *, debug: bool = True, **options: Any
 ) -> Iterator[Served]:
-    """``HotReload(target, debug=debug, log=True)`` as the ASGI app of ``server`` (a
-    name of ``ASGI_SERVERS``), run as ``SERVER hot_entry:hot`` on a free port: the
-    entry module is written in ``entry``, outside the watched root, and ``root`` (the
-    folder of the target's package) is on its ``PYTHONPATH``. Yields once it
-    answers; stopped afterwards, its whole process group with it."""
+    """``HotReload(target, debug=debug, log=True, **options)`` as the ASGI app of
+    ``server`` (a name of ``ASGI_SERVERS``), run as ``SERVER hot_entry:hot`` on a free
+    port: the entry module is written in ``entry``, outside the watched root, and
+    ``root`` (the folder of the target's package) is on its ``PYTHONPATH``. Yields
+    once it answers; stopped afterwards, its whole process group with it."""
+    more = "".join(f", {name}={value!r}" for name, value in options.items())
     write(entry / "hot_entry.py", f"""\
         from hotmod import HotReload
 
-        hot = HotReload({target!r}, debug={debug!r}, log=True)
+        hot = HotReload({target!r}, debug={debug!r}, log=True{more})
         """)
     port = free_port()
     env = {"PYTHONPATH": os.pathsep.join([str(entry), str(root)])}

@@ -37,6 +37,7 @@ from hotmod import GENERATION_HEADER
 pytest.importorskip("starlette")
 pytest.importorskip("hypercorn")
 websockets_client = pytest.importorskip("websockets.sync.client")
+websockets_exceptions = pytest.importorskip("websockets.exceptions")
 
 TARGET = "feed.app:app"
 
@@ -147,6 +148,10 @@ def test_a_broken_edit_shows_the_error_page_and_its_fix_serves(served: tuple[Ser
     replace(project.endpoints, "async def home(request: Request)", "async def home(request: Request")
     page = server.wait_served("/", "SyntaxError", status=500)
     assert "endpoints.py" in page
+    # A WebSocket gets no page: the last good generation serves it meanwhile.
+    with websockets_client.connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as socket:
+        socket.send("x")
+        assert socket.recv(timeout=10) == f"{good} x open=True"
     replace(project.endpoints, "async def home(request: Request", "async def home(request: Request)")
     server.wait_served("/", f"home {good} ")
 
@@ -203,3 +208,30 @@ def test_in_production_a_broken_edit_or_a_failing_startup_keeps_the_last_good_ge
         replace(app_py, '    raise RuntimeError("startup refused by the test")\n', '    record("startup")\n')
         project.set_version("v3")
         server.wait_served("/", "home v3 ")
+
+
+@pytest.mark.slow  # make stress: the drain bound's own tests run in-process (tests/test_asgi.py)
+@pytest.mark.parametrize("server_name", list(ASGI_SERVERS))
+def test_the_drain_bound_ends_a_stream_and_a_websocket_cleanly_under_the_server(
+    server_name: str, tmp_path: Path
+) -> None:
+    """``drain_timeout``: a stream that never ends and a WebSocket, both opened before
+    an edit, are ended as cleanly as the server lets them be once the bound passes:
+    the stream's response completes, the socket gets close code 1012."""
+    project = Project(copy_asgi_fixture("starlette", tmp_path))
+    with asgi_middleware_serving(
+        server_name, TARGET, project.root, tmp_path / "entry", drain_timeout=1.0
+    ) as server:
+        assert server.port is not None
+        with websockets_client.connect(f"ws://127.0.0.1:{server.port}/ws", open_timeout=10) as socket:
+            socket.send("a")
+            assert socket.recv(timeout=10) == "v1 a open=True"
+            with event_stream(server.port, "/events?gate=never-opened") as stream:
+                assert next(stream) == "first v1"
+                project.set_version("v2")
+                server.wait_served("/", "home v2 ")
+                assert list(stream) == []  # ended, without an error, and without a gate
+            with pytest.raises(websockets_exceptions.ConnectionClosedError) as closed:
+                socket.recv(timeout=10)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert drained(server)["generation"] == 2
