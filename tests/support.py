@@ -692,13 +692,21 @@ def answering(port: int, path: str = "/") -> bool:
 
 @contextmanager
 def asgi_middleware_serving(
-    server: str, target: str, root: Path, entry: Path, *, debug: bool = True, **options: Any
+    server: str,
+    target: str,
+    root: Path,
+    entry: Path,
+    *,
+    debug: bool = True,
+    server_args: Sequence[str] = (),
+    **options: Any,
 ) -> Iterator[Served]:
     """``HotReload(target, debug=debug, log=True, **options)`` as the ASGI app of
-    ``server`` (a name of ``ASGI_SERVERS``), run as ``SERVER hot_entry:hot`` on a free
-    port: the entry module is written in ``entry``, outside the watched root, and
-    ``root`` (the folder of the target's package) is on its ``PYTHONPATH``. Yields
-    once it answers; stopped afterwards, its whole process group with it."""
+    ``server`` (a name of ``ASGI_SERVERS``), run as ``SERVER hot_entry:hot
+    *server_args`` on a free port: the entry module is written in ``entry``, outside
+    the watched root, and ``root`` (the folder of the target's package) is on its
+    ``PYTHONPATH``. Yields once it answers; stopped afterwards, its whole process
+    group with it."""
     more = "".join(f", {name}={value!r}" for name, value in options.items())
     write(entry / "hot_entry.py", f"""\
         from hotmod import HotReload
@@ -707,7 +715,8 @@ def asgi_middleware_serving(
         """)
     port = free_port()
     env = {"PYTHONPATH": os.pathsep.join([str(entry), str(root)])}
-    served = Served([], entry, command=ASGI_SERVERS[server]("hot_entry:hot", port), env=env, port=port)
+    command = [*ASGI_SERVERS[server]("hot_entry:hot", port), *server_args]
+    served = Served([], entry, command=command, env=env, port=port)
     try:
         wait_until(lambda: answering(port) or served.process.poll() is not None, timeout=60,
                    what=f"{server} to answer on port {port}")

@@ -235,3 +235,27 @@ def test_the_drain_bound_ends_a_stream_and_a_websocket_cleanly_under_the_server(
                 socket.recv(timeout=10)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
         assert drained(server)["generation"] == 2
+
+
+@pytest.mark.xfail(
+    reason="Lifespan.ensure_started re-raises the one stored exception of the failed startup"
+    " (raise self._outcome) at each request: every raise appends the frames it passes to that"
+    " object's __traceback__, so the page (and the memory it holds) grows with each request",
+    strict=True,
+)
+def test_with_no_lifespan_from_the_server_a_failed_startup_answers_the_same_page_each_time(
+    tmp_path: Path,
+) -> None:
+    """``uvicorn --lifespan off``: hotmod starts the app's lifespan at its first
+    request; a startup that raises is answered with its page, the same each time."""
+    project = Project(copy_asgi_fixture("starlette", tmp_path))
+    app_py = project.root / "feed" / "app.py"
+    replace(app_py, '    record("startup")\n', '    raise RuntimeError("no start")\n')
+    with asgi_middleware_serving(
+        "uvicorn", TARGET, project.root, tmp_path / "entry", server_args=["--lifespan", "off"]
+    ) as server:
+        pages = [server.get("/") for _ in range(3)]
+        assert [code for code, _ in pages] == [500] * 3
+        assert "RuntimeError: no start" in pages[0][1]
+        frames = [page.count("File &quot;") for _, page in pages]  # the traceback's lines
+        assert frames == [frames[0]] * 3
