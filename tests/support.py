@@ -659,3 +659,143 @@ def django_project(
     admin_route = "path('admin/', admin.site.urls),"
     replace(urls, admin_route, f"{admin_route}\n    path('{app}/', include('{app}.urls')),")
     return project
+
+
+# -- ASGI ----------------------------------------------------------------------------------
+
+ASGI_FIXTURES = Path(__file__).resolve().parent / "fixtures" / "asgi"
+BIN = Path(sys.executable).parent
+
+#: The ASGI servers that serve ``HotReload`` as middleware: the command, given the
+#: app (``module:attribute``) and the port.
+ASGI_SERVERS: dict[str, Callable[[str, int], list[str]]] = {
+    "uvicorn": lambda app, port: [str(BIN / "uvicorn"), app, "--host", "127.0.0.1", "--port", str(port)],
+    "hypercorn": lambda app, port: [str(BIN / "hypercorn"), app, "--bind", f"127.0.0.1:{port}"],
+}
+
+
+def copy_asgi_fixture(name: str, parent: Path) -> Path:
+    """A copy of ``tests/fixtures/asgi/<name>`` (the fixture is never edited)."""
+    dest = parent / name
+    shutil.copytree(ASGI_FIXTURES / name, dest, ignore=shutil.ignore_patterns("__pycache__"))
+    return dest
+
+
+def answering(port: int, path: str = "/") -> bool:
+    """Whether anything answers ``path`` on ``port`` (any status: a server is up)."""
+    try:
+        call(port, "GET", path, timeout=5.0)
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def asgi_middleware_serving(
+    server: str,
+    target: str,
+    root: Path,
+    entry: Path,
+    *,
+    debug: bool = True,
+    server_args: Sequence[str] = (),
+    **options: Any,
+) -> Iterator[Served]:
+    """``HotReload(target, debug=debug, log=True, **options)`` as the ASGI app of
+    ``server`` (a name of ``ASGI_SERVERS``), run as ``SERVER hot_entry:hot
+    *server_args`` on a free port: the entry module is written in ``entry``, outside
+    the watched root, and ``root`` (the folder of the target's package) is on its
+    ``PYTHONPATH``. Yields once it answers; stopped afterwards, its whole process
+    group with it."""
+    more = "".join(f", {name}={value!r}" for name, value in options.items())
+    write(entry / "hot_entry.py", f"""\
+        from hotmod import HotReload
+
+        hot = HotReload({target!r}, debug={debug!r}, log=True{more})
+        """)
+    port = free_port()
+    env = {"PYTHONPATH": os.pathsep.join([str(entry), str(root)])}
+    command = [*ASGI_SERVERS[server]("hot_entry:hot", port), *server_args]
+    served = Served([], entry, command=command, env=env, port=port)
+    try:
+        wait_until(lambda: answering(port) or served.process.poll() is not None, timeout=60,
+                   what=f"{server} to answer on port {port}")
+        assert served.process.poll() is None, f"{server} exited:\n{served.output()}"
+        yield served
+    finally:
+        served.stop(signal.SIGINT)
+
+
+def lifespan_events(log: Path) -> list[tuple[str, str]]:
+    """What a fixture app's lifespan recorded: (``startup``/``shutdown``, app instance)
+    in the order it happened."""
+    if not log.exists():
+        return []
+    return [(event, instance) for event, instance in (line.split() for line in log.read_text().splitlines())]
+
+
+def app_instance(body: str) -> str:
+    """The app instance a fixture's answer names (``... app=ID pid=N``)."""
+    return body.split("app=", 1)[1].split()[0]
+
+
+def check_lifespans(log: Path, current: str) -> dict[str, list[str]]:
+    """Each app's lifespan events by instance, checked: every app started once, before
+    anything else of its own; each app but ``current`` (which still serves) has shut
+    down once, after its start; ``current`` has not shut down."""
+    by_app: dict[str, list[str]] = {}
+    for event, instance in lifespan_events(log):
+        by_app.setdefault(instance, []).append(event)
+    for instance, events in by_app.items():
+        expected = ["startup"] if instance == current else ["startup", "shutdown"]
+        assert events == expected, f"app {instance}: {events} (all: {by_app})"
+    assert current in by_app, f"the serving app {current} never started: {by_app}"
+    return by_app
+
+
+def wait_lifespans(log: Path, current: str) -> dict[str, list[str]]:
+    """``check_lifespans``, asked until it holds: a drained app's shutdown runs as its
+    generation retires, a moment after the drain."""
+    failure: list[str] = []
+
+    def holds() -> dict[str, list[str]] | None:
+        try:
+            return check_lifespans(log, current)
+        except AssertionError as exc:
+            failure[:] = [str(exc)]
+            return None
+
+    try:
+        return wait_until(holds, timeout=EDIT_TIMEOUT, interval=0.02, what="the lifespans")
+    except AssertionError:
+        raise AssertionError(failure[0] if failure else "no lifespan recorded") from None
+
+
+def drained(server: Served) -> dict[str, Any]:
+    """Wait until no generation drains any more (not for the leak checks, as
+    ``Served.settle`` does, which take a second or two); the status then."""
+
+    def done() -> dict[str, Any] | None:
+        status = server.status()
+        return status if not status["draining"] else None
+
+    return wait_until(done, timeout=EDIT_TIMEOUT, interval=0.02, what="no generation draining")
+
+
+@contextmanager
+def event_stream(port: int, path: str, *, timeout: float = 30.0) -> Iterator[Iterator[str]]:
+    """An open Server-Sent Events response of ``path``: yields an iterator over the
+    ``data:`` values of its events, read as they arrive (each read bounded by
+    ``timeout``); the connection is closed afterwards."""
+    import httpx
+
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=timeout) as client:
+        with client.stream("GET", path) as response:
+            assert response.status_code == 200, response.read()
+
+            def data() -> Iterator[str]:
+                for line in response.iter_lines():
+                    if line.startswith("data: "):
+                        yield line.removeprefix("data: ")
+
+            yield data()
