@@ -153,7 +153,12 @@ def lifespans(port: int) -> dict[int, dict[str, Any]]:
 def uvicorn_serving(app: Any, port: int) -> Iterator[uvicorn.Server]:
     """``app`` on uvicorn in a thread of this process at 127.0.0.1:``port``, lifespan
     and all; stopped, and its lifespan shut down, on exit."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    # h11, uvicorn's protocol without extras: with httptools (uvicorn[standard], which
+    # the dev extra's fastapi-cli brings), the second server started in one process
+    # closes every WebSocket handshake, with hotmod or without (uvicorn 0.55).
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", http="h11"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
     thread.start()

@@ -237,12 +237,6 @@ def test_the_drain_bound_ends_a_stream_and_a_websocket_cleanly_under_the_server(
         assert drained(server)["generation"] == 2
 
 
-@pytest.mark.xfail(
-    reason="Lifespan.ensure_started re-raises the one stored exception of the failed startup"
-    " (raise self._outcome) at each request: every raise appends the frames it passes to that"
-    " object's __traceback__, so the page (and the memory it holds) grows with each request",
-    strict=True,
-)
 def test_with_no_lifespan_from_the_server_a_failed_startup_answers_the_same_page_each_time(
     tmp_path: Path,
 ) -> None:
