@@ -444,13 +444,7 @@ def _restart(server: Any, app: HotReload, requests: _Requests, restart: dict[str
         print(f"hotmod: warning: {left} request(s) still running after {RESTART_DRAIN:.0f} s:"
               " restarting anyway", file=sys.stderr, flush=True)
     app.close()  # purge hooks: connections closed, not dropped
-    os.set_inheritable(fd, True)
-    os.environ[SERVER_FD] = str(fd)
-    os.environ[RESTART_ROOTS] = os.pathsep.join(app.reloader.roots.paths)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    argv = restart_argv()
-    os.execv(argv[0], argv)
+    _reexec(fd, app)
 
 
 def _load(args: argparse.Namespace, *, restarted: bool = False) -> HotReload:
@@ -561,50 +555,77 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
     finally:
         sock.close()  # the server holds its own duplicate of the descriptor
     requests = _Requests(server)
-    unsubscribe = app.reloader.subscribe(_printer(sys.stdout, quiet=args.quiet))
-
-    stop = threading.Event()
-    restart: list[dict[str, Any]] = []
-
-    def on_event(event: ReloadEvent) -> None:
-        if event.kind == "restart_needed" and not restart:
-            restart.append(app.reloader.restart_needed or {"reason": event.detail})
-            stop.set()
-
-    unsubscribe_restart = app.reloader.subscribe(on_event)
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    life = _Lifecycle(app, quiet=args.quiet)
     say = _announce(args, app, server.server_address)
     thread = threading.Thread(
         target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="hotmod-serve", daemon=True
     )
     thread.start()
     try:
-        while thread.is_alive() and not stop.wait(0.2):
+        while thread.is_alive() and not life.stop.wait(0.2):
             pass
-        if restart:
-            unsubscribe_restart()
-            unsubscribe()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            _restart(server, app, requests, restart[0])  # does not return
+        if life.restart:
+            life.close()
+            _restart(server, app, requests, life.restart[0])  # does not return
     finally:
         say("hotmod: shutting down")
         server.shutdown()
         server.server_close()
         _wait_for_requests(app, SHUTDOWN_DRAIN)
-        unsubscribe()
+        life.close()
         app.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    if not stop.is_set():
+    if not life.stop.is_set():
         print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
         return EXIT_ERROR
     say("hotmod: stopped")
     return EXIT_OK
+
+
+class _Lifecycle:
+    """What ends serving: Ctrl-C or SIGTERM (``stop``), or a restart the engine asks
+    for (``restart`` holds its notice, and ``stop`` is set). It also prints the reload
+    lines. :meth:`close` unsubscribes and puts the signal handlers back."""
+
+    def __init__(self, app: HotReload, *, quiet: bool) -> None:
+        self.stop = threading.Event()
+        self.restart: list[dict[str, Any]] = []
+        self._app = app
+        self._unsubscribe = [
+            app.reloader.subscribe(_printer(sys.stdout, quiet=quiet)),
+            app.reloader.subscribe(self._on_event),
+        ]
+        self._previous = {
+            sig: signal.signal(sig, self._request_stop) for sig in (signal.SIGINT, signal.SIGTERM)
+        }
+
+    def _on_event(self, event: ReloadEvent) -> None:
+        if event.kind == "restart_needed" and not self.restart:
+            self.restart.append(self._app.reloader.restart_needed or {"reason": event.detail})
+            self.stop.set()
+
+    def _request_stop(self, signum: int, frame: FrameType | None) -> None:
+        self.stop.set()
+
+    def close(self) -> None:
+        """Twice is harmless."""
+        unsubscribe, self._unsubscribe = self._unsubscribe, []
+        for undo in unsubscribe:
+            undo()
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _reexec(fd: int, app: HotReload) -> NoReturn:
+    """Run this command again in this process, handing it the listening socket's
+    descriptor ``fd`` and the watched roots."""
+    os.set_inheritable(fd, True)
+    os.environ[SERVER_FD] = str(fd)
+    os.environ[RESTART_ROOTS] = os.pathsep.join(app.reloader.roots.paths)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = restart_argv()
+    os.execv(argv[0], argv)
 
 
 def _announce(args: argparse.Namespace, app: HotReload, address: Any) -> Callable[[str], None]:
@@ -661,33 +682,19 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
         timeout_graceful_shutdown=int(RESTART_DRAIN),
     )
     server = uvicorn.Server(config)
-    address = sock.getsockname()
-    unsubscribe = app.reloader.subscribe(_printer(sys.stdout, quiet=args.quiet))
-    stop = threading.Event()
-    restart: list[dict[str, Any]] = []
-
-    def on_event(event: ReloadEvent) -> None:
-        if event.kind == "restart_needed" and not restart:
-            restart.append(app.reloader.restart_needed or {"reason": event.detail})
-            stop.set()
-
-    unsubscribe_restart = app.reloader.subscribe(on_event)
-
-    def request_stop(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    say = _announce(args, app, address)
+    life = _Lifecycle(app, quiet=args.quiet)
+    say = _announce(args, app, sock.getsockname())
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="hotmod-serve", daemon=True
     )
     thread.start()
     fd: int | None = None
     try:
-        while thread.is_alive() and not stop.wait(0.2):
+        while thread.is_alive() and not life.stop.wait(0.2):
             pass
-        if restart:
-            print(f"hotmod: restarting: {restart[0].get('reason', '')} (the socket stays open)", flush=True)
+        if life.restart:
+            print(f"hotmod: restarting: {life.restart[0].get('reason', '')} (the socket stays open)",
+                  flush=True)
             fd = os.dup(sock.fileno())  # uvicorn closes its socket as it stops
             _stop_accepting(server, app)
         else:
@@ -695,20 +702,11 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
         server.should_exit = True
         thread.join(RESTART_DRAIN + SHUTDOWN_DRAIN + 5)
     finally:
-        unsubscribe_restart()
-        unsubscribe()
+        life.close()
         app.close()  # done by uvicorn's lifespan shutdown already, unless it never ran
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     if fd is not None:
-        os.set_inheritable(fd, True)
-        os.environ[SERVER_FD] = str(fd)
-        os.environ[RESTART_ROOTS] = os.pathsep.join(app.reloader.roots.paths)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        argv = restart_argv()
-        os.execv(argv[0], argv)
-    if not stop.is_set():
+        _reexec(fd, app)
+    if not life.stop.is_set():
         print("hotmod: error: the server thread stopped unexpectedly", file=sys.stderr, flush=True)
         return EXIT_ERROR
     say("hotmod: stopped")

@@ -799,3 +799,61 @@ def event_stream(port: int, path: str, *, timeout: float = 30.0) -> Iterator[Ite
                         yield line.removeprefix("data: ")
 
             yield data()
+
+
+# -- PostgreSQL backends ------------------------------------------------------------------
+
+
+class Backends:
+    """Counts the backends of one ``application_name`` in ``pg_stat_activity``, from a
+    connection of its own (named otherwise, so never counted)."""
+
+    def __init__(self, dsn: str, application_name: str) -> None:
+        import psycopg
+
+        self.application_name = application_name
+        self._conn = psycopg.connect(dsn, autocommit=True, application_name="hotmod-test-observer")
+        self._lock = threading.Lock()
+
+    def count(self) -> int:
+        with self._lock:
+            row = self._conn.execute(
+                "select count(*) from pg_stat_activity where application_name = %s",
+                (self.application_name,),
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    def terminate(self) -> None:
+        with self._lock:
+            self._conn.execute(
+                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
+                (self.application_name,),
+            )
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+class Sampler:
+    """Samples the backend count on a thread of its own for as long as the block runs."""
+
+    def __init__(self, dsn: str, application_name: str) -> None:
+        self._backends = Backends(dsn, application_name)
+        self._stop = threading.Event()
+        self.samples: list[int] = []
+        self._thread = threading.Thread(target=self._run, name="backend-sampler", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append(self._backends.count())
+            self._stop.wait(0.005)
+
+    def __enter__(self) -> Sampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        self._backends.close()

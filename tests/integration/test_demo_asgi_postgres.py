@@ -17,7 +17,6 @@ count stays within the one pool's bounds however many edits there are.
 from __future__ import annotations
 
 import signal
-import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
@@ -28,7 +27,17 @@ import psycopg
 import psycopg_pool  # noqa: F401  (see test_demo_asgi.py: clean_modules)
 import pytest
 from psycopg.conninfo import make_conninfo
-from support import Served, call, demo_copy, hotmod_serving, replace, wait_until, without_functions
+from support import (
+    Backends,
+    Sampler,
+    Served,
+    call,
+    demo_copy,
+    hotmod_serving,
+    replace,
+    wait_until,
+    without_functions,
+)
 from test_demo_asgi import (
     ASGI_TARGET,
     EventStream,
@@ -46,58 +55,6 @@ pytestmark = pytest.mark.postgres
 # Mirrors demo_app.db; the first test checks them against what the server reports.
 POOL_MIN_SIZE = 2
 POOL_MAX_SIZE = 4
-
-
-class Backends:
-    """Counts this test's backends in ``pg_stat_activity``, from a connection of its own."""
-
-    def __init__(self, dsn: str, application_name: str) -> None:
-        self.application_name = application_name
-        self._conn = psycopg.connect(dsn, autocommit=True, application_name="hotmod-test-observer")
-        self._lock = threading.Lock()
-
-    def count(self) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "select count(*) from pg_stat_activity where application_name = %s",
-                (self.application_name,),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def terminate(self) -> None:
-        with self._lock:
-            self._conn.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
-                (self.application_name,),
-            )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class Sampler:
-    """Counts the backends on a thread of its own for as long as the block runs."""
-
-    def __init__(self, dsn: str, application_name: str) -> None:
-        self._backends = Backends(dsn, application_name)
-        self._stop = threading.Event()
-        self.samples: list[int] = []
-        self._thread = threading.Thread(target=self._run, name="backend-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self._backends.count())
-            self._stop.wait(0.01)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._backends.close()
 
 
 @dataclass

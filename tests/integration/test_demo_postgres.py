@@ -33,7 +33,18 @@ import psycopg_pool  # noqa: F401  (see the note below the imports)
 import pytest
 import werkzeug.routing  # noqa: F401  (see the note below the imports)
 from psycopg.conninfo import make_conninfo
-from support import DEMO_TARGET, DemoServer, Served, call, demo_copy, demo_starter, status_or_none, wait_until
+from support import (
+    DEMO_TARGET,
+    Backends,
+    DemoServer,
+    Sampler,
+    Served,
+    call,
+    demo_copy,
+    demo_starter,
+    status_or_none,
+    wait_until,
+)
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from hotmod.middleware import HotReload
@@ -50,58 +61,6 @@ POOL_MAX_SIZE = 4
 
 
 # -- the database side ------------------------------------------------------------------
-
-
-class Backends:
-    """Counts this test's backends in ``pg_stat_activity`` from a separate connection."""
-
-    def __init__(self, dsn: str, application_name: str) -> None:
-        self.application_name = application_name
-        self._conn = psycopg.connect(dsn, autocommit=True, application_name="hotmod-test-observer")
-        self._lock = threading.Lock()
-
-    def count(self) -> int:
-        with self._lock:
-            row = self._conn.execute(
-                "select count(*) from pg_stat_activity where application_name = %s",
-                (self.application_name,),
-            ).fetchone()
-        assert row is not None
-        return int(row[0])
-
-    def terminate(self) -> None:
-        with self._lock:
-            self._conn.execute(
-                "select pg_terminate_backend(pid) from pg_stat_activity where application_name = %s",
-                (self.application_name,),
-            )
-
-    def close(self) -> None:
-        self._conn.close()
-
-
-class Sampler:
-    """Samples the backend count on its own thread for as long as it runs."""
-
-    def __init__(self, dsn: str, application_name: str) -> None:
-        self._backends = Backends(dsn, application_name)
-        self._stop = threading.Event()
-        self.samples: list[int] = []
-        self._thread = threading.Thread(target=self._run, name="backend-sampler", daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append(self._backends.count())
-            self._stop.wait(0.005)
-
-    def __enter__(self) -> Sampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        self._backends.close()
 
 
 @dataclass
