@@ -358,7 +358,6 @@ class AsgiHotReload(HotReload):
     _bound: float | None
     _serving: int | None
     _asgi: AsgiSupport
-    _server_lifespan: bool
 
     def _become_asgi(self, drain_timeout: float | None) -> None:
         """Called by ``HotReload.__init__`` once the target is known to be ASGI, before
@@ -368,7 +367,6 @@ class AsgiHotReload(HotReload):
         self._lifespans = {}
         self._connections = {}
         self._bound = drain_timeout
-        self._server_lifespan = False
         try:
             self._serving = self._reloader.current.number
         except HotmodError:
@@ -501,7 +499,6 @@ class AsgiHotReload(HotReload):
         app shuts down, newest first, then :meth:`close` runs the purge hooks, on a
         thread so that async ones can run on this loop meanwhile."""
         self._loop.bind()
-        self._server_lifespan = True
         message = await receive()
         if message["type"] == "lifespan.startup":
             try:
