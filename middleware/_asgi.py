@@ -65,9 +65,10 @@ class ServerLoop:
     """The server's event loop, as seen from hotmod's threads: the lifespans and the
     async purge hooks run there, handed over with ``run_coroutine_threadsafe``."""
 
-    def __init__(self) -> None:
+    def __init__(self, fallback: Callable[[Awaitable[Any]], Any]) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._thread: int | None = None
+        self._fallback = fallback  # the engine's own runner, for when no loop runs
 
     def bind(self) -> None:
         """Called on the loop (its first lifespan or request): remember it."""
@@ -108,9 +109,7 @@ class ServerLoop:
                 return await awaitable
 
             return self.run(wait(), LIFESPAN_TIMEOUT)
-        from ..reloader._retire import run_in_own_loop
-
-        return run_in_own_loop(awaitable)
+        return self._fallback(awaitable)
 
 
 class Lifespan:
@@ -363,7 +362,7 @@ class AsgiHotReload(HotReload):
         """Called by ``HotReload.__init__`` once the target is known to be ASGI, before
         the watcher starts."""
         self.__class__ = AsgiHotReload
-        self._loop = ServerLoop()
+        self._loop = ServerLoop(self._reloader.coroutine_runner)
         self._lifespans = {}
         self._connections = {}
         self._bound = drain_timeout
@@ -385,7 +384,7 @@ class AsgiHotReload(HotReload):
                 return  # another connection of this child got here first
             # The parent's loop and lifespan tasks are not this process's: each
             # generation's lifespan starts again here, on this child's loop.
-            self._loop = ServerLoop()
+            self._loop = ServerLoop(self._loop._fallback)
             self._lifespans = {}
             self._reloader.coroutine_runner = self._loop.run_purge
             self._reloader.check_fork()
@@ -414,7 +413,12 @@ class AsgiHotReload(HotReload):
         except HotmodError:
             return await self._unavailable_asgi(scope, receive, send)
         try:
-            await self._enter(generation, scope)
+            life = self._lifespans.get(generation.number)
+            if life is not None and life.running:  # _enter's common case, inlined
+                scope[GENERATION_KEY] = generation.number
+                scope["state"] = life.state.copy()
+            else:
+                await self._enter(generation, scope)
             if self._bound is None:
                 await generation.target(scope, receive, send)
             else:
