@@ -122,5 +122,7 @@ def test_a_fresh_venv_with_the_wheel_serves_a_project_that_has_its_own_middlewar
     assert get(port) == (200, "one")
     write(project / "reloader.py", 'VERSION = "two"\n')
     wait_until(lambda: get(port)[1] == "two", what="the edit of the user's reloader.py")
-    assert "reloader" in server.out()  # the reload line names the user's module
+    # The reload line names the user's module. It is printed by an event subscriber
+    # after the swap, so a request can see the new code first: wait for it (bounded).
+    server.wait_output(lambda out: "reloader" in out, "the reload line naming the user's reloader")
     assert server.stop(signal.SIGTERM) == 0, server.err()
