@@ -21,14 +21,10 @@ from ._graph import Graph
 from ._loader import Source
 from ._registry import Registry
 from ._roots import ExtraGlobs, Roots
-from ._signature import signature_of
+from ._signature import RACY_SECONDS, signature_of
 from .errors import SourceChanged
 
 log = logging.getLogger("hotmod")
-
-#: Files modified less than this long before they were read are always re-hashed.
-RACY_SECONDS = 2.0
-
 
 @dataclass
 class Changes:

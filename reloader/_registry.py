@@ -15,7 +15,7 @@ from types import ModuleType
 
 from ._graph import Graph, resolve_refs, static_imports
 from ._loader import Compiled, Source
-from ._signature import Signature
+from ._signature import Signature, mtime_blur
 from .errors import SourceChanged
 
 #: The signature of a file whose loaded content is unknown: it never matches a stat.
@@ -157,9 +157,11 @@ class Registry:
     def adopt(self, graph: Graph, name: str, module: ModuleType, number: int, since: float) -> None:
         """Take in a module loaded past the engine (by the import system, a framework):
         its file, the edges of its import statements, and what it was loaded from. The
-        content counts as loaded only when the file has not been modified since
-        ``since`` (when its load may have begun); otherwise it is unknown, and any look
-        at it reloads it."""
+        content counts as loaded only when the file was last modified before ``since``
+        (when its load may have begun) by more than the mtime's blur (``mtime_blur``:
+        a write just after the load began can carry an mtime just before it).
+        Otherwise it is unknown, and any look at it reloads it (once, at worst for
+        nothing)."""
         real = os.path.realpath(module.__file__ or "")
         record = self.record(name, real, number)
         record.signature, record.digest = UNKNOWN, None
@@ -167,7 +169,7 @@ class Registry:
             source = Source.read(real)
         except (OSError, SourceChanged):
             return
-        if source.signature[1] / 1e9 < since:
+        if source.signature[1] / 1e9 < since - mtime_blur(source.signature[1]):
             record.loaded(source)
         try:
             tree = ast.parse(source.data, filename=real)
