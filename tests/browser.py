@@ -11,7 +11,9 @@
 - ``established_connections``: the TCP connections a server holds on its port, read
   from ``/proc/net/tcp*`` (how many sockets a browser keeps open to it).
 
-A test module uses the fixture with ``pytest_plugins = ["browser"]``.
+A test module uses the fixture with ``pytest_plugins = ["browser"]``. It imports the
+helpers before pytest loads it as a plugin, too late to rewrite its asserts (it has
+none): PYTEST_DONT_REWRITE says so.
 """
 
 from __future__ import annotations
