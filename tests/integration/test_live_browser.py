@@ -209,6 +209,22 @@ def live_ui_text(driver: WebDriver) -> str:
     return text
 
 
+def wait_one_held_poll(site: Site, what: str) -> None:
+    """Wait until the server holds exactly one poll (the browser's, once settled);
+    fail at once if it is ever seen holding more."""
+
+    def one() -> bool:
+        held = site.live()["waiting"]
+        assert held <= 1, f"{held} polls held ({established_connections(site.port)} connections open)"
+        return held == 1
+
+    try:
+        wait_until(one, timeout=10.0, interval=0.05, what=what)
+    except AssertionError as exc:
+        held, open_ = site.live()["waiting"], established_connections(site.port)
+        raise AssertionError(f"{exc}: {held} polls held, {open_} connections open") from None
+
+
 def set_headline(site: Site, old: str, new: str) -> None:
     replace(site.pkg / "views.py", f'HEADLINE = "{old}"', f'HEADLINE = "{new}"')
 
@@ -330,7 +346,7 @@ def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_onc
         assert state["live"]["mode"] == "sharedworker", state
         handles.append(tab.current_window_handle)
     # One connection for the browser, however many tabs: one held poll.
-    wait_until(lambda: site.live()["waiting"] == 1, timeout=10.0, what="exactly one held poll")
+    wait_one_held_poll(site, "exactly one held poll for seven tabs")
 
     # Seven tabs that each held a poll would take the browser's six connections to
     # the host, and an eighth page would wait for a poll's hold to end.
@@ -340,16 +356,14 @@ def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_onc
     took = time.monotonic() - started
     assert took < 3.0, f"the eighth page took {took:.2f} s"
     handles.append(tab.current_window_handle)
-    assert site.live()["waiting"] == 1
-    connections = established_connections(site.port)
+    wait_one_held_poll(site, "one held poll for eight tabs")
 
     set_headline(site, "Headline one", "Headline for every tab")
     for handle in reversed(handles):  # a hidden tab updates when it becomes visible
         tab.switch_to.window(handle)
         state = wait_headline(tab, "Headline for every tab")
         assert state["load"] == 1, state
-    wait_until(lambda: site.live()["waiting"] == 1, timeout=10.0, what="one held poll again")
-    assert established_connections(site.port) <= max(connections, 6)
+    wait_one_held_poll(site, "one held poll again after the edit")
 
 
 # -- restart-only edits --------------------------------------------------------------------
@@ -368,7 +382,7 @@ def test_a_restart_only_edit_waits_for_the_restarted_process_and_updates_once(
         server.wait_for(r"^hotmod: restarting: ", after=mark, timeout=30)
         after = wait_headline(tab, "Greeting two", timeout=30)
         # The page is settled once the restarted process holds its next poll.
-        wait_until(lambda: site.live()["waiting"] == 1, timeout=10.0, what="the page to poll again")
+        wait_one_held_poll(site, "the page to poll the restarted process")
         after = page_state(tab)
         live = after["live"]
         # Once: a morph (the load stays 1) or a reload (the counters start again).
