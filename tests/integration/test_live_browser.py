@@ -82,6 +82,15 @@ document.querySelectorAll("*").forEach(function (host) {
 return texts.join("\\n");
 """
 
+#: How many ``<b>`` elements the live script's shadow roots hold: the broken line's
+#: markup, had it gone through innerHTML anywhere (the overlay uses none of its own).
+MARKUP_FROM_SERVER = """
+var count = 0;
+document.querySelectorAll("*").forEach(function (host) {
+  if (host.shadowRoot) count += host.shadowRoot.querySelectorAll("b").length;
+});
+return count;
+"""
 
 # -- the site and its server ---------------------------------------------------------------
 
@@ -279,6 +288,7 @@ def test_a_broken_edit_shows_the_overlay_with_file_and_line_and_its_fix_clears_i
     assert f"{line}" in overlay, overlay
     assert "SyntaxError" in overlay, overlay
     assert '"<b>broken</b>"' in overlay, overlay  # the excerpt as text, never as markup
+    assert tab.execute_script(MARKUP_FROM_SERVER) == 0
     assert re.search(r"serving generation \d+, edit failed", overlay), overlay
     failed = page_state(tab)
     assert failed["headline"] == "Headline one"  # the last good generation still shows
@@ -338,6 +348,8 @@ def test_a_stylesheet_edit_is_swapped_in_place_without_a_reload(site: Site, tab:
 def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_once(
     site: Site, tab: WebDriver
 ) -> None:
+    # One connection for the browser, however many tabs: one held poll (waited for
+    # after each tab opens: a second one fails at once).
     handles = []
     for n in range(7):
         if n:
@@ -345,8 +357,7 @@ def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_onc
         state = open_page(tab, site.url("/"))
         assert state["live"]["mode"] == "sharedworker", state
         handles.append(tab.current_window_handle)
-    # One connection for the browser, however many tabs: one held poll.
-    wait_one_held_poll(site, "exactly one held poll for seven tabs")
+        wait_one_held_poll(site, f"one held poll for {n + 1} tabs")
 
     # Seven tabs that each held a poll would take the browser's six connections to
     # the host, and an eighth page would wait for a poll's hold to end.
