@@ -365,7 +365,7 @@ def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_onc
     started = time.monotonic()
     open_page(tab, site.url("/long"))
     took = time.monotonic() - started
-    assert took < 3.0, f"the eighth page took {took:.2f} s"
+    assert took < 5.0, f"the eighth page took {took:.2f} s (a poll is held {site.live()['hold']} s)"
     handles.append(tab.current_window_handle)
     wait_one_held_poll(site, "one held poll for eight tabs")
 
@@ -561,7 +561,7 @@ def test_under_gunicorn_with_two_workers_a_page_never_shows_a_worker_s_old_page(
         assert state["headline"] == "Headline two"
         old = "Headline two"
         answered_by = []
-        for n in ("three", "four", "five", "six"):
+        for n in ("three", "four", "five"):
             new = f"Headline {n}"
             clock = page_state(tab)["clock"]
             set_headline(site, old, new)
