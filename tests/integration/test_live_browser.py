@@ -284,24 +284,33 @@ def test_a_broken_edit_shows_the_overlay_with_file_and_line_and_its_fix_clears_i
     wait_js(tab, "document.documentElement.dataset.hotmodState === 'failed'", SHOWN,
             what="the page to show the failed edit")
     overlay = wait_until(lambda: live_ui_text(tab) or None, timeout=5.0, what="the overlay's text")
-    assert "views.py" in overlay, overlay
-    assert f"{line}" in overlay, overlay
+    assert re.search(rf"views\.py:{line}\b", overlay), overlay
     assert "SyntaxError" in overlay, overlay
     assert '"<b>broken</b>"' in overlay, overlay  # the excerpt as text, never as markup
     assert tab.execute_script(MARKUP_FROM_SERVER) == 0
     assert re.search(r"serving generation \d+, edit failed", overlay), overlay
     failed = page_state(tab)
-    assert failed["headline"] == "Headline one"  # the last good generation still shows
+    assert failed["headline"] == "Headline one"  # the page stays as it was under the overlay
     assert failed["load"] == 1
+    # A page opened now is hotmod's error page, which follows the fix too.
+    first = tab.current_window_handle
+    tab.switch_to.new_window("tab")
+    open_page(tab, site.url("/"))
+    assert "SyntaxError" in tab.find_element("tag name", "body").text
+    error_page = tab.current_window_handle
 
     replace(views, 'HEADLINE = "<b>broken</b>" +', 'HEADLINE = "Headline fixed"')
-    after = wait_headline(tab, "Headline fixed")
+    wait_headline(tab, "Headline fixed")
+    tab.switch_to.window(first)
+    wait_headline(tab, "Headline fixed")
     wait_js(tab, "document.documentElement.dataset.hotmodState === 'ok'", 5.0)
     wait_until(lambda: live_ui_text(tab) == "", timeout=5.0, what="the overlay and the badge to clear")
     after = page_state(tab)
     assert after["clock"] > before["clock"]
     assert after["load"] == 1
     assert [state for _, state, _ in after["seen"]].count("failed") >= 1
+    tab.switch_to.window(error_page)
+    assert page_state(tab)["state"] == "ok"
 
 
 def test_an_update_keeps_the_scroll_position_and_the_typed_form_values(site: Site, tab: WebDriver) -> None:
@@ -343,6 +352,23 @@ def test_a_stylesheet_edit_is_swapped_in_place_without_a_reload(site: Site, tab:
     assert after["live"]["reloads"] == 0
     links = tab.execute_script("return document.querySelectorAll('link[rel=stylesheet]').length")
     assert links == 1  # swapped, not added beside the old one
+
+
+def test_in_reload_mode_an_edit_reloads_the_page_once(tab: WebDriver, tmp_path: Path) -> None:
+    root = copy_site(tmp_path)
+    with hotmod_serve(root, "--live-reload", "reload") as server:
+        site = Site(root, server)
+        before = open_page(tab, site.url("/long"))
+        tab.execute_script("window.kept = 'lost on reload'")
+        set_headline(site, "Headline one", "Headline reloaded")
+        wait_headline(tab, "Headline reloaded")
+        # Settled once the reloaded page's live script runs at the server's clock.
+        wait_js(tab, f"window.__hotmod_live && document.documentElement.dataset.hotmodClock"
+                     f" === '{site.live()['clock']}'", 5.0, what="the reloaded page to follow")
+        after = page_state(tab)
+        assert after["load"] == 2 and after["kept"] is None  # one full reload
+        assert after["clock"] > before["clock"]
+        assert after["live"]["updates"] == 0
 
 
 def test_seven_tabs_follow_an_edit_over_one_poll_and_an_eighth_page_loads_at_once(
