@@ -17,10 +17,8 @@
   // (key, clock) we send, or for `hold` seconds. A refused or failed poll (a server
   // that restarts) is retried silently, 100 ms doubling to 2 s.
   async function poll(deliver) {
-    let key = "";
-    let clock = 0;
-    let wait = 0;
-    let backoff = 100;
+    let [key, clock] = ["", 0]; // the newest state delivered
+    let [wait, backoff] = [0, 100]; // ms before the next poll, and after the next failure
     for (;;) {
       if (wait > 0) await sleep(wait);
       try {

@@ -15,8 +15,10 @@
   const root = document.documentElement;
   const base = tag.dataset.hotmodBase || "/__hotmod__/";
   const mode = tag.dataset.hotmodMode === "reload" ? "reload" : "morph";
+  // hotmod's own error or restart page: it is the report, and it has its own strict
+  // CSP, so it is never morphed into an app page (nor one into it): it reloads.
+  const own = tag.dataset.hotmodPage === "hotmod";
   const live = (window.__hotmod_live = { updates: 0, reloads: 0, swaps: 0, mode: "tab" });
-  const sleep = (ms) => new Promise((done) => setTimeout(done, ms));
 
   // What this page shows: the key and clock of the code that rendered it (from its
   // tag at first), and the status on screen. States only ever move these forward.
@@ -29,7 +31,9 @@
   root.dataset.hotmodState = status;
 
   function receive(state) {
-    if (!state || state.clock < clock) return; // from a process that is behind
+    // A lower clock is a process that is behind, unless this page waits for a
+    // restart: a fresh process may count from less.
+    if (!state || (state.clock < clock && status !== "restart")) return;
     pending = state;
     drain();
   }
@@ -52,11 +56,13 @@
   async function apply(s) {
     // The same key and status on screen: this page already shows that state. (A
     // page rendered while a plan failed carries the failed key: show the overlay.)
-    if (s.key === key && s.status === status) return;
+    if (s.key === key && (own || s.status === status)) return;
     const afterRestart = status === "restart";
     key = s.key;
     status = s.status;
-    if (status === "ok") {
+    if (own && status !== "restart") {
+      await reload();
+    } else if (status === "ok") {
       hideStatus();
       // A higher clock is new code; a restarted process may have the same clock
       // (same files, same mtimes) and still serves what this page never saw.
@@ -102,15 +108,16 @@
     for (let tries = 0; ; tries++) {
       const headers = { "X-Hotmod-Live": String(target) };
       res = await fetch(url, { headers, cache: "no-store", credentials: "same-origin" });
-      const served = Number(res.headers.get("X-Hotmod-Live-Clock"));
-      if (!(served < target) || tries >= 20) break;
-      await sleep(50);
+      const served = res.headers.get("X-Hotmod-Live-Clock"); // absent: nothing to compare
+      if (served === null || !(Number(served) < target) || tries >= 20) break;
+      await new Promise((done) => setTimeout(done, 50));
     }
     if (res.url.split("#")[0] !== url) throw new Error("redirected to " + res.url);
     const type = res.headers.get("Content-Type") || "";
     if (!/^text\/html/i.test(type)) throw new Error("not HTML: " + type);
     // DOMParser marks its scripts as already started: moved into the page, they never run.
     const doc = new DOMParser().parseFromString(await res.text(), "text/html");
+    if (doc.querySelector("script[data-hotmod-page]")) throw new Error("hotmod's own page");
     const [x, y] = [scrollX, scrollY];
     syncAttributes(root, doc.documentElement);
     morphChildren(document.head, doc.head);
@@ -141,11 +148,9 @@
     const match = new Array(b.length).fill(-1);
     let s = 0;
     while (s < a.length && s < b.length && a[s] === b[s]) match[s] = s++;
-    let ea = a.length;
-    let eb = b.length;
+    let [ea, eb] = [a.length, b.length];
     while (ea > s && eb > s && a[ea - 1] === b[eb - 1]) match[--eb] = --ea;
-    const n = ea - s;
-    const m = eb - s;
+    const [n, m] = [ea - s, eb - s];
     if (!n || !m || n * m > 1e6) return match; // too big to compare: insert and remove
     const w = m + 1;
     const t = new Uint16Array((n + 1) * w); // t[i*w+j]: LCS length of a[s+i..] and b[s+j..]
@@ -277,9 +282,7 @@
     if (host) return;
     host = document.createElement("hotmod-live");
     const shadow = host.attachShadow({ mode: "open" });
-    const sheet = el("link");
-    sheet.rel = "stylesheet";
-    sheet.href = base + "live.css";
+    const sheet = Object.assign(el("link"), { rel: "stylesheet", href: base + "live.css" });
     // Hidden until its sheet is in, so an unstyled overlay never flashes by.
     host.style.display = "none";
     sheet.onload = sheet.onerror = () => host.style.removeProperty("display");
@@ -297,7 +300,7 @@
     const f = s.status === "failed" ? s.failure : null;
     backdrop.replaceChildren();
     backdrop.hidden = !f;
-    if (f) backdrop.append(failurePanel(f, s.generation));
+    if (f) backdrop.append(failurePanel(f));
     const r = s.restart || {};
     badge.className = "badge " + s.status;
     if (s.status === "failed") badge.textContent = "serving generation " + s.generation + ", edit failed";
@@ -306,11 +309,10 @@
     badge.hidden = false;
   }
 
-  function failurePanel(f, generation) {
+  function failurePanel(f) {
     const panel = el("div", "panel");
     panel.setAttribute("role", "alertdialog");
-    const close = el("button", "close", "\u00d7");
-    close.title = "Hide (the badge shows it again)";
+    const close = Object.assign(el("button", "close", "\u00d7"), { title: "Hide (the badge shows it again)" });
     close.onclick = () => (backdrop.hidden = true);
     const title = el("div", "title");
     title.append(el("span", "type", f.type || "Error"), close);
@@ -326,7 +328,7 @@
       el("div", "message", f.message),
       el("div", "where", where + (f.module ? " (module " + f.module + ")" : "")),
       pre,
-      el("div", "hint", "Generation " + generation + " still serves. Fix and save: this page follows."),
+      el("div", "hint", "Fix the file and save: this page follows by itself."),
     );
     if (!pre.firstChild) pre.remove();
     return panel;
