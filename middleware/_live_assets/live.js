@@ -43,13 +43,8 @@
   async function drain() {
     while (pending && !busy && !document.hidden && document.readyState !== "loading") {
       const state = pending;
-      pending = null;
-      busy = true;
-      try {
-        await apply(state);
-      } finally {
-        busy = false;
-      }
+      [pending, busy] = [null, true];
+      await apply(state).finally(() => (busy = false));
     }
   }
 
@@ -127,12 +122,13 @@
   }
 
   // Which old node may become which new one. In <head> only identical markup
-  // matches (a changed <link> is replaced, not re-pointed); in <body> elements with
+  // matches (a changed <link> is replaced, not re-pointed), but <style>s pair in
+  // order, so an edited one is updated in place; in <body> elements with
   // the same tag and id (and a form field's name and type) keep their identity, so a
   // typed value stays with its field.
   function keyOf(node, inHead) {
     if (node.nodeType !== 1) return "#" + node.nodeType;
-    if (inHead) return swapped.get(node) || node.outerHTML;
+    if (inHead) return node.localName === "style" ? "style#" + node.id : swapped.get(node) || node.outerHTML;
     let k = node.localName + "#" + node.id;
     if (/^(input|select|textarea|button)$/.test(node.localName)) {
       k += "|" + node.getAttribute("name") + "|" + node.getAttribute("type");
@@ -175,12 +171,15 @@
     const leaf = (p, c) => c && c === p.lastChild && c.nodeType === 3;
     if (leaf(old, only) && leaf(fresh, next)) return morphNode(only, next);
     // Our own tag stays where it is, and the fresh page's copy of it is not added.
-    const a = Array.from(old.childNodes).filter((n) => n !== tag && n !== host);
+    const a = Array.from(old.childNodes).filter((n) => n !== tag);
     const ours = (n) => n.nodeType === 1 && n.matches("script[data-hotmod-base]");
     const b = Array.from(fresh.childNodes).filter((n) => !ours(n));
     const match = pairUp(a.map((n) => keyOf(n, inHead)), b.map((n) => keyOf(n, inHead)));
     const kept = new Set(match);
-    a.forEach((n, i) => kept.has(i) || n.remove());
+    // A <script> or <style> in <head> that the page lacks now stays: removing a script
+    // undoes nothing, and page scripts add styles there (htmx, Tailwind's CDN, CSS-in-JS).
+    const stays = (n) => inHead && (n.localName === "script" || n.localName === "style");
+    a.forEach((n, i) => kept.has(i) || stays(n) || n.remove());
     // Matched nodes are in order and never moved (moving would blur a focused field);
     // new ones go in before the next kept node.
     let ref = old.firstChild;

@@ -141,6 +141,8 @@ def test_morph_shows_the_edit_and_keeps_scroll_typed_values_and_script_state(
     assert js(driver, "return document.body.className") == "v-v2"
     assert js(driver, "return document.querySelector('#end').textContent") == "the end v2"
     assert js(driver, "return document.querySelector('.flash').textContent") == "saved"
+    # A style the page's own script added to <head> stays.
+    assert js(driver, "return document.querySelectorAll('style#by-script').length") == 1
     # Not a DOMParser script, not the fresh page's copy of our tag: neither runs nor is added.
     assert js(driver, "return window.injectedRan") == 0
     assert js(driver, "return document.querySelectorAll('script[data-hotmod-base]').length") == 1
