@@ -277,11 +277,10 @@ def test_a_failed_edit_shows_the_overlay_and_its_fix_clears_it(driver: Any, url:
 
 def test_a_restart_shows_a_badge_then_updates_once(driver: Any, url: str, fake: FakeLive) -> None:
     open_page(driver, url, fake)
-    fake.publish(
-        "restart",
-        bump=False,
-        restart={"reason": "models changed", "modules": ["app.models"], "restarting": True},
-    )
+    restart = {"reason": "models changed", "modules": ["app.models"], "restarting": False}
+    fake.publish("restart", bump=False, restart=restart)
+    wait_until(lambda: overlay(driver).get("badge") == "restart needed", timeout=5)
+    fake.publish("restart", bump=False, restart={**restart, "restarting": True})
     wait_until(lambda: overlay(driver).get("badge") == "restarting\u2026", timeout=5)
     assert js(driver, "return document.documentElement.dataset.hotmodState") == "restart"
     # The restarted process loaded the same files: the same clock, yet new code.
@@ -359,6 +358,19 @@ def test_without_shared_worker_the_tab_polls_by_itself(driver: Any, url: str, fa
     assert js(driver, "return window.__hotmod_live.mode") == "tab"
     fake.publish(version="v2", changes=CODE_CHANGE)
     wait_until(lambda: title(driver) == "Version v2", timeout=5)
+
+
+def test_a_policy_that_allows_scripts_by_nonce_only_still_follows_edits(
+    driver: Any, url: str, fake: FakeLive
+) -> None:
+    # No 'self': the page's own script is not allowed either, the tag runs by its nonce,
+    # the SharedWorker is refused and the tab polls through a script with the same nonce.
+    fake.csp, fake.nonce = "script-src 'nonce-abc123'; style-src 'self'", "abc123"
+    open_page(driver, url, fake)
+    wait_until(lambda: js(driver, "return window.__hotmod_live.mode") == "tab", timeout=5)
+    fake.publish(version="v2", changes=CODE_CHANGE)
+    wait_until(lambda: title(driver) == "Version v2", timeout=5)
+    assert js(driver, "return window.__hotmod_live.updates") == 1
 
 
 def test_the_poll_survives_a_server_that_goes_away_and_comes_back(driver: Any, fake: FakeLive) -> None:
