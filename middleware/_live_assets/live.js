@@ -208,19 +208,21 @@
   }
 
   function syncAttributes(old, fresh) {
-    const was = old.attributes;
-    const now = fresh.attributes;
+    const [was, now] = [old.attributes, fresh.attributes];
     let same = was.length === now.length; // the usual case, checked first: no change
     for (let i = 0; same && i < now.length; i++) {
       same = was[i].name === now[i].name && was[i].value === now[i].value;
     }
     if (same) return;
+    // Ours on <html>, and the user's: a <details> or <dialog> opened or closed stays so.
+    const keep = (at) =>
+      (old === root && at.name.startsWith("data-hotmod-")) ||
+      (at.name === "open" && /^(details|dialog)$/.test(old.localName));
     for (const at of Array.from(old.attributes)) {
-      const ours = old === root && at.name.startsWith("data-hotmod-");
-      if (!ours && !fresh.hasAttributeNS(at.namespaceURI, at.localName)) old.removeAttributeNode(at);
+      if (!keep(at) && !fresh.hasAttributeNS(at.namespaceURI, at.localName)) old.removeAttributeNode(at);
     }
     for (const at of Array.from(fresh.attributes)) {
-      if (old.getAttributeNS(at.namespaceURI, at.localName) !== at.value) {
+      if (!keep(at) && old.getAttributeNS(at.namespaceURI, at.localName) !== at.value) {
         old.setAttributeNS(at.namespaceURI, at.name, at.value);
       }
     }

@@ -122,6 +122,7 @@ def test_morph_shows_the_edit_and_keeps_scroll_typed_values_and_script_state(
     field.clear()
     field.send_keys("typed by the user")
     js(driver, "document.querySelector('textarea').value = 'my notes'")
+    js(driver, "document.getElementById('more').open = true")
     js(driver, "document.getElementById('name').focus(); window.scrollTo(0, 2500)")
     token = js(driver, "return window.pageToken")
     h1 = js(driver, "return document.getElementById('title')")
@@ -140,6 +141,10 @@ def test_morph_shows_the_edit_and_keeps_scroll_typed_values_and_script_state(
     assert js(driver, "return document.title") == "live v2"
     assert js(driver, "return document.body.className") == "v-v2"
     assert js(driver, "return document.querySelector('#end').textContent") == "the end v2"
+    assert js(driver, "return [document.getElementById('more').open, more.textContent]") == [
+        True,
+        "moredetails v2",
+    ]
     assert js(driver, "return document.querySelector('.flash').textContent") == "saved"
     # A style the page's own script added to <head> stays.
     assert js(driver, "return document.querySelectorAll('style#by-script').length") == 1
