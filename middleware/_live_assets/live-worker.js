@@ -44,10 +44,7 @@
     }
   }
 
-  if (inPage) {
-    poll((state) => document.dispatchEvent(new CustomEvent("hotmod:state", { detail: state })));
-    return;
-  }
+  if (inPage) return void poll((state) => document.dispatchEvent(new CustomEvent("hotmod:state", { detail: state })));
 
   // Tabs that said goodbye (pagehide) get nothing; a tab that crashed stays in the
   // set, and posting to its dead port is harmless.
