@@ -319,6 +319,16 @@ class LiveChannel:
 
     # -- the poll -----------------------------------------------------------------------
 
+    def _step(self, state: LiveState, key: str | None, clock: int, caught_up: bool) -> str:
+        """What a poll from a page at (key, clock) does next: ``"answer"`` with
+        ``state``, ``"catch up"`` (this process is behind the page: load what changed,
+        once) or ``"wait"``."""
+        if self._answers(state, key, clock):
+            return "answer"
+        if state.clock < clock and not caught_up:
+            return "catch up"
+        return "wait"
+
     def wait(
         self, key: str | None, clock: int, hold: float, gone: Callable[[], bool] | None = None
     ) -> tuple[LiveState, int]:
@@ -331,9 +341,10 @@ class LiveChannel:
         with self._cond:
             while True:
                 state = self._state
-                if self._answers(state, key, clock):
+                step = self._step(state, key, clock, caught_up)
+                if step == "answer":
                     return state, self._next_ms(hold)
-                if state.clock < clock and not caught_up:
+                if step == "catch up":
                     caught_up = True
                     self._cond.release()
                     try:
@@ -362,9 +373,10 @@ class LiveChannel:
         caught_up = False
         while True:
             state = self._state
-            if self._answers(state, key, clock):
+            step = self._step(state, key, clock, caught_up)
+            if step == "answer":
                 return state, self._next_ms(hold)
-            if state.clock < clock and not caught_up:
+            if step == "catch up":
                 caught_up = True
                 await asyncio.to_thread(self.catch_up, clock)  # module code never on the loop
                 continue
