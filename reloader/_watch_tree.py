@@ -18,8 +18,11 @@ from ._roots import EXCLUDED_DIRS, ExtraGlobs, in_system_dir, inside, is_virtual
 __all__ = ["WatchedTree", "is_editor_file"]
 
 #: Names editors write next to the file they save: never a change of the file itself.
+#: ``.tmp``: the temporary file of a save by rename (``.index.html.1234.tmp``), which a
+#: folder-wide extra glob (``templates/**/*``) would take for a second changed file,
+#: making the save wait out the quiet window of a many-file burst.
 _EDITOR_PREFIXES = (".#", "#", ".goutputstream-")
-_EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".swpx", ".bak", ".orig")
+_EDITOR_SUFFIXES = ("~", ".swp", ".swx", ".swo", ".swpx", ".bak", ".orig", ".tmp")
 _EDITOR_INFIXES = ("___jb_tmp___", "___jb_old___", "___jb_bak___")
 
 

@@ -208,6 +208,28 @@ def test_vim_style_save_with_backup_and_probe_files_delivers_only_the_file(
     assert recorder.all_paths() == {mod, pkg / "sentinel.py"}
 
 
+def test_a_template_saved_by_rename_under_a_folder_wide_extra_glob_is_one_file(
+    root: Path, make_watcher
+) -> None:
+    # Framework support watches templates/**/*: the save's temporary file lies in the
+    # same folder, and taken for a second changed file it made the save wait out the
+    # quiet window of a many-file burst (~50 ms more for every template save).
+    templates = root / "pkg" / "templates"
+    templates.mkdir()
+    page = templates / "page.html"
+    page.write_text("<p>1</p>")
+    recorder = Recorder()
+    make_watcher([root], recorder, extra=[str(templates / "**" / "*")])
+    scratch = templates / ".page.html.4242.tmp"
+    scratch.write_text("<p>2</p>")
+    os.replace(scratch, page)
+    wait_until(lambda: [c[page] for c in recorder.contents if page in c][-1:] == ["<p>2</p>"])
+    settle(recorder, root / "pkg")
+    assert recorder.all_paths() == {page, root / "pkg" / "sentinel.py"}
+    [batch] = [b for b in recorder.batches if page in b.paths]
+    assert set(batch.paths) == {page}
+
+
 def test_truncate_then_write_is_delivered_complete(root: Path, backend: str, make_watcher) -> None:
     """An in-place save that pauses between the truncate and the write: with inotify
     the batch waits for the close, so no batch ever sees the empty file; polling
