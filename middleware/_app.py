@@ -25,6 +25,16 @@ from ..reloader import (
 from ._errorpage import PAGE_POLICY, render_error_page, render_exception_page, render_restart_page
 from ._frameworks import attach as attach_frameworks
 from ._guard import NOTHING_POLICY, PROTECTIVE_HEADERS, HostCheck
+from ._live import (
+    LIVE_PREFIX,
+    LIVE_REQUEST_KEY,
+    LiveChannel,
+    WsgiCapture,
+    inject,
+    live_mode,
+    live_origin,
+    page_policy,
+)
 from ._paste import default_roots as default_roots_of_ini
 from ._paste import is_ini_target, load_ini_target
 from ._response import wrap_response
@@ -109,6 +119,11 @@ class HotReload:
         is kept in :attr:`load_error`.
     :param probe: see :class:`reloader.Reloader` (a failed plan that a fresh process
         loads asks for a restart); default: on, unless ``HOTMOD_PROBE=0``.
+    :param live_reload: debug mode only: open pages follow each generation by
+        themselves (docs/live-reload.md). ``True`` or ``"morph"``: a small script tag
+        goes into each complete HTML response for an allowed host, and the page patches
+        itself in place (scroll and typed values kept); ``"reload"``: it reloads
+        whole; ``False``: off, nothing added.
     """
 
     def __init__(
@@ -129,6 +144,7 @@ class HotReload:
         on_load_error: str = "raise",
         probe: bool | None = None,
         interface: str = "auto",
+        live_reload: bool | str = True,
     ) -> None:
         if not isinstance(target, str) or not target:
             raise ValueError(f"target must be a string like 'pkg.module:app', got {target!r}")
@@ -140,6 +156,7 @@ class HotReload:
             raise ValueError("allow_hosts takes a list of host names, not a single string")
         if on_load_error not in ("raise", "serve"):
             raise ValueError(f"on_load_error must be 'raise' or 'serve', not {on_load_error!r}")
+        mode = live_mode(live_reload)
         if interface not in ("auto", "wsgi", "asgi"):
             raise ValueError(f"interface must be 'auto', 'wsgi' or 'asgi', not {interface!r}")
         roots: list[str] | None
@@ -198,6 +215,10 @@ class HotReload:
         self.load_error: ReloadError | TargetError | None = None
         self.frameworks: list[Any] = []
         self._unsubscribe_late: Callable[[], None] | None = None
+        #: What open pages follow (debug mode with live reload on), else None.
+        self._live: LiveChannel | None = None
+        # The last of hotmod's own pages given the live script; owner: _live_page().
+        self._live_cache: tuple[bytes, bytes, str, bytes, str] | None = None
         try:
             try:
                 self._reloader.load()
@@ -217,6 +238,10 @@ class HotReload:
             else:
                 # Before the watcher starts: support may add roots and template folders.
                 self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
+            if self.debug and mode is not None:
+                self._live = LiveChannel(self._reloader, mode=mode, restarts=self.restarts)
+                if self.load_error is None:
+                    self._live.attach_files()
             loaded_asgi = None if self.load_error is not None else is_asgi(self._reloader.current.target)
             if interface != "auto" and loaded_asgi is not None and loaded_asgi != (interface == "asgi"):
                 raise ValueError(
@@ -288,35 +313,68 @@ class HotReload:
         )
 
     def _call_debug(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == STATUS_PATH:
+        path = environ.get("PATH_INFO")
+        if path == STATUS_PATH:
             return self._serve_status(environ, start_response)
+        live = self._live
+        if live is not None:
+            if path is not None and path.startswith(LIVE_PREFIX):
+                return live.serve_wsgi(environ, start_response)
+            wanted = environ.get(LIVE_REQUEST_KEY)
+            if wanted:  # the page script's own fetch: this process loads what it saw first
+                live.catch_up(_int(wanted))
         failure = self._reloader.last_error
         if failure is not None:
-            return self._serve_error_page(failure, start_response)
+            return self._serve_error_page(failure, start_response, environ)
         if not self.restarts and self._reloader.restart_needed is not None:
-            return self._serve_restart_page(start_response)
+            return self._serve_restart_page(start_response, environ)
         try:
             generation = self._acquire()
         except HotmodError:
             return self._unavailable(environ, start_response)
-        header = (GENERATION_HEADER, str(generation.number))
-        started: list[bool] = []  # whether the application called start_response
-
-        def start_with_header(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            started.append(True)
-            # A copy: the application's list may be a module-level constant.
-            return start_response(status, [*headers, header], exc_info)
-
+        capture = WsgiCapture(
+            start_response, [(GENERATION_HEADER, str(generation.number))],
+            environ.get("REQUEST_METHOD", "GET"), inject=live is not None,
+        )
         try:
             environ[GENERATION_KEY] = generation.number
-            result = generation.target(environ, start_with_header)
+            result = generation.target(environ, capture)
         except Exception as exc:
             generation.exit()
-            return self._exception_page(exc, environ, start_with_header, generation.number, bool(started))
+            capture.deferring = False
+            return self._exception_page(exc, environ, capture, generation.number, capture.started)
         except BaseException:
             generation.exit()
             raise
+        # A response started later (a generator's first step) goes out as it comes.
+        capture.deferring = False
+        if capture.held is not None and live is not None:
+            try:
+                return capture.finish(result, live, environ)
+            finally:
+                generation.exit()
         return wrap_response(result, generation, environ)
+
+    def _live_page(self, body: bytes, policy: str, environ: Environ | None) -> tuple[bytes, str]:
+        """One of hotmod's own HTML pages, with the live script where live reload is on:
+        an open error page follows the fix by itself."""
+        live = self._live
+        if live is None or environ is None:
+            return body, policy
+        origin = live_origin(environ)
+        if origin is None:
+            return body, policy
+        base = environ.get("SCRIPT_NAME", "")
+        tag = live.tag(base, page="hotmod")
+        cached = self._live_cache
+        if cached is not None and cached[0] is body and cached[1] == tag and cached[2] == origin + base:
+            return cached[3], cached[4]  # rendered once per failure and state, as the page itself
+        new = inject(body, tag)
+        if new is None:
+            return body, policy
+        widened = page_policy(policy, origin + base)
+        self._live_cache = (body, tag, origin + base, new, widened)
+        return new, widened
 
     def _exception_page(
         self, exc: Exception, environ: Environ, start_response: StartResponse, number: int, started: bool
@@ -330,9 +388,10 @@ class HotReload:
         log.error("%s raised %s (generation %d)", request, type(exc).__name__, number, exc_info=exc)
         failure = LoadFailure.from_exception(exc, _module_of(exc, in_roots), in_roots)
         body = render_exception_page(failure, generation=number, request=request, readable=in_roots)
+        body, policy = self._live_page(body, PAGE_POLICY, environ)
         # No generation header here: start_response adds it (the application's own).
         return _respond(
-            start_response, "500 Internal Server Error", _HTML, body, PAGE_POLICY,
+            start_response, "500 Internal Server Error", _HTML, body, policy,
             exc_info=(type(exc), exc, exc.__traceback__) if started else None,
         )
 
@@ -342,9 +401,9 @@ class HotReload:
         if self.debug and self._hosts.judge(environ.get("HTTP_HOST") or environ.get("SERVER_NAME", "")):
             failure = self._reloader.last_error
             if failure is not None:
-                return self._serve_error_page(failure, start_response)
+                return self._serve_error_page(failure, start_response, environ)
             if self._reloader.restart_needed is not None:
-                return self._serve_restart_page(start_response)
+                return self._serve_restart_page(start_response, environ)
         return _respond(
             start_response, "503 Service Unavailable", "text/plain; charset=utf-8",
             b"Service Unavailable\n", NOTHING_POLICY, head=environ.get("REQUEST_METHOD") == "HEAD",
@@ -372,28 +431,35 @@ class HotReload:
         def attach() -> None:
             try:
                 self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
+                if self._live is not None:
+                    self._live.attach_files()
             except HotmodError as exc:  # closed meanwhile
                 log.debug("framework support not attached: %s", exc)
 
         threading.Thread(target=attach, name="hotmod-attach", daemon=True).start()
 
-    def _serve_restart_page(self, start_response: StartResponse) -> list[bytes]:
+    def _serve_restart_page(
+        self, start_response: StartResponse, environ: Environ | None = None
+    ) -> list[bytes]:
         restart = self._reloader.restart_needed or {}
         number = self.generation
-        body = render_restart_page(restart, generation=number)
+        body, policy = self._live_page(render_restart_page(restart, generation=number), PAGE_POLICY, environ)
         return _respond(
-            start_response, "503 Service Unavailable", _HTML, body, PAGE_POLICY, generation=number
+            start_response, "503 Service Unavailable", _HTML, body, policy, generation=number
         )
 
-    def _serve_error_page(self, failure: LoadFailure, start_response: StartResponse) -> list[bytes]:
+    def _serve_error_page(
+        self, failure: LoadFailure, start_response: StartResponse, environ: Environ | None = None
+    ) -> list[bytes]:
         number = self.generation
         page = self._page
         if page is None or page[0] is not failure:
             # Rendered once per failure: the source file is read once, not per request.
             body = render_error_page(failure, generation=number, readable=self._reloader.roots.contains)
             page = self._page = (failure, body)
+        body, policy = self._live_page(page[1], PAGE_POLICY, environ)
         return _respond(
-            start_response, "500 Internal Server Error", _HTML, page[1], PAGE_POLICY, generation=number
+            start_response, "500 Internal Server Error", _HTML, body, policy, generation=number
         )
 
     def _serve_status(self, environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -490,18 +556,33 @@ class HotReload:
 
     def status(self) -> dict[str, Any]:
         """The document served at ``/__hotmod__``."""
-        return build_status(
+        document = build_status(
             self._reloader.stats(),
             frozen=self._reloader.frozen,
             graph=self._reloader.graph(),
             frameworks=[support.name for support in self.frameworks],
         )
+        if self._live is not None:
+            document["live"] = self._live.describe()
+        return document
+
+    @property
+    def live(self) -> LiveChannel | None:
+        """What open pages follow (debug mode, live reload on), else None."""
+        return self._live
+
+    def end_live_polls(self) -> None:
+        """End the pages' held polls now (they poll again): the server is about to stop
+        or restart, and nothing should wait on a page. ``hotmod serve`` calls it."""
+        if self._live is not None:
+            self._live.close()
 
     def close(self) -> None:
         """Stop watching and run the current generation's purge hooks. Twice is harmless."""
         if self._closed:
             return
         self._closed = True
+        self.end_live_polls()
         unsubscribe, self._unsubscribe_late = self._unsubscribe_late, None
         if unsubscribe is not None:
             unsubscribe()
@@ -568,6 +649,13 @@ def _respond(
     else:
         start_response(status, headers, exc_info)
     return [] if head else [body]
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
 
 
 def _module_of(exc: BaseException, in_roots: Callable[[str], bool]) -> str:

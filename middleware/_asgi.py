@@ -39,6 +39,7 @@ from typing import Any
 
 from ..reloader import Extension, Generation, HotmodError
 from ._app import GENERATION_HEADER, GENERATION_KEY, HotReload
+from ._live import LIVE_PREFIX, AsgiCapture
 from ._sniff import is_asgi
 from ._status import STATUS_PATH
 
@@ -544,14 +545,22 @@ class AsgiHotReload(HotReload):
         raised before the response started. WebSockets get none of the pages: they are
         served by the current generation (or refused, with none)."""
         kind = scope["type"]
+        live = self._live
         if kind == "http":
-            if scope.get("path") == STATUS_PATH:
+            path = scope.get("path", "")
+            if path == STATUS_PATH:
                 return await self._answer(self._serve_status, scope, send)
+            if live is not None:
+                if path.startswith(LIVE_PREFIX):
+                    return await live.serve_asgi(scope, send)
+                wanted = _header(scope, b"x-hotmod-live")
+                if wanted:  # the page script's own fetch: load what it saw first (off the loop)
+                    await asyncio.to_thread(live.catch_up, _int(wanted))
             failure = self._reloader.last_error
             if failure is not None:
-                return await self._answer(lambda e, sr: self._serve_error_page(failure, sr), scope, send)
+                return await self._answer(lambda e, sr: self._serve_error_page(failure, sr, e), scope, send)
             if not self.restarts and self._reloader.restart_needed is not None:
-                return await self._answer(lambda e, sr: self._serve_restart_page(sr), scope, send)
+                return await self._answer(lambda e, sr: self._serve_restart_page(sr, e), scope, send)
         try:
             generation = self._acquire()
         except HotmodError:
@@ -567,14 +576,20 @@ class AsgiHotReload(HotReload):
                 message = {**message, "headers": [*message.get("headers", ()), (_HEADER, value)]}
             await send(message)
 
+        capture = None
+        if live is not None and kind == "http":
+            capture = AsgiCapture(send, live, scope, [(_HEADER, value)])
+        sender = capture if capture is not None else (send_with_header if kind == "http" else send)
         try:
             await self._enter(generation, scope)
             if self._bound is None:
-                await generation.target(scope, receive, send_with_header if kind == "http" else send)
+                await generation.target(scope, receive, sender)
             else:
-                await self._bounded(generation, scope, receive, send_with_header if kind == "http" else send)
+                await self._bounded(generation, scope, receive, sender)
+            if capture is not None:
+                await capture.flush()
         except Exception as exc:
-            if kind != "http" or started:
+            if kind != "http" or started or (capture is not None and capture.started):
                 raise
             raised = exc
             await self._answer(lambda e, sr: self._exception_page(raised, e, sr, number, False), scope, send)
@@ -608,6 +623,20 @@ class AsgiHotReload(HotReload):
         await send({"type": "http.response.body", "body": body})
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return 0
+
+
 def _host_of(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == b"host":
@@ -621,6 +650,7 @@ def _environ_of(scope: Scope) -> dict[str, Any]:
     server = scope.get("server") or ("", 0)
     return {
         "REQUEST_METHOD": scope.get("method", "GET"),
+        "SCRIPT_NAME": scope.get("root_path", ""),
         "PATH_INFO": scope.get("path", "/"),
         "HTTP_HOST": _host_of(scope),
         "SERVER_NAME": str(server[0]),

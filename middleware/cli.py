@@ -152,6 +152,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="what the target is (default: auto, told from the loaded object): a WSGI app is"
         " served by werkzeug, an ASGI app by uvicorn (pip install 'hotmod[asgi]')",
     )
+    live = serve.add_mutually_exclusive_group()
+    live.add_argument(
+        "--live-reload",
+        choices=("morph", "reload", "off"),
+        default="morph",
+        help="open pages follow each generation by themselves (debug mode, allowed hosts):"
+        " morph patches the page in place, keeping scroll and typed values (default);"
+        " reload reloads it whole; off adds nothing to any response",
+    )
+    live.add_argument(
+        "--no-live-reload",
+        dest="live_reload",
+        action="store_const",
+        const="off",
+        help="the same as --live-reload off",
+    )
     talk = serve.add_mutually_exclusive_group()
     talk.add_argument(
         "--quiet",
@@ -438,6 +454,7 @@ def _restart(server: Any, app: HotReload, requests: _Requests, restart: dict[str
     )
     # werkzeug closes its socket when serve_forever ends: keep a duplicate open.
     fd = os.dup(server.socket.fileno())
+    app.end_live_polls()  # a page's held poll must not hold the restart
     server.shutdown()
     left = requests.wait(RESTART_DRAIN)
     if left:
@@ -473,6 +490,7 @@ def _load(args: argparse.Namespace, *, restarted: bool = False) -> HotReload:
             restarts=True,
             on_load_error="serve",
             interface=args.interface,
+            live_reload=False if args.live_reload == "off" else args.live_reload,
         )
     except ReloadError as exc:
         failure = exc.failure
@@ -569,6 +587,7 @@ def _serve(args: argparse.Namespace, make_server: Callable[..., Any]) -> int:
             _restart(server, app, requests, life.restart[0])  # does not return
     finally:
         say("hotmod: shutting down")
+        app.end_live_polls()
         server.shutdown()
         server.server_close()
         _wait_for_requests(app, SHUTDOWN_DRAIN)
@@ -696,9 +715,11 @@ def _serve_asgi(args: argparse.Namespace, app: HotReload, sock: socket.socket) -
             print(f"hotmod: restarting: {life.restart[0].get('reason', '')} (the socket stays open)",
                   flush=True)
             fd = os.dup(sock.fileno())  # uvicorn closes its socket as it stops
+            app.end_live_polls()  # a page's held poll must not hold the restart
             _stop_accepting(server, app)
         else:
             say("hotmod: shutting down")
+            app.end_live_polls()
         server.should_exit = True
         thread.join(RESTART_DRAIN + SHUTDOWN_DRAIN + 5)
     finally:

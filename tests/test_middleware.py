@@ -27,6 +27,7 @@ from hotmod.middleware._response import ClosingIterable, SizedClosingIterable, w
 from hotmod.reloader import ReloadError, TargetError
 
 STATUS_KEYS = {
+    "live",  # debug mode: what open pages follow (docs/live-reload.md)
     "generation",
     "frozen",
     "pending",

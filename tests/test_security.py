@@ -599,8 +599,26 @@ def test_every_debug_response_forbids_sniffing_caching_framing_and_scripts(
         assert response.headers["X-Frame-Options"] == "DENY"
         policy = response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in policy and "frame-ancestors 'none'" in policy
-        assert "script-src" not in policy and "unsafe-inline" not in policy
-    assert "style-src 'sha256-" in page.headers["Content-Security-Policy"]
+        assert "unsafe-inline" not in policy and "'self'" not in policy
+    for response in (status, refused):
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+    # The error page lets in the live-reload script (so that it follows the fix) by its
+    # exact URL, and no other script, worker, connection or stylesheet.
+    live = "http://localhost/__hotmod__/"
+    directives = dict(d.strip().split(" ", 1) for d in page.headers["Content-Security-Policy"].split(";"))
+    assert directives["script-src"] == f"{live}live.js"
+    assert directives["worker-src"] == f"{live}live-worker.js"
+    assert directives["connect-src"] == f"{live}live/poll"
+    assert directives["style-src"].startswith(f"{live}live.css 'sha256-")
+    assert page.get_data().count(b"<script") == 1
+    assert b'src="/__hotmod__/live.js"' in page.get_data()
+
+    quiet = HotReload("hm_sec_headers:app", debug=True, scan_interval=3600, live_reload=False,
+                      on_load_error="serve")
+    apps.append(quiet)
+    off = Client(quiet).get("/")
+    assert off.status_code == 500 and b"<script" not in off.get_data()
+    assert "script-src" not in off.headers["Content-Security-Policy"]
 
 
 # -- 10. the status never waits on a reload ---------------------------------------------------

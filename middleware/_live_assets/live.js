@@ -1,0 +1,1 @@
+/* placeholder until the live-reload script lands */
