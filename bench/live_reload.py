@@ -37,6 +37,7 @@ import contextlib
 import inspect
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -71,6 +72,8 @@ from bench._harness import (
 )
 
 APPS = BENCH_DIR / "apps" / "livereload"
+#: Seeded, so that two runs pause alike.
+JITTER = random.Random(22)
 HOTMOD = "hotmod"
 GOAL_MS = 50.0
 
@@ -150,6 +153,7 @@ if (!window.__benchPoller) {
 """
 
 CLOCK_JS = "return performance.timeOrigin + performance.now();"
+NOT_RUNNING = "hotmod's page script is not running on the page (window.__hotmod_live is missing)"
 SHOWS_JS = "return document.documentElement.textContent.includes(arguments[0]);"
 
 
@@ -209,6 +213,8 @@ class Browser:
             "--disable-extensions",
             "--disable-background-networking",
             "--disable-component-update",
+            "--disable-crash-reporter",
+            "--disable-breakpad",
             "--window-size=1280,900",
             f"--user-data-dir={scratch / 'chromium-profile'}",
         ):
@@ -220,7 +226,7 @@ class Browser:
             self._kill()
             raise
         self.start_s = time.perf_counter() - started
-        self.driver.set_page_load_timeout(20)
+        self.driver.set_page_load_timeout(10)
         self.driver.set_script_timeout(30)
         self.driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": OBSERVER_JS})
         self.version = self.driver.capabilities.get("browserVersion", "?")
@@ -248,6 +254,13 @@ class Browser:
         """Leave the page: its connections (and a SharedWorker) go with it."""
         with contextlib.suppress(Exception):
             self.driver.get("about:blank")
+
+    def where(self) -> str:
+        """The tab's URL and title (what a miss left on screen)."""
+        try:
+            return f"{self.driver.current_url} ({self.driver.title!r})"
+        except Exception as exc:  # a wedged tab is itself the answer
+            return f"unknown ({type(exc).__name__})"
 
     def script(self, expression: str) -> Any:
         return self.driver.execute_script(f"return {expression};")
@@ -426,6 +439,8 @@ class Contender:
     script_check: str
     poller: bool = False  # the bench adds the polling script to the page
     how: str = ""
+    #: a JS expression, true once the tool's browser script runs (checked after the warm-up)
+    ready_check: str = "true"
 
 
 CONTENDERS: dict[str, Contender] = {
@@ -438,6 +453,7 @@ CONTENDERS: dict[str, Contender] = {
             flask_site,
             lambda port: [str(VENV_BIN / "hotmod"), "serve", "app.wsgi:app", "--port", str(port)],
             "!!document.querySelector('script[data-hotmod-key]')",
+            ready_check="!!(window.__hotmod_live && window.__hotmod_live.mode)",
             how="after the swap commits, the long poll answers the page's SharedWorker; the "
             "page fetches itself (the server first catches up to the announced clock) and "
             "morphs the DOM in place",
@@ -574,6 +590,8 @@ def run_batch(
                     raise RuntimeError(f"the page at {url} carries no reload script")
                 clocks.append({"server": contender.name, "round": round_no, **browser.clock_offset()})
                 time.sleep(settings.warmup)
+                if not browser.script(contender.ready_check):
+                    raise RuntimeError(f"the page's reload script is not running ({contender.ready_check})")
                 for _ in range(edits):
                     for kind in contender.kinds:
                         record = one_edit(browser, contender, site, kind, settings, round_no, url)
@@ -611,8 +629,12 @@ def one_edit(
         f"{'  (full reload)' if hit.navigated else ''}"
     )
     if hit.seen:
-        time.sleep(settings.settle)
+        # A random pause: the peers scan files once a second, and a fixed pause after the
+        # edit showed would lock the next edit to the same phase of their scan.
+        time.sleep(settings.settle * (1.0 + JITTER.random()))
     else:
+        record["page_at_miss"] = browser.where()
+        log(f"    the page at the miss: {record['page_at_miss']}")
         browser.open(url, poller=contender.poller)  # a fresh page for the next edit
         time.sleep(settings.warmup)
     return record
@@ -694,6 +716,8 @@ def seven_tabs(browser: Browser, site: Site, settings: Settings, log_path: Path)
         try:
             browser.open(url)
             time.sleep(1.0)
+            if not browser.script(CONTENDERS[HOTMOD].ready_check):
+                return {"skipped": NOT_RUNNING}
             result["one_tab"] = {
                 "established": established(server.port),
                 "held_polls": held_polls(hotmod_status(server.port)),
@@ -756,13 +780,16 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
 
     samples: list[dict[str, Any]] = []
     latencies: list[float] = []
-    misses = 0
+    misses = in_a_row = 0
+    stopped = ""
     with serving(CONTENDERS[HOTMOD], site, log_path) as server:
         url = f"http://127.0.0.1:{server.port}{site.path}"
         pid = leaf_pid(server.pid)
         try:
             browser.open(url)
             time.sleep(settings.warmup)
+            if not browser.script(CONTENDERS[HOTMOD].ready_check):
+                return {"skipped": NOT_RUNNING}
 
             def sample(reloads: int) -> None:
                 status = hotmod_status(server.port)
@@ -787,9 +814,15 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
                 hit = browser.wait(settings.edit_timeout)
                 if hit.seen and hit.page_ms is not None:
                     latencies.append(hit.page_ms - written * 1000)
+                    in_a_row = 0
                 else:
                     misses += 1
+                    in_a_row += 1
                     log(f"  soak: reload {n} never showed")
+                    if in_a_row >= 3:
+                        stopped = f"stopped after {n} reloads: 3 in a row never showed"
+                        sample(n)
+                        break
                 if n % settings.soak_sample_every == 0 or n == settings.soak_reloads:
                     if n == settings.soak_reloads:
                         time.sleep(1.0)  # the last update's requests end; the poll is held again
@@ -803,7 +836,8 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
             browser.blank()
     first, last = samples[0], samples[-1]
     return {
-        "reloads": settings.soak_reloads,
+        "reloads": samples[-1]["reloads"],
+        "stopped": stopped,
         "seconds": round(seconds, 1),
         "misses": misses,
         "latency_median_ms": round(statistics.median(latencies), 1) if latencies else None,
@@ -1036,7 +1070,9 @@ def render(result: dict[str, Any]) -> str:
         f"document the tab loads, so a full reload is measured too). {s['edits']} edits per row in "
         f"{s['rounds']} rounds, the servers alternating (a fresh server per round); atomic rename and "
         f"in-place write alternate per row; the first edit {s['warmup']:.1f} s after the page loaded, "
-        f"the next {s['settle']:.1f} s after the previous one showed. An edit not shown within "
+        f"the next {s['settle']:.1f} to {2 * s['settle']:.1f} s after the previous one showed "
+        f"(seeded random: the peers scan once a second, and a fixed pause would lock the edits to "
+        f"one phase of their scan). An edit not shown within "
         f"{s['edit_timeout']:.0f} s counts as never shown. Flask bench app ({result['database']} pool) "
         f"and the bench Django app (`bench/apps/livereload/README.md`).",
         "",
@@ -1089,7 +1125,9 @@ def render(result: dict[str, Any]) -> str:
             f"corrected: {inj['content_length_corrected']}.",
         ]
     tabs = result.get("tabs")
-    if tabs:
+    if tabs and tabs.get("skipped"):
+        lines += ["", f"Tabs: not measured: {tabs['skipped']}."]
+    elif tabs:
         one, all_ = tabs["one_tab"], tabs["all_tabs"]
         lines += [
             "",
@@ -1108,14 +1146,17 @@ def render(result: dict[str, Any]) -> str:
             f"include the idle keep-alive ones Chromium keeps from the page loads.",
         ]
     soak = result.get("soak")
-    if soak:
+    if soak and soak.get("skipped"):
+        lines += ["", f"A page left open through many reloads: not measured: {soak['skipped']}."]
+    elif soak:
         g = soak["growth"]
         first, last = soak["samples"][0], soak["samples"][-1]
         lines += [
             "",
             f"A page left open through {soak['reloads']} view edits, each made once the previous one "
             f"showed (at least 60 ms apart): {soak['seconds']} s, {soak['misses']} never shown, "
-            f"latency median {fmt(soak['latency_median_ms'])} ms, p90 {fmt(soak['latency_p90_ms'])} ms.",
+            f"latency median {fmt(soak['latency_median_ms'])} ms, p90 {fmt(soak['latency_p90_ms'])} ms"
+            + (f"; {soak['stopped']}." if soak.get("stopped") else "."),
             "",
             "| | reloads | generation | threads | fds | RSS MiB | held polls | connections "
             "| page updates | page full reloads | page DOM nodes | page JS heap KiB |",
