@@ -100,6 +100,17 @@ OBSERVER_JS = r"""
     state.seen = performance.timeOrigin + performance.now();
     state.date = Date.now();
     state.loads = loads;
+    // The request that brought the text: the page's last fetch of itself (a morph, the
+    // bench's poller) or, after a full reload, this document's own navigation.
+    const here = location.href.split("#")[0];
+    const fetched = performance.getEntriesByType("resource").filter(
+      (e) => e.initiatorType === "fetch" && e.name.split("#")[0] === here);
+    const request = loads !== state.armed_loads
+      ? performance.getEntriesByType("navigation")[0] : fetched[fetched.length - 1];
+    if (request) {
+      state.request_start = performance.timeOrigin + request.startTime;
+      state.request_end = request.responseEnd > 0 ? performance.timeOrigin + request.responseEnd : null;
+    }
     sessionStorage.setItem(KEY, JSON.stringify(state));
     const notify = window.__hotmodBenchNotify;
     if (notify) notify(state);
@@ -111,6 +122,7 @@ OBSERVER_JS = r"""
 
 ARM_JS = r"""
 const state = {needle: arguments[0], seen: null, date: null, armed_loads: window.__hotmodBench.loads};
+performance.clearResourceTimings();  // only this edit's requests; the buffer holds 250
 sessionStorage.setItem("hotmod-bench", JSON.stringify(state));
 window.__hotmodBench.check();
 return JSON.parse(sessionStorage.getItem("hotmod-bench")).seen;
@@ -186,6 +198,8 @@ class Hit:
     page_ms: float | None = None  # performance.timeOrigin + performance.now() at the hit
     date_ms: float | None = None  # Date.now() at the hit
     navigated: bool = False  # a new document showed it (a full reload), not the same one
+    request_start_ms: float | None = None  # the request that brought the text: its start
+    request_end_ms: float | None = None  # and the end of its response
 
 
 class Browser:
@@ -216,6 +230,9 @@ class Browser:
             "--disable-crash-reporter",
             "--disable-breakpad",
             "--window-size=1280,900",
+            # the page's own memory, read precisely after a full collection (long-open page)
+            "--enable-precise-memory-info",
+            "--js-flags=--expose-gc",
             f"--user-data-dir={scratch / 'chromium-profile'}",
         ):
             options.add_argument(arg)
@@ -290,6 +307,8 @@ class Browser:
                     page_ms=float(state["seen"]),
                     date_ms=float(state["date"]),
                     navigated=state.get("loads") != state.get("armed_loads"),
+                    request_start_ms=state.get("request_start"),
+                    request_end_ms=state.get("request_end"),
                 )
 
     def clock_offset(self, readings: int = 12) -> dict[str, float]:
@@ -622,6 +641,11 @@ def one_edit(
         "latency_ms": round(hit.page_ms - written * 1000, 2) if hit.page_ms is not None else None,
         "date_latency_ms": round(hit.date_ms - written * 1000, 2) if hit.date_ms is not None else None,
         "full_reload": hit.navigated,
+        # the split: write → the request that brought the text starts → its response
+        # ends → the DOM shows the text
+        "to_request_ms": _since(hit.request_start_ms, written),
+        "request_ms": _between(hit.request_start_ms, hit.request_end_ms),
+        "to_dom_ms": _between(hit.request_end_ms, hit.page_ms),
     }
     shown = f"{record['latency_ms']:.1f} ms" if hit.seen else "NEVER SHOWN"
     log(
@@ -640,6 +664,19 @@ def one_edit(
     return record
 
 
+def _since(page_ms: float | None, written: float) -> float | None:
+    return round(page_ms - written * 1000, 2) if page_ms is not None else None
+
+
+def _between(start_ms: float | None, end_ms: float | None) -> float | None:
+    return round(end_ms - start_ms, 2) if start_ms is not None and end_ms is not None else None
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(statistics.median(present), 1) if present else None
+
+
 def summarize(row: Row) -> dict[str, Any]:
     shown = [r for r in row.records if r["seen"]]
     latencies = [r["latency_ms"] for r in shown]
@@ -653,6 +690,9 @@ def summarize(row: Row) -> dict[str, Any]:
         "p90_ms": round(percentile(latencies, 90), 1) if latencies else None,
         "max_ms": round(max(latencies), 1) if latencies else None,
         "full_reloads": sum(1 for r in shown if r["full_reload"]),
+        "to_request_median_ms": _median([r.get("to_request_ms") for r in shown]),
+        "request_median_ms": _median([r.get("request_ms") for r in shown]),
+        "to_dom_median_ms": _median([r.get("to_dom_ms") for r in shown]),
         "note": row.note,
     }
     for how in ("rename", "in-place"):
@@ -693,6 +733,7 @@ def held_polls(status: dict[str, Any]) -> int | None:
 
 
 PAGE_STATE_JS = (
+    "if (window.gc) window.gc();"
     "const live = window.__hotmod_live || {};"
     "return {updates: live.updates ?? null, reloads: live.reloads ?? null, swaps: live.swaps ?? null,"
     " mode: live.mode ?? null, visibility: document.visibilityState,"
@@ -835,7 +876,19 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
         finally:
             browser.blank()
     first, last = samples[0], samples[-1]
+    second = samples[1] if len(samples) > 2 else None
     return {
+        "growth_after_first_sample": (
+            {
+                "rss_mib": round((last["rss_kib"] - second["rss_kib"]) / 1024, 1),
+                "threads": last["threads"] - second["threads"],
+                "fds": last["fds"] - second["fds"],
+                "held_polls": _delta(last["held_polls"], second["held_polls"]),
+                "established": last["established"] - second["established"],
+            }
+            if second
+            else None
+        ),
         "reloads": samples[-1]["reloads"],
         "stopped": stopped,
         "seconds": round(seconds, 1),
@@ -1089,6 +1142,30 @@ def render(result: dict[str, Any]) -> str:
             f"| {fmt(r['p90_ms'])} | {fmt(r['max_ms'])} | {r['never_shown']} | {r['full_reloads']} "
             f"| {fmt(r['median_ms_rename'])} / {fmt(r['median_ms_in-place'])} | {r['note'] or 'ok'} |"
         )
+    split = [r for r in result["rows"] if r.get("to_request_median_ms") is not None]
+    if split:
+        lines += [
+            "",
+            "Where the time goes (medians, from the page's Resource and Navigation Timing): from the "
+            "write to the start of the request that brought the new text (the page's fetch of itself "
+            "for a morph or the bench's poller, the new document's navigation for a full reload), that "
+            "request until its response ended, and from there until the DOM showed the text:",
+            "",
+            "| server | edit | write → request starts ms | request ms | response → DOM ms |",
+            "|---|---|---|---|---|",
+            *[
+                f"| {r['server']} | {r['kind']} | {fmt(r['to_request_median_ms'])} "
+                f"| {fmt(r['request_median_ms'])} | {fmt(r['to_dom_median_ms'])} |"
+                for r in split
+            ],
+        ]
+    misses = [r for r in result["records"] if not r["seen"] and r.get("page_at_miss")]
+    if misses:
+        lines += ["", "What the tab showed when an edit had not shown by the bound:", ""]
+        lines += [
+            f"- {r['server']}, {r['kind']} edit {r['edit']} (round {r['round']}): {r['page_at_miss']}"
+            for r in misses
+        ]
     c = result["clock_check"]
     if c["readings"]:
         lines += [
@@ -1169,6 +1246,13 @@ def render(result: dict[str, Any]) -> str:
                 f"| {label} | {smp['reloads']} | {fmt(smp['generation'])} | {smp['threads']} | {smp['fds']} "
                 f"| {smp['rss_kib'] / 1024:.1f} | {fmt(smp['held_polls'])} | {smp['established']} "
                 f"| {fmt(page['updates'])} | {fmt(page['reloads'])} | {page['nodes']} | {fmt(heap)} |"
+            )
+        later = soak.get("growth_after_first_sample")
+        if later:
+            lines.append(
+                f"| growth after the first {soak['samples'][1]['reloads']} reloads | | "
+                f"| {later['threads']:+d} | {later['fds']:+d} | {later['rss_mib']:+.1f} "
+                f"| {fmt(later['held_polls'])} | {later['established']:+d} | | | | |"
             )
         lines.append(
             f"| growth | | | {g['threads']:+d} | {g['fds']:+d} | {g['rss_mib']:+.1f} "
