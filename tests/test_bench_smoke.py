@@ -323,3 +323,20 @@ def test_chart_reads_the_wsgi_rows_back_from_results_markdown(tmp_path: Path) ->
     assert bars["hotmod"].ours and bars["hotmod"].median_ms == 11.9
     assert bars["werkzeug-stat"].median_ms == 935.3
     assert bars["flask-run"].median_ms is None and bars["flask-run"].note == "not reloading"
+
+
+def test_live_reload_site_edits_view_and_template_of_its_copy_only(tmp_path: Path) -> None:
+    from bench._harness import FLASK_APP
+    from bench.live_reload import flask_site
+
+    template = FLASK_APP / "app" / "templates" / "index.html"
+    before = template.read_text()
+    site = flask_site(tmp_path, "copy", "")
+    assert site.next_needle("template") == "bench-template-00001"
+    assert site.edit("template") == "rename"
+    assert "items in stock. bench-template-00001" in (site.root / "app/templates/index.html").read_text()
+    assert site.edit("view") == "rename" and site.edit("view") == "in-place"
+    view = (site.root / "app" / "views" / "pages.py").read_text()
+    assert 'MARKER = "bench-view-00003"' in view and "bench-view-00002" not in view
+    assert template.read_text() == before
+    assert not list(site.root.rglob(".*.tmp"))
