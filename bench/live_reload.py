@@ -527,11 +527,12 @@ CONTENDERS: dict[str, Contender] = {
             flask_site,
             lambda port: [sys.executable, "livereload_server.py", str(port)],
             "!!document.querySelector('script[src*=\"livereload.js\"]')",
-            how="its watcher tells the page to reload when a watched file changes (it "
-            "reloads onto the old process, or is refused); tornado's autoreload (a 0.5 s "
-            "scan) re-executes the process, which sends another reload to the page once "
-            "livereload.js reconnects (after `restart_delay`, 2 s); an edit that never showed left "
-            "the tab on the app's page with the old text (no reload reached it after the restart)",
+            how="tornado's autoreload (a 0.5 s scan) re-executes the process on a module's "
+            "change; the new process queues one reload for `restart_delay` (2 s) and its first "
+            "check, 800 ms after start, takes that reload off the queue even when no page has "
+            "reconnected yet (`LiveReloadHandler.poll_tasks` after `Watcher.examine`): a page "
+            "whose livereload.js reconnects later gets no reload, and the edit never shows "
+            "(what the tab showed then: the app's page, old text)",
         ),
         Contender(
             "werkzeug-stat",
