@@ -41,7 +41,7 @@ from pydantic import BaseModel
 from demo_app import db, render
 
 HEADING = "hotmod notes, over ASGI"
-TAGLINE = "Edit demo_app/asgi.py, reload this page, and watch the footer."
+TAGLINE = "Edit demo_app/asgi.py and save: this page follows by itself. Watch the footer."
 #: The SSE event name (and WebSocket ``event``) of a new note. Rename it while a
 #: stream is open: that stream keeps its old name, a new one gets the new name.
 NOTE_EVENT = "note"

@@ -1,7 +1,7 @@
 """The demo's pages and JSON API: a small guestbook of notes.
 
 Edit anything here while ``make run`` serves the app (``HEADING`` is the
-obvious candidate), reload the page, and the footer shows a new generation
+obvious candidate) and save: the open page follows by itself, and its footer shows a new generation
 and a fresh "views loaded" time, while the pool's identity, its age and the
 connection count stay as they were: the pool lives in :mod:`demo_app.db` and
 crossed the reload through its ``__mp_clone__`` hook.
@@ -24,7 +24,7 @@ from werkzeug.wrappers import Request, Response
 from demo_app import db, render
 
 HEADING = "hotmod notes"
-TAGLINE = "Edit demo_app/views.py, reload this page, and watch the footer."
+TAGLINE = "Edit demo_app/views.py and save: this page follows by itself. Watch the footer."
 
 #: Where the hotmod middleware puts the number of the generation serving the request.
 GENERATION_KEY = "hotmod.generation"

@@ -53,9 +53,17 @@ LIVE_REQUEST_KEY = "HTTP_X_HOTMOD_LIVE"
 CLOCK_HEADER = "X-Hotmod-Live-Clock"
 #: Seconds a poll with nothing new is held (threaded servers and ASGI).
 HOLD_SECONDS = 25.0
+#: Polls held at once, at most: a browser holds one, but a poll whose page went away
+#: (its worker ended while the poll was held) stays held until the next change. Past
+#: this many, the oldest is answered at once, and asked to come back in a second.
+MAX_HELD = 16
 #: Milliseconds between polls where the server cannot hold one (one request at a
 #: time per process, as gunicorn's sync workers).
 UNHELD_POLL_MS = 1000
+#: Milliseconds before the next poll of one released by :data:`MAX_HELD`, and of one
+#: answered because the server stops (the restarted process will answer the next).
+RELEASED_POLL_MS = 1000
+CLOSING_POLL_MS = 250
 #: Responses larger than this are never rewritten.
 MAX_INJECT_BYTES = 8 * 1024 * 1024
 MODES = ("morph", "reload")
@@ -153,6 +161,17 @@ def _failure_of(event: ReloadEvent, readable: Callable[[str], bool]) -> dict[str
     }
 
 
+class _Held:
+    """One held poll: released early when too many are held; ``wake`` wakes an
+    event-loop poll (a thread's wakes on the condition)."""
+
+    __slots__ = ("released", "wake")
+
+    def __init__(self, wake: Callable[[], None] | None) -> None:
+        self.released = False
+        self.wake = wake
+
+
 class LiveFiles(Extension):
     """Watches the stylesheets and scripts of the roots: a change of one reaches the
     pages (a ``refreshed`` event) and runs no module."""
@@ -178,8 +197,8 @@ class LiveChannel:
         # Replaced whole under _cond; read without it (one attribute read).
         self._state = self._initial_state()
         self._closing = False  # owner: close()
-        self._waiting = 0  # polls held now; under _cond
-        self._wakers: set[Callable[[], None]] = set()  # event-loop polls; under _cond
+        # The polls held now, oldest first; under _cond.
+        self._held: dict[_Held, None] = {}
         self._extended = False
         self._unsubscribe: Callable[[], None] | None = reloader.subscribe(self._on_event)
 
@@ -209,12 +228,13 @@ class LiveChannel:
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        """Polls held now."""
+        return len(self._held)
 
     def describe(self) -> dict[str, Any]:
         """The ``live`` part of the status document."""
         state = self._state
-        return {"mode": self.mode, "waiting": self._waiting, "clock": state.clock, "key": state.key,
+        return {"mode": self.mode, "waiting": len(self._held), "clock": state.clock, "key": state.key,
                 "status": state.status, "hold": self.hold}
 
     # -- from the engine (the reloading thread) ---------------------------------------
@@ -248,10 +268,22 @@ class LiveChannel:
     def _publish(self, new: LiveState) -> None:
         with self._cond:
             self._state = new
-            wakers = list(self._wakers)
+            wakers = [held.wake for held in self._held if held.wake is not None]
             self._cond.notify_all()
         for wake in wakers:
             wake()
+
+    def _hold(self, held: _Held) -> None:
+        """Count ``held`` among the held polls (under ``_cond``), releasing the oldest
+        when there are too many."""
+        if len(self._held) >= MAX_HELD:
+            oldest = next(iter(self._held))
+            del self._held[oldest]
+            oldest.released = True
+            if oldest.wake is not None:
+                oldest.wake()
+            self._cond.notify_all()
+        self._held[held] = None
 
     def close(self) -> None:
         """End every held poll now (they answer ``closing``) and stop following the
@@ -278,20 +310,24 @@ class LiveChannel:
         """Whether a poll from a page at (key, clock) gets ``state`` now."""
         if key is None or self._closing:
             return True
+        if key.endswith(":restart") and state.key != key:
+            # The page waits for a restart: a restarted process may count from less.
+            return True
         return state.clock > clock or (state.clock == clock and state.key != key)
 
     # -- the poll -----------------------------------------------------------------------
 
-    def wait(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, bool]:
+    def wait(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, int]:
         """Block (a request thread) until the state moves past (key, clock), ``hold``
-        seconds pass or the channel closes: ``(state, closing)``."""
+        seconds pass, the channel closes or too many polls are held: ``(state, next
+        poll in ms)``."""
         deadline = time.monotonic() + hold
         caught_up = False
         with self._cond:
             while True:
                 state = self._state
                 if self._answers(state, key, clock):
-                    return state, self._closing
+                    return state, self._next_ms(hold)
                 if state.clock < clock and not caught_up:
                     caught_up = True
                     self._cond.release()
@@ -302,14 +338,17 @@ class LiveChannel:
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    return state, self._closing
-                self._waiting += 1
+                    return state, self._next_ms(hold)
+                held = _Held(None)
+                self._hold(held)
                 try:
                     self._cond.wait(left)
                 finally:
-                    self._waiting -= 1
+                    self._held.pop(held, None)
+                if held.released:
+                    return self._state, RELEASED_POLL_MS
 
-    async def wait_async(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, bool]:
+    async def wait_async(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, int]:
         """:meth:`wait` on an event loop: no thread is held."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + hold
@@ -317,14 +356,14 @@ class LiveChannel:
         while True:
             state = self._state
             if self._answers(state, key, clock):
-                return state, self._closing
+                return state, self._next_ms(hold)
             if state.clock < clock and not caught_up:
                 caught_up = True
                 await asyncio.to_thread(self.catch_up, clock)  # module code never on the loop
                 continue
             left = deadline - loop.time()
             if left <= 0:
-                return state, self._closing
+                return state, self._next_ms(hold)
             changed = asyncio.Event()
 
             def wake(event: asyncio.Event = changed) -> None:
@@ -333,19 +372,27 @@ class LiveChannel:
                 except RuntimeError:  # the loop closed meanwhile
                     pass
 
+            held = _Held(wake)
             with self._cond:
                 if self._state is not state or self._closing:
                     continue
-                self._wakers.add(wake)
-                self._waiting += 1
+                self._hold(held)
             try:
                 await asyncio.wait_for(changed.wait(), left)
             except TimeoutError:
                 pass
             finally:
                 with self._cond:
-                    self._wakers.discard(wake)
-                    self._waiting -= 1
+                    self._held.pop(held, None)
+            if held.released:
+                return self._state, RELEASED_POLL_MS
+
+    def _next_ms(self, hold: float) -> int:
+        """When the page should poll next: at once, or in a moment where the server
+        is stopping (the restarted one answers) or holds nothing."""
+        if self._closing:
+            return CLOSING_POLL_MS
+        return 0 if hold > 0 else UNHELD_POLL_MS
 
     # -- answers shared by WSGI and ASGI -------------------------------------------------
 
@@ -358,14 +405,8 @@ class LiveChannel:
             clock = 0
         return key, clock
 
-    def poll_body(self, state: LiveState, closing: bool, hold: float) -> bytes:
-        if closing:
-            next_ms = 250
-        elif hold <= 0:
-            next_ms = UNHELD_POLL_MS
-        else:
-            next_ms = 0
-        return state.as_json(hold=hold, next_ms=next_ms, closing=closing)
+    def poll_body(self, state: LiveState, next_ms: int, hold: float) -> bytes:
+        return state.as_json(hold=hold, next_ms=next_ms, closing=self._closing)
 
     # -- WSGI --------------------------------------------------------------------------
 
@@ -378,8 +419,8 @@ class LiveChannel:
         if path == POLL_PATH:
             key, clock = self.poll_args(environ.get("QUERY_STRING", ""))
             hold = self.hold if environ.get("wsgi.multithread", False) else 0.0
-            state, closing = self.wait(key, clock, hold)
-            body = self.poll_body(state, closing, hold)
+            state, next_ms = self.wait(key, clock, hold)
+            body = self.poll_body(state, next_ms, hold)
             return _plain(start_response, "200 OK", b"" if method == "HEAD" else body,
                           [("Content-Type", "application/json")], length=len(body))
         asset = asset_of(path)
@@ -398,8 +439,8 @@ class LiveChannel:
             status, body, headers = 405, b"", [("Allow", "GET, HEAD")]
         elif path == POLL_PATH:
             key, clock = self.poll_args(scope.get("query_string", b"").decode("latin-1"))
-            state, closing = await self.wait_async(key, clock, self.hold)
-            body = self.poll_body(state, closing, self.hold)
+            state, next_ms = await self.wait_async(key, clock, self.hold)
+            body = self.poll_body(state, next_ms, self.hold)
             status, headers = 200, [("Content-Type", "application/json")]
         else:
             asset = asset_of(path)
@@ -562,7 +603,7 @@ def page_policy(policy: str, mount: str) -> str:
     base = mount.rstrip("/") + LIVE_PREFIX
     widened = policy.replace(
         "default-src 'none';",
-        f"default-src 'none'; script-src {base}live.js; worker-src {base}live-worker.js;"
+        f"default-src 'none'; script-src {base}live.js {base}live-worker.js; worker-src {base}live-worker.js;"
         f" connect-src {base}live/poll;",
         1,
     )

@@ -8,6 +8,7 @@ but fails under ``CI=true`` so that CI can never pass without the database.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Callable, Iterator
@@ -16,6 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from support import free_port
+
+# A suite started in the background by a shell (`make test &`) inherits SIGINT
+# ignored, and so would every server it starts: the tests that stop a server with
+# Ctrl-C's signal (waitress, werkzeug) would wait for an exit that never comes. A
+# handler here is reset to the default in each child at exec, where "ignored" is not.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 if TYPE_CHECKING:
     from support import Served

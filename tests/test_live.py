@@ -24,7 +24,7 @@ from werkzeug.test import Client
 from werkzeug.wsgi import FileWrapper
 
 from hotmod.middleware import HotReload
-from hotmod.middleware._live import CLOCK_HEADER, POLL_PATH, inject, injectable, nonce_of
+from hotmod.middleware._live import CLOCK_HEADER, MAX_HELD, POLL_PATH, inject, injectable, nonce_of
 from hotmod.reloader import ReloadError
 
 PAGE = b"<!doctype html><html><head><title>t</title></head><body><p>hello</p></body></html>"
@@ -263,6 +263,45 @@ def test_a_held_poll_ends_after_its_hold_and_at_once_when_the_server_stops(
     app.end_live_polls()  # what hotmod serve does before a restart or a shutdown
     waiter.join(10)
     assert not waiter.is_alive() and answers[0]["closing"] is True and answers[0]["next_ms"] > 0
+
+
+def test_past_the_most_polls_held_the_oldest_is_answered_and_asked_back_later(
+    page_app: Path, apps: list[HotReload]
+) -> None:
+    # A poll whose page went away stays held until the next change: many reloads of
+    # a page would pile them up, a thread each, without this bound.
+    app = make(apps)
+    assert app.live is not None
+    first = poll(app)
+    answers: list[tuple[int, dict[str, Any]]] = []
+
+    def held(i: int) -> None:
+        answers.append((i, poll(app, first["key"], first["clock"])))
+
+    live = app.live
+    waiters = []
+    for i in range(MAX_HELD + 1):
+        waiters.append(threading.Thread(target=held, args=(i,)))
+        waiters[-1].start()
+        expected = min(i + 1, MAX_HELD)
+        _until(lambda n=expected: bool(answers) or live.waiting == n)
+    _until(lambda: len(answers) == 1)
+    assert [(i, a["next_ms"], a["key"]) for i, a in answers] == [(0, 1000, first["key"])]
+    assert live.waiting == MAX_HELD
+    app.end_live_polls()
+    for waiter in waiters:
+        waiter.join(10)
+    assert len(answers) == MAX_HELD + 1
+
+
+def test_a_page_waiting_for_a_restart_takes_a_restarted_processs_lower_clock_at_once(
+    page_app: Path, apps: list[HotReload]
+) -> None:
+    app = make(apps)
+    state = poll(app)
+    began = time.monotonic()
+    answer = poll(app, f"{state['clock'] + 50}:restart", state["clock"] + 50)
+    assert answer["key"] == state["key"] and time.monotonic() - began < 5
 
 
 def test_a_server_with_one_request_at_a_time_is_polled_not_held(

@@ -606,7 +606,7 @@ def test_every_debug_response_forbids_sniffing_caching_framing_and_scripts(
     # exact URL, and no other script, worker, connection or stylesheet.
     live = "http://localhost/__hotmod__/"
     directives = dict(d.strip().split(" ", 1) for d in page.headers["Content-Security-Policy"].split(";"))
-    assert directives["script-src"] == f"{live}live.js"
+    assert directives["script-src"] == f"{live}live.js {live}live-worker.js"  # no SharedWorker: a script
     assert directives["worker-src"] == f"{live}live-worker.js"
     assert directives["connect-src"] == f"{live}live/poll"
     assert directives["style-src"].startswith(f"{live}live.css 'sha256-")
