@@ -421,8 +421,9 @@ def render_results(
         "",
         "## Commands",
         "",
-        "- `make bench` = `.venv/bin/python -m bench` (about 20 minutes: the ASGI section adds 5)",
-        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 4 minutes)",
+        "- `make bench` = `.venv/bin/python -m bench` (about 25 minutes: the ASGI and live-reload"
+        " sections take 5 each)",
+        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 6 minutes)",
         "- one section: `.venv/bin/python -m bench --only NAME` with NAME in "
         + ", ".join(f"`{n}`" for n in SECTIONS),
         "- smoke (used by `tests/test_bench_smoke.py`): `.venv/bin/python -m bench --smoke`",

@@ -585,6 +585,23 @@ SETTINGS = {
 }
 
 
+PEER_PACKAGES = (
+    "django", "django-browser-reload", "livereload", "tornado", "werkzeug", "gunicorn", "selenium",
+)
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for name in PEER_PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
 def live_reload_available() -> str:
     """"" when this install's hotmod has live reload, else why not."""
     try:
@@ -1085,6 +1102,7 @@ def run(mode: str = "full", *, servers: Sequence[str] | None = None) -> dict[str
         browser = Browser(scratch)
         try:
             result["browser"] = {"version": browser.version, "start_s": round(browser.start_s, 2)}
+            result["versions"] = versions()
             sites = {name: CONTENDERS[name].site(scratch, name, dsn) for name in chosen}
             per_round = -(-settings.edits // settings.rounds)
             for round_no in range(1, settings.rounds + 1):
@@ -1211,6 +1229,11 @@ def render(result: dict[str, Any]) -> str:
             f"{fmt(c['date_vs_performance_ms_max'], 2)} ms.",
         ]
     lines += ["", "How each reaches the page:", ""]
+    if result.get("versions"):
+        lines += [
+            "Versions: " + ", ".join(f"{k} {v}" for k, v in result["versions"].items()) + ".",
+            "",
+        ]
     shown = {r["server"] for r in result["rows"]}
     for name, contender in CONTENDERS.items():
         if name in shown:
