@@ -167,6 +167,17 @@ if (!window.__benchPoller) {
 """
 
 CLOCK_JS = "return performance.timeOrigin + performance.now();"
+FETCH_LOOP_JS = r"""
+const done = arguments[arguments.length - 1];
+(async () => {
+  for (let i = 0; i < arguments[0]; i++) {
+    const response = await fetch(location.href, {cache: "no-store"});
+    const page = new DOMParser().parseFromString(await response.text(), "text/html");
+    document.body.replaceChildren(...page.body.childNodes);
+  }
+  done(true);
+})();
+"""
 NOT_RUNNING = "hotmod's page script is not running on the page (window.__hotmod_live is missing)"
 SHOWS_FN = "function (needle) { return document.documentElement.textContent.includes(needle); }"
 
@@ -939,17 +950,21 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
                 browser.arm("items in stock", absent=False)
                 browser.wait(time.time(), settings.edit_timeout)
             heap_after = browser.driver.execute_script(PAGE_STATE_JS)["heap"]
-            control_kib = (
-                round((heap_after - heap_before) / 1024)
-                if isinstance(heap_after, int) and isinstance(heap_before, int)
-                else None
-            )
+            control_kib = _kib(heap_after, heap_before)
+            # Chromium's own share: as many rounds of a bare fetch of the page, parsed and
+            # put in place of the body, with no live-reload code involved.
+            browser.driver.set_script_timeout(300)
+            browser.driver.execute_async_script(FETCH_LOOP_JS, len(latencies) + misses)
+            browser.driver.set_script_timeout(30)
+            heap_loop = browser.driver.execute_script(PAGE_STATE_JS)["heap"]
+            fetch_loop_kib = _kib(heap_loop, heap_after)
         finally:
             browser.blank()
     first, last = samples[0], samples[-1]
     second = samples[1] if len(samples) > 2 else None
     return {
         "control_heap_kib": control_kib,
+        "fetch_loop_heap_kib": fetch_loop_kib,
         "growth_after_first_sample": (
             {
                 "rss_mib": round((last["rss_kib"] - second["rss_kib"]) / 1024, 1),
@@ -957,6 +972,7 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
                 "fds": last["fds"] - second["fds"],
                 "held_polls": _delta(last["held_polls"], second["held_polls"]),
                 "established": last["established"] - second["established"],
+                "page_heap_kib": _kib(last["page"]["heap"], second["page"]["heap"]),
             }
             if second
             else None
@@ -985,6 +1001,10 @@ def page_soak(browser: Browser, site: Site, settings: Settings, log_path: Path) 
             ),
         },
     }
+
+
+def _kib(after: Any, before: Any) -> int | None:
+    return round((after - before) / 1024) if isinstance(after, int) and isinstance(before, int) else None
 
 
 def _delta(after: Any, before: Any) -> int | None:
@@ -1330,7 +1350,8 @@ def render(result: dict[str, Any]) -> str:
             lines.append(
                 f"| growth after the first {soak['samples'][1]['reloads']} reloads | | "
                 f"| {later['threads']:+d} | {later['fds']:+d} | {later['rss_mib']:+.1f} "
-                f"| {fmt(later['held_polls'])} | {later['established']:+d} | | | | |"
+                f"| {fmt(later['held_polls'])} | {later['established']:+d} | | | "
+                f"| {fmt(later.get('page_heap_kib'))} |"
             )
         lines.append(
             f"| growth | | | {g['threads']:+d} | {g['fds']:+d} | {g['rss_mib']:+.1f} "
@@ -1343,7 +1364,10 @@ def render(result: dict[str, Any]) -> str:
                 "",
                 f"The page's JS heap is read after a full collection (`--js-flags=--expose-gc`). The "
                 f"bench's own calls into the page (arm, wait) leave some of it: the same number of them "
-                f"afterwards, with no edit, added {soak['control_heap_kib']} KiB.",
+                f"afterwards, with no edit, added {soak['control_heap_kib']} KiB. Chromium keeps some "
+                f"per request too: then as many rounds of a bare loop in the page (fetch the page, "
+                f"parse it, put its body in place; no live-reload code) added "
+                f"{fmt(soak.get('fetch_loop_heap_kib'))} KiB.",
             ]
     return "\n".join(lines) + "\n"
 
