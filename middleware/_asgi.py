@@ -552,7 +552,7 @@ class AsgiHotReload(HotReload):
                 return await self._answer(self._serve_status, scope, send)
             if live is not None:
                 if path.startswith(LIVE_PREFIX):
-                    return await live.serve_asgi(scope, send)
+                    return await live.serve_asgi(scope, receive, send)
                 wanted = _header(scope, b"x-hotmod-live")
                 if wanted:  # the page script's own fetch: load what it saw first (off the loop)
                     await asyncio.to_thread(live.catch_up, _int(wanted))

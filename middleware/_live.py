@@ -30,6 +30,8 @@ import json
 import logging
 import os
 import re
+import select
+import socket
 import threading
 import time
 import zlib
@@ -317,18 +319,32 @@ class LiveChannel:
 
     # -- the poll -----------------------------------------------------------------------
 
-    def wait(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, int]:
+    def _step(self, state: LiveState, key: str | None, clock: int, caught_up: bool) -> str:
+        """What a poll from a page at (key, clock) does next: ``"answer"`` with
+        ``state``, ``"catch up"`` (this process is behind the page: load what changed,
+        once) or ``"wait"``."""
+        if self._answers(state, key, clock):
+            return "answer"
+        if state.clock < clock and not caught_up:
+            return "catch up"
+        return "wait"
+
+    def wait(
+        self, key: str | None, clock: int, hold: float, gone: Callable[[], bool] | None = None
+    ) -> tuple[LiveState, int]:
         """Block (a request thread) until the state moves past (key, clock), ``hold``
-        seconds pass, the channel closes or too many polls are held: ``(state, next
-        poll in ms)``."""
+        seconds pass, the channel closes, too many polls are held or ``gone()`` says
+        the client left (asked every :data:`GONE_CHECK_SECONDS`): ``(state, next poll
+        in ms)``."""
         deadline = time.monotonic() + hold
         caught_up = False
         with self._cond:
             while True:
                 state = self._state
-                if self._answers(state, key, clock):
+                step = self._step(state, key, clock, caught_up)
+                if step == "answer":
                     return state, self._next_ms(hold)
-                if state.clock < clock and not caught_up:
+                if step == "catch up":
                     caught_up = True
                     self._cond.release()
                     try:
@@ -342,11 +358,13 @@ class LiveChannel:
                 held = _Held(None)
                 self._hold(held)
                 try:
-                    self._cond.wait(left)
+                    self._cond.wait(left if gone is None else min(left, GONE_CHECK_SECONDS))
                 finally:
                     self._held.pop(held, None)
                 if held.released:
                     return self._state, RELEASED_POLL_MS
+                if gone is not None and self._state is state and gone():
+                    return state, RELEASED_POLL_MS  # nobody reads it: the thread is free
 
     async def wait_async(self, key: str | None, clock: int, hold: float) -> tuple[LiveState, int]:
         """:meth:`wait` on an event loop: no thread is held."""
@@ -355,9 +373,10 @@ class LiveChannel:
         caught_up = False
         while True:
             state = self._state
-            if self._answers(state, key, clock):
+            step = self._step(state, key, clock, caught_up)
+            if step == "answer":
                 return state, self._next_ms(hold)
-            if state.clock < clock and not caught_up:
+            if step == "catch up":
                 caught_up = True
                 await asyncio.to_thread(self.catch_up, clock)  # module code never on the loop
                 continue
@@ -419,7 +438,7 @@ class LiveChannel:
         if path == POLL_PATH:
             key, clock = self.poll_args(environ.get("QUERY_STRING", ""))
             hold = self.hold if environ.get("wsgi.multithread", False) else 0.0
-            state, next_ms = self.wait(key, clock, hold)
+            state, next_ms = self.wait(key, clock, hold, _gone_check(environ))
             body = self.poll_body(state, next_ms, hold)
             return _plain(start_response, "200 OK", b"" if method == "HEAD" else body,
                           [("Content-Type", "application/json")], length=len(body))
@@ -432,14 +451,28 @@ class LiveChannel:
 
     # -- ASGI --------------------------------------------------------------------------
 
-    async def serve_asgi(self, scope: dict[str, Any], send: Callable[..., Any]) -> None:
+    async def serve_asgi(
+        self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]
+    ) -> None:
         path = scope.get("path", "")
         method = scope.get("method", "GET")
         if method not in ("GET", "HEAD"):
             status, body, headers = 405, b"", [("Allow", "GET, HEAD")]
         elif path == POLL_PATH:
             key, clock = self.poll_args(scope.get("query_string", b"").decode("latin-1"))
-            state, next_ms = await self.wait_async(key, clock, self.hold)
+            waiting = asyncio.ensure_future(self.wait_async(key, clock, self.hold))
+            # The client leaving (its tab closed or reloaded) ends the wait: no poll is
+            # held for a page that is not there.
+            left = asyncio.ensure_future(_disconnected(receive))
+            try:
+                await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                left.cancel()
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)  # its poll unheld
+                return
+            state, next_ms = waiting.result()
             body = self.poll_body(state, next_ms, self.hold)
             status, headers = 200, [("Content-Type", "application/json")]
         else:
@@ -470,6 +503,46 @@ class LiveChannel:
             f'<script src="{prefix}live.js" data-hotmod-base="{prefix}" data-hotmod-key="{_attr(state.key)}"'
             f' data-hotmod-clock="{state.clock}" data-hotmod-mode="{self.mode}"{extra} async></script>'
         ).encode()
+
+
+#: Seconds between looks at whether a held poll's client is still there.
+GONE_CHECK_SECONDS = 1.0
+
+
+def _gone_check(environ: dict[str, Any]) -> Callable[[], bool] | None:
+    """A test of whether the client of this request closed its connection, where the
+    server hands the socket over (werkzeug's and gunicorn's do): a tab that reloads
+    or closes while its poll is held must not leave a thread waiting for it."""
+    sock = environ.get("werkzeug.socket") or environ.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket):
+        return None
+
+    def gone() -> bool:
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except ValueError:  # TLS sockets take no flags: cannot tell, so not gone
+            return False
+        except OSError:
+            return True
+
+    return gone
+
+
+async def _disconnected(receive: Callable[..., Any]) -> None:
+    """Return once the ASGI server says the client left. Servers answer ``receive()``
+    with the request's body, then with ``http.disconnect`` when it comes; one that
+    answers with more after the body's end is not watched (it would only spin)."""
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+        if message["type"] == "http.request" and not message.get("more_body", False):
+            break
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        return
+    await asyncio.Event().wait()  # cancelled when the poll is answered
 
 
 # -- assets ---------------------------------------------------------------------------

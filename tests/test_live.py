@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import write
+from support import serving, write
 from werkzeug.test import Client
 from werkzeug.wsgi import FileWrapper
 
@@ -294,6 +295,22 @@ def test_past_the_most_polls_held_the_oldest_is_answered_and_asked_back_later(
     assert len(answers) == MAX_HELD + 1
 
 
+def test_a_held_poll_whose_client_left_frees_its_thread(page_app: Path, apps: list[HotReload]) -> None:
+    # A tab that reloads or closes while its worker's poll is held: the server sees
+    # the connection closed and stops holding, rather than wait for the next change.
+    app = make(apps)
+    live = app.live
+    assert live is not None
+    first = poll(app)
+    with serving(app) as port:
+        client = socket.create_connection(("127.0.0.1", port), timeout=10)
+        query = f"key={first['key']}&clock={first['clock']}"
+        client.sendall(f"GET {POLL_PATH}?{query} HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+        _until(lambda: live.waiting == 1)
+        client.close()
+        _until(lambda: live.waiting == 0, timeout=5)  # checked every second, held for 25
+
+
 def test_a_page_waiting_for_a_restart_takes_a_restarted_processs_lower_clock_at_once(
     page_app: Path, apps: list[HotReload]
 ) -> None:
@@ -441,6 +458,31 @@ def test_asgi_pages_get_the_tag_streams_do_not_and_the_poll_holds_on_the_loop(
                 break
             await asyncio.sleep(0.005)
         assert app.live is not None and app.live.waiting == 1 and not held.done()
+        # A poll whose client leaves is not held for it (the server says http.disconnect).
+        left = asyncio.Event()
+        received = iter([{"type": "http.request", "body": b"", "more_body": False}])
+
+        async def receive() -> dict[str, Any]:
+            for message in received:
+                return message
+            await left.wait()
+            return {"type": "http.disconnect"}
+
+        async def ignore(message: dict[str, Any]) -> None:
+            raise AssertionError(f"nothing is sent to a client that left: {message}")
+
+        scope = {"type": "http", "method": "GET", "path": POLL_PATH, "root_path": "",
+                 "query_string": query, "headers": [(b"host", b"localhost")]}
+        orphan = asyncio.ensure_future(app(scope, receive, ignore))
+        for _ in range(1000):
+            if app.live.waiting == 2:
+                break
+            await asyncio.sleep(0.005)
+        assert app.live.waiting == 2
+        left.set()
+        await asyncio.wait_for(orphan, 10)
+        assert app.live.waiting == 1 and not held.done()
+
         write(path, ASGI_APP.format(version="v2"))
         assert await asyncio.to_thread(app.reload) == 2  # the plan off the loop, as the watcher does
         _, _, raw = await asyncio.wait_for(held, 10)
