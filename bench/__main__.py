@@ -140,6 +140,18 @@ def _render_asgi_save_to_serve(result: dict[str, Any]) -> str:
     return asgi_save_to_serve.render(result)
 
 
+def _live_reload(mode: str) -> dict[str, Any]:
+    from bench import live_reload
+
+    return live_reload.run(mode)
+
+
+def _render_live_reload(result: dict[str, Any]) -> str:
+    from bench import live_reload
+
+    return live_reload.render(result)
+
+
 SECTIONS: dict[str, Section] = {
     s.name: s
     for s in (
@@ -155,6 +167,12 @@ SECTIONS: dict[str, Section] = {
             "Save-to-serve on ASGI (FastAPI)",
             _asgi_save_to_serve,
             _render_asgi_save_to_serve,
+        ),
+        Section(
+            "live_reload",
+            "Save → page shows the edit (live reload, headless Chromium)",
+            _live_reload,
+            _render_live_reload,
         ),
     )
 }
@@ -186,7 +204,7 @@ def _dig(data: Any, *keys: str) -> Any:
 
 
 def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
-    """(target, measured, verdict) for each target of issues 6, 15 and 21 that a section measured."""
+    """(target, measured, verdict) for each target of issues 6, 15, 21 and 22 that a section measured."""
     rows: list[tuple[str, str, str]] = []
 
     def verdict(ok: bool) -> str:
@@ -307,6 +325,11 @@ def targets(sections: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
         from bench import asgi_save_to_serve
 
         rows += asgi_save_to_serve.goals(asgi)
+    live = _dig(sections, "live_reload", "result")
+    if live:
+        from bench import live_reload
+
+        rows += live_reload.goals(live)
     return rows
 
 
@@ -398,8 +421,9 @@ def render_results(
         "",
         "## Commands",
         "",
-        "- `make bench` = `.venv/bin/python -m bench` (about 20 minutes: the ASGI section adds 5)",
-        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 4 minutes)",
+        "- `make bench` = `.venv/bin/python -m bench` (about 25 minutes: the ASGI and live-reload"
+        " sections take 5 each)",
+        "- `make bench-quick` = `.venv/bin/python -m bench --quick` (about 6 minutes)",
         "- one section: `.venv/bin/python -m bench --only NAME` with NAME in "
         + ", ".join(f"`{n}`" for n in SECTIONS),
         "- smoke (used by `tests/test_bench_smoke.py`): `.venv/bin/python -m bench --smoke`",
@@ -408,7 +432,7 @@ def render_results(
     checked = targets(sections)
     if checked:
         lines += [
-            "## Targets (issues 6, 15 and 21) against the latest results below",
+            "## Targets (issues 6, 15, 21 and 22) against the latest results below",
             "",
             "| target | measured | verdict |",
             "|---|---|---|",

@@ -80,6 +80,7 @@ def test_smoke_run_exits_cleanly_and_writes_every_section(smoke: dict[str, Any])
         "soak",
         "frameworks",
         "asgi_save_to_serve",
+        "live_reload",
     }
     for entry in smoke["sections"].values():
         assert entry["mode"] == "smoke"
@@ -101,6 +102,7 @@ def test_results_markdown_names_the_machine_commands_and_sections(smoke: dict[st
         "## Soak",
         "## Save-to-serve per framework",
         "## Save-to-serve on ASGI (FastAPI)",
+        "## Save → page shows the edit (live reload, headless Chromium)",
     ):
         assert title in text
 
@@ -193,6 +195,31 @@ def test_asgi_row_reloads_in_process_and_keeps_open_connections_on_the_old_code(
     assert theirs["reloader"] in ("WatchFiles", "StatReload")
     assert theirs["sse"]["events"] > 0 and theirs["ws"]["outcome"]
     assert _positive(ours["median_ms"]) and _positive(theirs["median_ms"])
+
+
+def test_live_reload_row_shows_each_edit_in_the_open_page_by_itself(smoke: dict[str, Any]) -> None:
+    entry = smoke["sections"]["live_reload"]
+    if entry["result"] is None and "no headless browser" in (entry.get("pending") or ""):
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must have a browser: {entry['pending']}")
+        pytest.skip(entry["pending"])
+    result = _ran(smoke, "live_reload")
+    live_js = REPO / "middleware" / "_live_assets" / "live.js"
+    if live_js.read_text().startswith("/* placeholder"):
+        pytest.skip("hotmod's page script has not landed yet (middleware/_live_assets/live.js)")
+    rows = {(r["server"], r["kind"]): r for r in result["rows"]}
+    for kind in ("view", "template"):
+        row = rows["hotmod", kind]
+        assert row["shown"] == row["edits"] == 1, row
+        assert _positive(row["median_ms"]) and row["full_reloads"] == 0, row
+    injection = result["injection"]
+    assert injection["injected"] and injection["content_length_corrected"], injection
+    tabs = result["tabs"]
+    assert tabs["followed"] == tabs["tabs"] == 7, tabs
+    assert tabs["all_tabs"]["held_polls"] == 1, tabs
+    soak = result["soak"]
+    assert soak["misses"] == 0 and soak["reloads"] == 10, soak
+    assert soak["growth"]["page_updates"] == 10, soak["growth"]
 
 
 def test_chart_of_both_save_to_serve_sections_is_written_beside_the_results(smoke: dict[str, Any]) -> None:
@@ -296,3 +323,20 @@ def test_chart_reads_the_wsgi_rows_back_from_results_markdown(tmp_path: Path) ->
     assert bars["hotmod"].ours and bars["hotmod"].median_ms == 11.9
     assert bars["werkzeug-stat"].median_ms == 935.3
     assert bars["flask-run"].median_ms is None and bars["flask-run"].note == "not reloading"
+
+
+def test_live_reload_site_edits_view_and_template_of_its_copy_only(tmp_path: Path) -> None:
+    from bench._harness import FLASK_APP
+    from bench.live_reload import flask_site
+
+    template = FLASK_APP / "app" / "templates" / "index.html"
+    before = template.read_text()
+    site = flask_site(tmp_path, "copy", "")
+    assert site.next_needle("template") == "bench-template-00001"
+    assert site.edit("template") == "rename"
+    assert "items in stock. bench-template-00001" in (site.root / "app/templates/index.html").read_text()
+    assert site.edit("view") == "rename" and site.edit("view") == "in-place"
+    view = (site.root / "app" / "views" / "pages.py").read_text()
+    assert 'MARKER = "bench-view-00003"' in view and "bench-view-00002" not in view
+    assert template.read_text() == before
+    assert not list(site.root.rglob(".*.tmp"))
