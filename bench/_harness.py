@@ -233,9 +233,16 @@ def proc_status(pid: int) -> dict[str, int]:
 
 
 def leaf_pid(pgid: int) -> int:
-    """The newest process of a group (the serving child of a reloader parent)."""
-    pids = group_pids(pgid)
-    return max(pids) if pids else pgid
+    """The newest process of a group (the serving child of a reloader parent), by
+    start time: pids wrap (at 32768 here), so the newest is not always the largest."""
+    started: list[tuple[int, int]] = []
+    for pid in group_pids(pgid):
+        try:
+            raw = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        started.append((int(raw[raw.rindex(")") + 2 :].split()[19]), pid))
+    return max(started)[1] if started else pgid
 
 
 # --- HTTP over fresh connections -----------------------------------------------------------

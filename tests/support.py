@@ -346,6 +346,8 @@ class Served:
             )
         except AssertionError as exc:
             raise AssertionError(f"{exc}; output:\n{self.output()}") from None
+        except OSError as exc:  # a refused or reset request is a failure: say what the server said
+            raise AssertionError(f"{path}: {exc!r}; output:\n{self.output()}") from exc
 
     def settle(self) -> dict[str, Any]:
         """Wait until no generation drains any more and every retired instance has
