@@ -239,7 +239,9 @@ class HotReload:
                 # Before the watcher starts: support may add roots and template folders.
                 self.frameworks = attach_frameworks(self._reloader, debug=self.debug)
             if self.debug and mode is not None:
-                self._live = LiveChannel(self._reloader, mode=mode, restarts=self.restarts)
+                self._live = LiveChannel(
+                    self._reloader, mode=mode, restarts=self.restarts, watched=scan_interval is None
+                )
                 if self.load_error is None:
                     self._live.attach_files()
             loaded_asgi = None if self.load_error is not None else is_asgi(self._reloader.current.target)

@@ -190,8 +190,12 @@ class LiveFiles(Extension):
 class LiveChannel:
     """The state pages follow, and the polls waiting on it (module doc)."""
 
-    def __init__(self, reloader: Reloader, *, mode: str, restarts: bool, hold: float = HOLD_SECONDS) -> None:
+    def __init__(
+        self, reloader: Reloader, *, mode: str, restarts: bool, watched: bool, hold: float = HOLD_SECONDS
+    ) -> None:
         self.mode = mode
+        #: Whether a watcher thread delivers this process's edits (else it scans).
+        self.watched = watched
         self.hold = hold
         self._reloader = reloader
         self._restarts = restarts
@@ -299,10 +303,26 @@ class LiveChannel:
     # -- catching up (another process may be ahead) -----------------------------------
 
     def catch_up(self, clock: int) -> None:
-        """A page has seen ``clock``, beyond this process's: load what changed on disk
-        first (a worker that has not seen the edit yet), once; never raises."""
+        """A page has seen ``clock``, beyond this process's (a worker whose watcher has
+        not delivered the edit yet): wait for this process's own watcher to get there,
+        at most :data:`CATCH_UP_WAIT` seconds, and only then load what changed on disk
+        itself. The watcher first, because it loads a file once its writer closed it,
+        where a scan could read a save half written and fail a plan for nothing; the
+        scan is for a process with no watcher (``scan_interval``) or a clock no edit
+        will reach (a page of a process that restarted, or of another server that had
+        this port). Never raises."""
         if clock <= self._state.clock or self._closing:
             return
+        if self.watched:
+            deadline = time.monotonic() + CATCH_UP_WAIT
+            with self._cond:
+                while self._state.clock < clock and not self._closing:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+            if self._state.clock >= clock or self._closing:
+                return
         try:
             self._reloader.reload()
         except (ReloadError, HotmodError) as exc:  # logged by the engine; the state says it
@@ -504,6 +524,10 @@ class LiveChannel:
             f' data-hotmod-clock="{state.clock}" data-hotmod-mode="{self.mode}"{extra} async></script>'
         ).encode()
 
+
+#: Seconds a request from a page that saw a newer clock waits for this process's own
+#: watcher before it scans the files itself.
+CATCH_UP_WAIT = 1.0
 
 #: Seconds between looks at whether a held poll's client is still there.
 GONE_CHECK_SECONDS = 1.0
