@@ -486,11 +486,12 @@ class LiveChannel:
             left = asyncio.ensure_future(_disconnected(receive))
             try:
                 await asyncio.wait((waiting, left), return_when=asyncio.FIRST_COMPLETED)
-            finally:
+            finally:  # the client left, or this task was cancelled: the poll is unheld
                 left.cancel()
-            if not waiting.done():
-                waiting.cancel()
-                await asyncio.gather(waiting, return_exceptions=True)  # its poll unheld
+                if not waiting.done():
+                    waiting.cancel()
+                    await asyncio.gather(waiting, return_exceptions=True)
+            if waiting.cancelled():
                 return
             state, next_ms = waiting.result()
             body = self.poll_body(state, next_ms, self.hold)
