@@ -109,7 +109,8 @@ def headless_chromium(chromium: str, chromedriver: str) -> WebDriver:
     return driver
 
 
-def _no_browser(reason: str) -> NoReturn:
+def no_browser(reason: str) -> NoReturn:
+    """Skip with ``reason``, or fail under ``CI=true``, where the browser tests must run."""
     if in_ci():
         pytest.fail(f"{reason}; CI=true requires the browser tests to run", pytrace=False)
     pytest.skip(reason)
@@ -122,11 +123,11 @@ def browser() -> Iterator[WebDriver]:
     try:
         chromium, chromedriver = find_browser()
     except NoBrowser as exc:
-        _no_browser(str(exc))
+        no_browser(str(exc))
     try:
         driver = headless_chromium(chromium, chromedriver)
     except Exception as exc:  # whatever stops it from starting means the same thing here
-        _no_browser(f"{chromium} did not start under {chromedriver} ({type(exc).__name__}: {exc})")
+        no_browser(f"{chromium} did not start under {chromedriver} ({type(exc).__name__}: {exc})")
     try:
         yield driver
     finally:

@@ -12,7 +12,6 @@ fallbacks reload. The end-to-end proofs with the real server are in
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import sys
@@ -23,13 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import NoBrowser, find_browser, headless_chromium, no_browser
 from support import EDIT_TIMEOUT, Served, free_port, hotmod_serving, replace, serving, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fixtures" / "live_js"))
 from fake_live import FakeLive
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 CODE_CHANGE = {"modules": ["app.views"], "templates": [], "static": []}
 FAILURE = {
     "file": "/srv/app/views.py",
@@ -48,19 +46,13 @@ FAILURE = {
 
 @pytest.fixture
 def driver() -> Iterator[Any]:
-    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        reason = f"no headless browser here ({CHROMIUM}, {CHROMEDRIVER})"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{reason}; CI=true requires the browser tests to run", pytrace=False)
-        pytest.skip(reason)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1000,700"):
-        options.add_argument(arg)
-    browser = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    """A fresh headless Chromium per test (tests/browser.py finds and starts it; no
+    browser: skipped with the reason, failed under CI=true)."""
+    try:
+        chromium, chromedriver = find_browser()
+    except NoBrowser as exc:
+        no_browser(str(exc))
+    browser = headless_chromium(chromium, chromedriver)
     try:
         yield browser
     finally:
